@@ -1,0 +1,130 @@
+"""``speckleml`` command line: ``speckleml <study> <stage> ...`` and shared tools.
+
+Every stage is a small command that reads its inputs, writes its outputs atomically and
+does nothing else; the Snakemake rules call them. Bad input ends with one line on stderr
+and exit code 2 (``--debug`` shows the traceback).
+
+Study packages plug in through :data:`COMMAND_MODULES`: each module defines
+``register(subparsers)``, which adds its parser(s) and sets ``func`` on every leaf parser.
+Modules import only ``argparse`` (and this module) at import time, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable
+
+from . import __version__
+from .errors import InputError
+
+#: Modules that register commands, in the order they appear in ``--help``.
+COMMAND_MODULES = (
+    "speckleml.tools_cli",
+    "speckleml.dynamics.cli",
+    "speckleml.clustering.cli",
+    "speckleml.disk_count.cli",
+    "speckleml.shear.cli",
+)
+
+log = logging.getLogger("speckleml")
+
+
+def add_stage(subparsers, name: str, func: Callable, help: str, description: str | None = None,
+              epilog: str | None = None) -> argparse.ArgumentParser:
+    """Add one leaf command whose handler is ``func(args) -> int | None``."""
+    parser = subparsers.add_parser(
+        name, help=help, description=description or help, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_study(subparsers, name: str, help: str) -> argparse._SubParsersAction:
+    """Add a study command (``speckleml <name>``) and return its stage subparsers."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    stages = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
+    return stages
+
+
+def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
+    parser.add_argument("--seed", type=int, default=default, help="seed for every random draw (default %(default)s)")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="compute device; auto picks CUDA when available (default %(default)s)")
+
+
+def _leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, str]]:
+    rows = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                full = f"{prefix} {name}".strip()
+                children = _leaf_commands(sub, full)
+                rows.extend(children if children else [(full, helps.get(name) or "")])
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full parser; the epilog lists every stage of every study."""
+    parser = argparse.ArgumentParser(
+        prog="speckleml",
+        description="Coherent X-ray scattering (speckle) to physics: simulation, correlation, "
+                    "training, evaluation and figures for four published methods.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"speckleml {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
+    rows = _leaf_commands(parser)
+    width = max(len(name) for name, _ in rows)
+    parser.epilog = "stages and tools:\n" + "\n".join(
+        f"  speckleml {name:<{width}}  {text}" for name, text in rows
+    )
+    return parser
+
+
+def configure_logging(quiet: bool = False) -> None:
+    """Log to stderr (a rule redirects it to its log file) with timestamps."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S", stream=sys.stderr, force=True,
+    )
+
+
+def one_line(exc: BaseException) -> str:
+    """A single-line description of an exception for the user."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``speckleml`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.quiet)
+    try:
+        code = args.func(args)
+    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        if args.debug:
+            raise
+        print(f"speckleml: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("speckleml: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""clustering study (paper 001): AI-NERD autoencoder classes of XPCS two-time maps."""

@@ -1,0 +1,121 @@
+"""Reading measured speckle stacks (npy, npy.zip, HDF5, zarr) and detector geometry."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+#: HDF5 dataset used by NeXus / Eiger master files and the APS.
+DEFAULT_HDF5_DATASET = "/entry/data/data"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Small-angle detector geometry.
+
+    Parameters
+    ----------
+    pixel_size : float
+        Pixel pitch in mm.
+    distance : float
+        Sample-detector distance in mm.
+    wavelength : float
+        X-ray wavelength in Angstrom.
+    center : tuple of float
+        Direct-beam position (row, column) in pixels.
+    """
+
+    pixel_size: float
+    distance: float
+    wavelength: float
+    center: tuple[float, float]
+
+    def __post_init__(self):
+        for name in ("pixel_size", "distance", "wavelength"):
+            if not np.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise InputError(f"geometry {name} must be a positive number, got {getattr(self, name)}")
+
+    def axis_q(self, n: int, axis: int) -> np.ndarray:
+        """Signed momentum transfer (1/Angstrom) along one detector axis through the centre."""
+        offset = (np.arange(n) - self.center[axis]) * self.pixel_size
+        two_theta = np.arctan2(offset, self.distance)
+        return 4 * np.pi / self.wavelength * np.sin(two_theta / 2)
+
+    def q_map(self, shape: tuple[int, int]) -> np.ndarray:
+        """|q| (1/Angstrom) of every pixel of a detector of ``shape`` (rows, columns)."""
+        rows, cols = np.indices(shape, dtype=np.float64)
+        radius = np.hypot(rows - self.center[0], cols - self.center[1]) * self.pixel_size
+        two_theta = np.arctan2(radius, self.distance)
+        return 4 * np.pi / self.wavelength * np.sin(two_theta / 2)
+
+    def to_attrs(self) -> dict:
+        return {**asdict(self), "center": list(self.center),
+                "units": {"pixel_size": "mm", "distance": "mm", "wavelength": "Angstrom", "q": "1/Angstrom"}}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> "Geometry":
+        return cls(float(attrs["pixel_size"]), float(attrs["distance"]), float(attrs["wavelength"]),
+                   tuple(float(c) for c in attrs["center"]))
+
+
+def read_frame_array(path: str | os.PathLike, dataset: str | None = None) -> np.ndarray:
+    """Load a stack of detector frames as an array (time, y, x) or (series, time, y, x).
+
+    Parameters
+    ----------
+    path : path
+        ``.npy``, ``.npy.zip`` (a zip holding one ``.npy``), ``.h5``/``.hdf5``/``.nxs``
+        (dataset ``/entry/data/data`` unless ``dataset`` is given), or ``.zarr`` (a frames
+        store or a bare zarr array).
+    dataset : str, optional
+        HDF5 dataset path or zarr array name.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: input file does not exist")
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy.zip") or name.endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                members = [m for m in archive.namelist() if m.endswith(".npy")]
+                if len(members) != 1:
+                    raise InputError(f"{path}: expected exactly one .npy in the zip, found {len(members)}")
+                with archive.open(members[0]) as handle:
+                    data = np.load(handle, allow_pickle=False)
+        elif name.endswith(".npy"):
+            data = np.load(path, allow_pickle=False)
+        elif name.endswith((".h5", ".hdf5", ".hdf", ".nxs")):
+            import h5py
+
+            key = dataset or DEFAULT_HDF5_DATASET
+            with h5py.File(path, "r") as handle:
+                if key not in handle:
+                    raise InputError(f"{path}: HDF5 dataset {key!r} not found (use --dataset)")
+                data = handle[key][...]
+        elif name.endswith(".zarr") or path.is_dir():
+            import zarr
+
+            node = zarr.open(str(path), mode="r")
+            if hasattr(node, "array_keys"):
+                key = dataset or "frames"
+                if key not in node:
+                    raise InputError(f"{path}: zarr group has no array {key!r} (use --dataset)")
+                node = node[key]
+            data = node[...]
+        else:
+            raise InputError(f"{path}: unknown frame format (use .npy, .npy.zip, .h5/.nxs or .zarr)")
+    except InputError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: cannot read frames ({' '.join(str(exc).split())})") from None
+    if data.ndim not in (3, 4):
+        raise InputError(f"{path}: frames must have 3 (time, y, x) or 4 (series, time, y, x) dims, got shape {data.shape}")
+    if data.dtype.kind not in "uif":
+        raise InputError(f"{path}: frames must be numeric, got dtype {data.dtype}")
+    return data
