@@ -11,16 +11,26 @@ SRC = ROOT / "src" / "speckleml"
 ENV = "../envs/speckleml.yaml"
 
 
-def validate_config(config):
-    """Validate (and fill defaults) with the schema; one line that names the key on error."""
+def _validate(data, schema, prefix=""):
     try:
-        validate(config, str(ROOT / "schemas" / "config.schema.yaml"))
+        validate(data, str(ROOT / "schemas" / schema))
     except WorkflowError as exc:
         cause = exc.__context__
         if not hasattr(cause, "absolute_path"):
             raise
-        key = ".".join(str(p) for p in cause.absolute_path) or "<top level>"
+        key = ".".join([prefix, *map(str, cause.absolute_path)]).strip(".") or "<top level>"
         raise WorkflowError(f"invalid config: {key}: {cause.message}") from None
+
+
+def validate_config(config):
+    """Validate (and fill defaults) with the schema; one line that names the key on error.
+
+    jsonschema does not apply defaults inside $ref'd files, so each study section is also
+    validated against its own schema file as the root.
+    """
+    _validate(config, "config.schema.yaml")
+    for section in ("xpcs", "dynamics", "clustering", "disk_count", "shear"):
+        _validate(config[section], f"{section}.schema.yaml", prefix=section)
 
 
 validate_config(config)

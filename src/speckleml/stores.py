@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -288,6 +289,10 @@ def read_store(
     except Exception as exc:  # zarr raises several types for a non-store directory
         raise _fail(path, f"not a readable zarr group ({type(exc).__name__})") from None
     attrs = dict(group.attrs)
+    with warnings.catch_warnings():
+        # Snakemake marks directory outputs with a .snakemake_timestamp file that zarr reports.
+        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+        present = set(group.array_keys())
     found = attrs.get("schema", {})
     if not isinstance(found, Mapping) or found.get("name") != schema.name:
         raise _fail(path, f"store schema is {found.get('name') if isinstance(found, Mapping) else found!r}, expected {schema.name!r}")
@@ -296,7 +301,6 @@ def read_store(
     for key in schema.required_attrs:
         if key not in attrs:
             raise _fail(path, f"missing required attr {key!r}")
-    present = set(group.array_keys())
     sizes: dict[str, int] = {}
     arrays: dict[str, Any] = {}
     for name, spec in schema.arrays.items():
