@@ -56,4 +56,108 @@ else:
             " --seed {params.seed} > {log} 2>&1"
 
 
-STUDY_TARGETS["xpcs"] = lambda: ["results/xpcs/frames.zarr"]
+# Rings in the frames store's q units: 1/Angstrom for measured frames with geometry, pixels
+# for the synthetic stack.
+XPCS_ROIS = XPCS["rois"] if XPCS_REAL else XPCS["synthetic"]["rois"]
+XPCS_CORR = XPCS["correlate"]
+XPCS_FIT = XPCS["fit"]
+
+
+rule xpcs_correlate:
+    input:
+        frames="results/xpcs/frames.zarr",
+        src=source_files("xpcs_cli.py", "correlation.py", "xpcs_io.py", "frames_io.py"),
+    output:
+        directory("results/xpcs/c2.zarr"),
+    params:
+        q_first=XPCS_ROIS["q_first"],
+        q_width=XPCS_ROIS["q_width"],
+        q_step=XPCS_ROIS["q_step"],
+        n_rings=XPCS_ROIS["n_rings"],
+        n_sectors=XPCS_ROIS["n_sectors"],
+        min_pixel_mean=XPCS_ROIS["min_pixel_mean"],
+        normalization=XPCS_CORR["normalization"],
+        max_memory=XPCS_CORR["max_memory_mib"],
+    log:
+        log_path("xpcs", "correlate"),
+    benchmark:
+        bench_path("xpcs", "correlate")
+    conda:
+        ENV
+    shell:
+        "speckleml correlate {input.frames} {output} --q-first {params.q_first}"
+        " --q-width {params.q_width} --q-step {params.q_step} --n-rings {params.n_rings}"
+        " --n-sectors {params.n_sectors} --min-pixel-mean {params.min_pixel_mean}"
+        " --normalization {params.normalization} --max-memory {params.max_memory} > {log} 2>&1"
+
+
+rule xpcs_fit_g2:
+    input:
+        c2="results/xpcs/c2.zarr",
+        src=source_files("xpcs_cli.py", "fitting.py", "xpcs_io.py"),
+    output:
+        "results/xpcs/g2_fits.csv",
+    params:
+        max_lag_fraction=XPCS_FIT["max_lag_fraction"],
+        options=(f"--fix-gamma {q(XPCS_FIT['fix_gamma'])}" if XPCS_FIT["fix_gamma"] is not None else "")
+        + ("" if XPCS_FIT["baseline"] else " --no-baseline"),
+    log:
+        log_path("xpcs", "fit_g2"),
+    benchmark:
+        bench_path("xpcs", "fit_g2")
+    conda:
+        ENV
+    shell:
+        "speckleml fit-g2 {input.c2} {output} --max-lag-fraction {params.max_lag_fraction}"
+        " {params.options} > {log} 2>&1"
+
+
+rule xpcs_figure_g2:
+    input:
+        c2="results/xpcs/c2.zarr",
+        fits="results/xpcs/g2_fits.csv",
+        src=source_files("xpcs_cli.py", "fitting.py", "plotting.py"),
+    output:
+        report(
+            "results/xpcs/figures/g2_fits.png",
+            category="xpcs",
+            caption="../report/xpcs/g2_fits.rst",
+        ),
+    params:
+        roi=XPCS["figure_roi"],
+        max_lag_fraction=XPCS_FIT["max_lag_fraction"],
+    log:
+        log_path("xpcs", "figure_g2"),
+    benchmark:
+        bench_path("xpcs", "figure_g2")
+    conda:
+        ENV
+    shell:
+        "speckleml plot-g2 {input.c2} {input.fits} {output} --roi {params.roi}"
+        " --max-lag-fraction {params.max_lag_fraction} > {log} 2>&1"
+
+
+rule xpcs_export_aps:
+    input:
+        c2="results/xpcs/c2.zarr",
+        frames="results/xpcs/frames.zarr",
+        src=source_files("xpcs_cli.py", "xpcs_io.py", "correlation.py"),
+    output:
+        "results/xpcs/c2_aps.hdf",
+    log:
+        log_path("xpcs", "export_aps"),
+    benchmark:
+        bench_path("xpcs", "export_aps")
+    conda:
+        ENV
+    shell:
+        "speckleml export-aps {input.c2} {output} --frames {input.frames} > {log} 2>&1"
+
+
+STUDY_TARGETS["xpcs"] = lambda: [
+    "results/xpcs/frames.zarr",
+    "results/xpcs/c2.zarr",
+    "results/xpcs/g2_fits.csv",
+    "results/xpcs/figures/g2_fits.png",
+    "results/xpcs/c2_aps.hdf",
+]

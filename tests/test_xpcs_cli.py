@@ -1,0 +1,112 @@
+"""speckleml correlate / fit-g2 / import-c2 / export-aps / plot-g2 as a rule would call them."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import real_file, run_cli
+from speckleml.stores import read_c2
+
+COMMANDS = ("correlate", "fit-g2", "import-c2", "export-aps", "plot-g2")
+RINGS = ("--q-first", "4", "--q-width", "3", "--q-step", "3", "--n-rings", "4")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_examples(command):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0 and "examples:" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """synthetic frames -> c2 store (aps) -> fits -> APS HDF5."""
+    root = tmp_path_factory.mktemp("xpcs")
+    run_cli("synthetic-frames", root / "f.zarr", "--frames", "80", "--size", "32", "--tau", "6",
+            "--mean-counts", "20", "--dt", "0.01", check=True)
+    run_cli("correlate", root / "f.zarr", root / "c2.zarr", *RINGS, "--normalization", "aps", check=True)
+    run_cli("fit-g2", root / "c2.zarr", root / "fits.csv", check=True)
+    run_cli("export-aps", root / "c2.zarr", root / "out.hdf", "--frames", root / "f.zarr", check=True)
+    return root
+
+
+def test_correlate_writes_a_valid_c2_store_with_roi_definition(chain):
+    store = read_c2(chain / "c2.zarr")
+    assert store["c2"].shape == (1, 4, 80, 80) and store.attrs["normalization"] == "aps"
+    np.testing.assert_allclose(store["lag"][:3], [0, 0.01, 0.02])
+    np.testing.assert_allclose(store["roi_q"], [5.5, 8.5, 11.5, 14.5])
+    assert store.attrs["rois"]["q_units"] == "pixel" and len(store.attrs["rois"]["n_pixels"]) == 4
+    assert store.provenance["inputs"]
+
+
+def test_fit_g2_recovers_the_synthetic_correlation_time(chain):
+    fits = pd.read_csv(chain / "fits.csv")
+    assert list(fits["roi"]) == [0, 1, 2, 3] and fits["success"].all()
+    # ou_speckle: g2 - 1 = exp(-2 t / tau), tau = 6 frames = 0.06 s; the per-pixel time mean
+    # of an 80-frame series biases the APS form low, hence the loose band.
+    assert np.all((fits["tau"] > 0.035) & (fits["tau"] < 0.09))
+    assert np.all(fits["tau_err"] > 0) and np.all(fits["beta"] > 0.5)
+
+
+def test_export_aps_roundtrips_through_import_c2(chain, tmp_path):
+    with h5py.File(chain / "out.hdf", "r") as handle:
+        assert handle["/xpcs/multitau/normalized_g2"].shape == (79, 4)
+        assert handle["/xpcs/qmap/dynamic_roi_map"].shape == (32, 32)
+        upper = handle["/xpcs/twotime/correlation_map/c2_00002"][...]
+        np.testing.assert_allclose(handle["/xpcs/multitau/delay_list"][:2], [0.01, 0.02])
+    assert np.all(np.tril(upper, -1) == 0)                     # boost_corr stores triu(c2)
+    run_cli("import-c2", chain / "out.hdf", tmp_path / "back.zarr", check=True)
+    back, original = read_c2(tmp_path / "back.zarr"), read_c2(chain / "c2.zarr")
+    # export shifts the fluctuation (aps) form to baseline 1 for the APS viewers
+    np.testing.assert_allclose(back["c2"], original["c2"] + 1, rtol=1e-6)
+    np.testing.assert_allclose(back["roi_q"], original["roi_q"])
+    assert back.attrs["dt"] == pytest.approx(0.01)
+
+
+def test_plot_g2_writes_a_figure(chain):
+    run_cli("plot-g2", chain / "c2.zarr", chain / "fits.csv", chain / "fig.png", "--roi", "1", check=True)
+    assert (chain / "fig.png").stat().st_size > 10_000
+
+
+def test_fit_g2_reads_tidy_tables(tmp_path):
+    lag = np.geomspace(1e-3, 1, 40)
+    rows = [{"roi": r, "lag": t, "g2": 1 + 0.4 * np.exp(-2 * t / tau), "g2_err": 0.01}
+            for r, tau in enumerate((0.01, 0.1)) for t in lag]
+    pd.DataFrame(rows).to_csv(tmp_path / "g2.csv", index=False)
+    run_cli("fit-g2", tmp_path / "g2.csv", tmp_path / "fits.csv", "--no-baseline", check=True)
+    fits = pd.read_csv(tmp_path / "fits.csv")
+    np.testing.assert_allclose(fits["tau"], [0.01, 0.1], rtol=1e-4)
+
+
+def test_bad_inputs_give_one_line_errors(chain, tmp_path):
+    proc = run_cli("correlate", chain / "f.zarr", tmp_path / "c2.zarr", "--q-first", "100", "--q-width", "3",
+                   "--q-step", "3", "--n-rings", "2")
+    assert proc.returncode == 2 and "fewer than 2 valid pixels" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "c2.zarr").exists()
+    proc = run_cli("correlate", chain / "f.zarr", tmp_path / "c2.zarr", "--q-first", "4", "--q-width", "3",
+                   "--q-step", "1", "--n-rings", "2")
+    assert proc.returncode == 2 and "overlap" in proc.stderr
+    np.save(tmp_path / "bad.npy", np.zeros((3, 4)))
+    proc = run_cli("import-c2", tmp_path / "bad.npy", tmp_path / "c2.zarr")
+    assert proc.returncode == 2 and "bad.npy" in proc.stderr
+    proc = run_cli("fit-g2", tmp_path / "missing.csv", tmp_path / "fits.csv")
+    assert proc.returncode == 2 and "missing.csv" in proc.stderr
+
+
+@pytest.mark.realdata
+def test_bnl_measured_c2_imports_and_fits(tmp_path):
+    run_cli("import-c2", real_file("bnl_two_time", "test_g2.npy"), tmp_path / "c2.zarr", "--dt", "1", check=True)
+    store = read_c2(tmp_path / "c2.zarr")
+    assert store["c2"].shape == (1, 1, 350, 350) and store.attrs["normalization"] == "classical"
+    run_cli("fit-g2", tmp_path / "c2.zarr", tmp_path / "fits.csv", check=True)
+    fit = pd.read_csv(tmp_path / "fits.csv").iloc[0]
+    assert fit["success"] and 0 < fit["beta"] < 1 and np.isfinite(fit["tau_err"])
+
+
+@pytest.mark.realdata
+def test_tosson_rows_table_fits_every_q_bin(tmp_path):
+    run_cli("fit-g2", real_file("tosson_g2", "m011_SiO2_Abs.csv"), tmp_path / "fits.csv", check=True)
+    fits = pd.read_csv(tmp_path / "fits.csv")
+    assert len(fits) == 7 and fits["success"].all() and np.isfinite(fits["tau_err"]).all()
