@@ -34,6 +34,9 @@ Examples
 
 from __future__ import annotations
 
+#: Smallest default panel budget (bytes): below it, re-reading chunks costs more than it saves.
+DEFAULT_PANEL_FLOOR = 256 * 2**20
+
 import logging
 from dataclasses import dataclass
 
@@ -317,7 +320,8 @@ def two_time(frames, labels, normalization: str = "aps", series: int = 0, n_roi:
         Number of ROIs (default ``labels.max()``; larger values give all-NaN empty ROIs).
     max_memory : int, optional
         Bytes allowed for the normalised ROI panels held at once (default: the size of the
-        C2 output). Smaller values trade memory for re-reading frames.
+        C2 output, at least 256 MiB, so typical stacks are read once). Smaller values trade
+        memory for re-reading frames.
     desc : str
         Label of the progress messages.
 
@@ -334,7 +338,7 @@ def two_time(frames, labels, normalization: str = "aps", series: int = 0, n_roi:
     c2 = np.empty((n_roi, n_frames, n_frames), np.float32)
     normaliser = _Normaliser(normalization, rois, source, desc)
     row_bytes = 4 * max(rois.order.size, 1)
-    budget = c2.nbytes if max_memory is None else int(max_memory)
+    budget = max(c2.nbytes, DEFAULT_PANEL_FLOOR) if max_memory is None else int(max_memory)
     group = max(source.block, (budget // row_bytes) // source.block * source.block)
     group = min(group, n_frames)
     if group < n_frames:
