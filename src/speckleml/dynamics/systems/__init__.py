@@ -1,0 +1,1 @@
+"""Ground-truth dynamical systems of the dynamics study (one module per case)."""

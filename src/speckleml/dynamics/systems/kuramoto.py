@@ -1,0 +1,280 @@
+"""Case 1 of paper 000: locally coupled moments on a lattice (a Kuramoto model).
+
+The moment orientations ``phi`` live on an ``N x N`` periodic lattice of side ``L`` and obey
+
+    dphi_i/dt = K * sum_j a_(j-i) sin(phi_j - phi_i)
+              = K * (cos(phi) * conv(sin(phi), a) - sin(phi) * conv(cos(phi), a))
+
+with the coupling kernel ``a = -LoG(s)`` (Laplacian of Gaussian, centre set to 0) and circular
+padding. The same right-hand side with a trainable kernel is the neural ODE of the paper (one
+``Conv2d(1, 1, k)``, no bias): :class:`KuramotoRHS` serves both.
+
+The speckle (paper Methods eq. 12-14) is the incoherent sum ``I = w0 * I0 + I1`` of a constant
+form factor channel ``I0`` and the orientation channel ``I1`` with ``f1 = cos(phi)``; the
+form-factor perturbation of Supp. Fig. 16 is ``f1 = (1 - delta) cos(phi) + delta (sin^3 + cos^3)``.
+
+Conventions: states are float64 tensors ``(..., N, N)`` in radians; the conv is PyTorch's
+cross-correlation (truth and model use the same operator, so the kernel is compared as is).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import InputError
+
+SYSTEM = "kuramoto"
+KERNEL_NORMALIZATIONS = ("none", "max", "l1")
+
+
+def log_kernel(size: int, sigma: float, normalization: str = "none") -> np.ndarray:
+    """Coupling kernel ``a = -LoG(sigma)`` on a ``size x size`` pixel grid, centre set to 0.
+
+    Parameters
+    ----------
+    size : int
+        Odd kernel width in lattice sites.
+    sigma : float
+        Width of the Gaussian in lattice sites (paper: 1.5).
+    normalization : {"none", "max", "l1"}
+        ``none`` keeps the analytic values ``(1/(pi s^4)) (1 - r^2/(2 s^2)) exp(-r^2/(2 s^2))``
+        (the paper's kernel, used with K = 20); ``max`` divides by the largest value, ``l1`` by
+        the sum of absolute values.
+
+    Returns
+    -------
+    ndarray, float64, (size, size)
+    """
+    if size < 3 or size % 2 == 0:
+        raise InputError(f"kernel size must be odd and >= 3, got {size}")
+    if sigma <= 0:
+        raise InputError(f"kernel sigma must be > 0, got {sigma}")
+    if normalization not in KERNEL_NORMALIZATIONS:
+        raise InputError(f"kernel normalization must be one of {KERNEL_NORMALIZATIONS}, got {normalization!r}")
+    half = size // 2
+    y, x = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float64)
+    rho = (x**2 + y**2) / (2 * sigma**2)
+    kernel = (1.0 - rho) * np.exp(-rho) / (math.pi * sigma**4)
+    kernel[half, half] = 0.0  # no self-coupling (it has no effect on the dynamics anyway)
+    if normalization == "max":
+        kernel /= np.abs(kernel).max()
+    elif normalization == "l1":
+        kernel /= np.abs(kernel).sum()
+    return kernel
+
+
+def circular_conv(field: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Cross-correlate ``field (..., N, N)`` with ``kernel (k, k)`` on a periodic lattice."""
+    shape = field.shape
+    half = kernel.shape[-1] // 2
+    x = field.reshape(-1, 1, *shape[-2:])
+    x = F.pad(x, (half, half, half, half), mode="circular")
+    return F.conv2d(x, kernel.view(1, 1, *kernel.shape[-2:])).reshape(shape)
+
+
+class KuramotoRHS(nn.Module):
+    """Right-hand side ``dphi/dt = K (cos phi conv(sin phi) - sin phi conv(cos phi))``.
+
+    Parameters
+    ----------
+    kernel : array-like (k, k), optional
+        Fixed coupling kernel (ground truth). When omitted the kernel is a trainable
+        parameter of size ``kernel_size`` initialised from N(0, ``init_std``^2) (the NODE).
+    coupling : float
+        Coupling strength K (known to the model, as in the paper).
+    kernel_size : int
+        Width of the trainable kernel (ignored when ``kernel`` is given).
+    init_std : float
+        Standard deviation of the trainable kernel's initial values (paper: 0.01).
+    dtype : torch.dtype
+        Parameter dtype (float64 for the paper's tolerances).
+    """
+
+    def __init__(self, kernel=None, coupling: float = 1.0, kernel_size: int = 3, init_std: float = 0.01,
+                 dtype=torch.float64):
+        super().__init__()
+        self.coupling = float(coupling)
+        if kernel is not None:
+            self.register_buffer("kernel", torch.as_tensor(np.asarray(kernel), dtype=dtype))
+        else:
+            if kernel_size < 1 or kernel_size % 2 == 0:
+                raise InputError(f"model kernel size must be odd, got {kernel_size}")
+            weight = torch.randn(kernel_size, kernel_size, dtype=dtype) * init_std
+            self.kernel = nn.Parameter(weight)
+        self.nfe = 0  # function evaluations (solver cost), reset by the caller
+
+    def forward(self, t, phi: torch.Tensor) -> torch.Tensor:  # noqa: ARG002  (autonomous system)
+        self.nfe += 1
+        cos, sin = torch.cos(phi), torch.sin(phi)
+        kernel = self.kernel.to(phi.dtype)
+        return self.coupling * (cos * circular_conv(sin, kernel) - sin * circular_conv(cos, kernel))
+
+
+def random_phases(n_series: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Independent uniform phases in [0, 2 pi): ``(n_series, size, size)`` float64."""
+    return rng.uniform(0.0, 2 * math.pi, size=(n_series, size, size))
+
+
+def order_parameter(phi) -> tuple[np.ndarray, np.ndarray]:
+    """Order parameter ``r`` and mean orientation ``psi`` (paper eq. 3) over the last two axes.
+
+    ``r exp(i psi) = mean_j exp(i phi_j)``; ``psi`` in (-pi, pi].
+    """
+    phi = np.asarray(phi)
+    z = np.exp(1j * phi).mean(axis=(-2, -1))
+    return np.abs(z), np.angle(z)
+
+
+def vorticity(phi) -> np.ndarray:
+    """Curl of the unit orientation field ``(cos phi, sin phi)`` (periodic central differences).
+
+    ``omega = d(sin phi)/dx - d(cos phi)/dy`` in units of 1/lattice site; x is the last axis.
+    """
+    phi = np.asarray(phi)
+    u, v = np.cos(phi), np.sin(phi)
+    dv_dx = (np.roll(v, -1, axis=-1) - np.roll(v, 1, axis=-1)) / 2
+    du_dy = (np.roll(u, -1, axis=-2) - np.roll(u, 1, axis=-2)) / 2
+    return dv_dx - du_dy
+
+
+def wrapped_difference(a, b):
+    """Angular difference ``a - b`` wrapped to [-pi, pi) (numpy or torch)."""
+    return (a - b + math.pi) % (2 * math.pi) - math.pi
+
+
+def orientation_mae(pred, true, axes=(-2, -1)) -> np.ndarray:
+    """Real-space MAE (radians) per frame, insensitive to the ``phi -> -phi`` ambiguity.
+
+    The intensity is even in ``phi`` (``f1 = cos phi``), so a prediction is scored against both
+    ``phi`` and ``-phi`` and the smaller mean absolute wrapped difference is kept per frame.
+    """
+    pred, true = np.asarray(pred), np.asarray(true)
+    plus = np.abs(wrapped_difference(pred, true)).mean(axis=axes)
+    minus = np.abs(wrapped_difference(-pred, true)).mean(axis=axes)
+    return np.minimum(plus, minus)
+
+
+def aligned_prediction(pred, true) -> np.ndarray:
+    """``pred`` or ``-pred`` per frame, whichever is closer to ``true`` (for difference maps)."""
+    pred, true = np.asarray(pred), np.asarray(true)
+    plus = np.abs(wrapped_difference(pred, true)).mean(axis=(-2, -1), keepdims=True)
+    minus = np.abs(wrapped_difference(-pred, true)).mean(axis=(-2, -1), keepdims=True)
+    return np.where(minus < plus, -pred, pred)
+
+
+def form_factor(phi: torch.Tensor, delta: float = 0.0) -> torch.Tensor:
+    """Orientation form factor ``f1 = (1 - delta) cos phi + delta (sin^3 phi + cos^3 phi)``."""
+    cos = torch.cos(phi)
+    if delta == 0.0:
+        return cos
+    return (1.0 - delta) * cos + delta * (torch.sin(phi) ** 3 + cos**3)
+
+
+@dataclass(frozen=True)
+class SpeckleGeometry:
+    """Scattering geometry of the lattice (paper Methods, case study 1).
+
+    Attributes
+    ----------
+    size : int
+        Lattice sites per side N.
+    box : float
+        Box side L (real-space units).
+    detector : int
+        Detector pixels per side.
+    dq_factor : float
+        Detector sampling in units of pi/L (paper: 1, i.e. dQ = pi/L; sweep 1..3).
+    probe_sigma : float
+        Gaussian probe standard deviation as a fraction of L (paper: 0.25).
+    beamstop : float
+        Beamstop radius in detector pixels (paper: ~5).
+    sigma_coh : float or None
+        Width of the Gaussian mutual coherence function as a fraction of L (None: fully coherent).
+    static_weight : float
+        Weight w0 of the orientation-independent channel I0 (paper: 0.1).
+    delta : float
+        Form-factor perturbation (Supp. Fig. 16; 0 for the paper's cos phi).
+    """
+
+    size: int
+    box: float = 2.0
+    detector: int = 84
+    dq_factor: float = 1.0
+    probe_sigma: float = 0.25
+    beamstop: float = 5.0
+    sigma_coh: float | None = None
+    static_weight: float = 0.1
+    delta: float = 0.0
+
+    def as_attrs(self) -> dict:
+        return asdict(self)
+
+    @property
+    def spacing(self) -> float:
+        """Lattice spacing a = L / N."""
+        return self.box / self.size
+
+    @property
+    def dq(self) -> float:
+        """Detector pixel size dQ = dq_factor * pi / L."""
+        return self.dq_factor * math.pi / self.box
+
+    @property
+    def detector_pixels(self) -> int:
+        """Pixels per side at this dQ: the Q range of ``detector`` pixels at pi/L is kept
+        (as in the reference code, a coarser dQ means fewer pixels)."""
+        return max(4, int(round(self.detector / self.dq_factor)))
+
+    @property
+    def beamstop_pixels(self) -> float:
+        """Beamstop radius in pixels at this dQ (fixed radius in Q)."""
+        return self.beamstop / self.dq_factor
+
+
+class MomentsSpeckle:
+    """Forward model ``phi (..., N, N) -> I (..., n, n) = w0 I0 + I1`` (paper Methods eq. 12-14).
+
+    ``I0`` (constant form factor) is computed once; ``I1`` uses :func:`form_factor` with the
+    geometry's ``delta``. Both go through :func:`speckleml.scattering.lattice_intensity`
+    (probe, zero-padded FFT, coherence blur, beamstop). Differentiable in ``phi``.
+
+    Parameters
+    ----------
+    geometry : SpeckleGeometry
+    dtype : torch.dtype
+    device : torch.device or str
+    direct : bool
+        Use the dense direct sum (:func:`lattice_intensity_direct`, the reference code's method)
+        instead of the FFT: for the benchmark and cross-checks only.
+    """
+
+    def __init__(self, geometry: SpeckleGeometry, dtype=torch.float64, device="cpu", direct: bool = False):
+        from ... import scattering
+
+        self.geometry = geometry
+        self._intensity = scattering.lattice_intensity_direct if direct else scattering.lattice_intensity
+        self._kwargs = dict(
+            spacing=geometry.spacing, dq=geometry.dq, detector_shape=geometry.detector_pixels,
+            probe=geometry.probe_sigma * geometry.box, beamstop_radius=geometry.beamstop_pixels,
+            sigma_coh=None if geometry.sigma_coh is None else geometry.sigma_coh * geometry.box,
+        )
+        ones = torch.ones(geometry.size, geometry.size, dtype=dtype, device=device)
+        self.static = self._intensity(ones, **self._kwargs)
+        self.mask = scattering.beamstop_mask(geometry.detector_pixels, geometry.beamstop_pixels, device=device)
+
+    def __call__(self, phi: torch.Tensor) -> torch.Tensor:
+        moving = self._intensity(form_factor(phi, self.geometry.delta), **self._kwargs)
+        return self.geometry.static_weight * self.static.to(moving.dtype) + moving
+
+    def q_axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Detector axes ``(qy, qx)`` in reciprocal units of the box."""
+        from ... import scattering
+
+        qy, qx = scattering.detector_q_axes(self.geometry.detector_pixels, self.geometry.dq, dtype=torch.float64)
+        return qy.numpy(), qx.numpy()
