@@ -1,2 +1,266 @@
-# disk_count study: rules are added by the study's issue; STUDY_TARGETS["disk_count"] lists its final outputs.
-STUDY_TARGETS["disk_count"] = lambda: []
+# disk_count (paper 002): random disk systems -> analytic speckle -> centre block + standardise
+# -> ResNet from scratch -> scores, confusion matrices, transfer to larger patterns, first-moment
+# baseline, saliency / Grad-CAM, figures. One data set and classifier per dispersity (mono, poly).
+DC = config["disk_count"]
+DC_OUT = "results/disk_count"
+DC_FIG = f"{DC_OUT}/figures"
+
+
+wildcard_constraints:
+    dc_dispersity="mono|poly",
+    dc_size=r"\d+",
+
+
+rule disk_count_simulate:
+    input:
+        src=source_files("disk_count/*.py", "scattering.py", "training.py"),
+    output:
+        directory(f"{DC_OUT}/{{dc_dispersity}}/patterns_{{dc_size}}.zarr"),
+    params:
+        n_disks=cli_list(DC["n_disks"]),
+        per_class=lambda w: DC["per_class"] if int(w.dc_size) == DC["size"] else DC["large_per_class"],
+        box=DC["box"],
+        precision=DC["precision"],
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        log_path("disk_count", "simulate_{dc_dispersity}_{dc_size}"),
+    benchmark:
+        bench_path("disk_count", "simulate_{dc_dispersity}_{dc_size}")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count simulate {output} --dispersity {wildcards.dc_dispersity}"
+        " --n-disks {params.n_disks} --per-class {params.per_class} --size {wildcards.dc_size}"
+        " --box {params.box} --precision {params.precision} --seed {params.seed}"
+        " --device {params.device} > {log} 2>&1"
+
+
+rule disk_count_preprocess:
+    input:
+        patterns=f"{DC_OUT}/{{dc_dispersity}}/patterns_{{dc_size}}.zarr",
+        src=source_files("disk_count/*.py"),
+    output:
+        directory(f"{DC_OUT}/{{dc_dispersity}}/inputs_{{dc_size}}.zarr"),
+    params:
+        block=DC["block"],
+        bin=DC["bin"],
+        # the training size is split train/val/test; the transfer size is a pure test set
+        split=lambda w: (
+            f"--split {cli_list(DC['split'])}" if int(w.dc_size) == DC["size"] else "--all-test"
+        ),
+        seed=config["seed"],
+    log:
+        log_path("disk_count", "preprocess_{dc_dispersity}_{dc_size}"),
+    benchmark:
+        bench_path("disk_count", "preprocess_{dc_dispersity}_{dc_size}")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count preprocess {input.patterns} {output} --block {params.block}"
+        " --bin {params.bin} {params.split} --seed {params.seed} > {log} 2>&1"
+
+
+rule disk_count_train:
+    input:
+        inputs=f"{DC_OUT}/{{dc_dispersity}}/inputs_{DC['size']}.zarr",
+        src=source_files("disk_count/*.py", "training.py"),
+    output:
+        model=f"{DC_OUT}/{{dc_dispersity}}/model.pt",
+        history=f"{DC_OUT}/{{dc_dispersity}}/history.csv",
+    params:
+        arch=DC["arch"],
+        epochs=DC["epochs"],
+        batch_size=DC["batch_size"],
+        lr=DC["lr"],
+        schedule=DC["schedule"],
+        augment="--augment" if DC["augment"] else "",
+        seed=config["seed"],
+        device=config["device"],
+    threads: DC["threads"]
+    resources:
+        gpu=DC["gpu"],
+    log:
+        log_path("disk_count", "train_{dc_dispersity}"),
+    benchmark:
+        bench_path("disk_count", "train_{dc_dispersity}")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count train {input.inputs} {output.model} --history {output.history}"
+        " --arch {params.arch} --epochs {params.epochs} --batch-size {params.batch_size}"
+        " --lr {params.lr} --schedule {params.schedule} {params.augment} --threads {threads}"
+        " --seed {params.seed} --device {params.device} > {log} 2>&1"
+
+
+rule disk_count_evaluate:
+    input:
+        model=f"{DC_OUT}/{{dc_dispersity}}/model.pt",
+        inputs=f"{DC_OUT}/{{dc_dispersity}}/inputs_{{dc_size}}.zarr",
+        src=source_files("disk_count/*.py", "training.py"),
+    output:
+        metrics=report(f"{DC_OUT}/{{dc_dispersity}}/eval_{{dc_size}}/metrics.csv", category="disk_count",
+                       caption="../report/disk_count/table1.rst"),
+        confusion=f"{DC_OUT}/{{dc_dispersity}}/eval_{{dc_size}}/confusion.csv",
+        predictions=f"{DC_OUT}/{{dc_dispersity}}/eval_{{dc_size}}/predictions.csv",
+    params:
+        device=config["device"],
+    threads: DC["threads"]
+    log:
+        log_path("disk_count", "evaluate_{dc_dispersity}_{dc_size}"),
+    benchmark:
+        bench_path("disk_count", "evaluate_{dc_dispersity}_{dc_size}")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count evaluate {input.model} {input.inputs} --metrics {output.metrics}"
+        " --confusion {output.confusion} --predictions {output.predictions}"
+        " --threads {threads} --device {params.device} > {log} 2>&1"
+
+
+rule disk_count_interpret:
+    input:
+        model=f"{DC_OUT}/{{dc_dispersity}}/model.pt",
+        inputs=f"{DC_OUT}/{{dc_dispersity}}/inputs_{DC['size']}.zarr",
+        src=source_files("disk_count/*.py", "training.py"),
+    output:
+        directory(f"{DC_OUT}/{{dc_dispersity}}/maps.zarr"),
+    params:
+        device=config["device"],
+    threads: DC["threads"]
+    log:
+        log_path("disk_count", "interpret_{dc_dispersity}"),
+    benchmark:
+        bench_path("disk_count", "interpret_{dc_dispersity}")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count interpret {input.model} {input.inputs} {output}"
+        " --threads {threads} --device {params.device} > {log} 2>&1"
+
+
+rule disk_count_moments:
+    input:
+        patterns=f"{DC_OUT}/mono/patterns_{DC['large_size']}.zarr",
+        src=source_files("disk_count/*.py"),
+    output:
+        f"{DC_OUT}/mono/first_moments.csv",
+    params:
+        block=DC["block"],
+        per_class=DC["moments_per_class"],
+        seed=config["seed"],
+    log:
+        log_path("disk_count", "moments"),
+    benchmark:
+        bench_path("disk_count", "moments")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count moments {input.patterns} {output} --block {params.block}"
+        " --per-class {params.per_class} --seed {params.seed} > {log} 2>&1"
+
+
+rule disk_count_fig_systems:
+    input:
+        patterns=f"{DC_OUT}/mono/patterns_{DC['size']}.zarr",
+        src=source_files("disk_count/*.py", "plotting.py"),
+    output:
+        report(f"{DC_FIG}/fig2_systems.png", category="disk_count", caption="../report/disk_count/fig2.rst"),
+    params:
+        show=cli_list(DC["show"]),
+    log:
+        log_path("disk_count", "fig2"),
+    benchmark:
+        bench_path("disk_count", "fig2")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count figures systems {input.patterns} {output} --show {params.show} > {log} 2>&1"
+
+
+rule disk_count_fig_confusion:
+    input:
+        confusion=f"{DC_OUT}/{{dc_dispersity}}/eval_{{dc_size}}/confusion.csv",
+        src=source_files("disk_count/*.py", "plotting.py"),
+    output:
+        report(f"{DC_FIG}/confusion_{{dc_dispersity}}_{{dc_size}}.png", category="disk_count",
+               caption="../report/disk_count/confusion.rst"),
+    params:
+        title=lambda w: q(f"{w.dc_dispersity}disperse, {w.dc_size}x{w.dc_size} patterns"),
+        bands=lambda w: "--bands" if w.dc_dispersity == "poly" else "",
+    log:
+        log_path("disk_count", "fig_confusion_{dc_dispersity}_{dc_size}"),
+    benchmark:
+        bench_path("disk_count", "fig_confusion_{dc_dispersity}_{dc_size}")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count figures confusion {input.confusion} {output} --title {params.title}"
+        " {params.bands} > {log} 2>&1"
+
+
+rule disk_count_fig_moments:
+    input:
+        moments=f"{DC_OUT}/mono/first_moments.csv",
+        src=source_files("disk_count/*.py", "plotting.py"),
+    output:
+        report(f"{DC_FIG}/fig6_first_moment.png", category="disk_count", caption="../report/disk_count/fig6.rst"),
+    log:
+        log_path("disk_count", "fig6"),
+    benchmark:
+        bench_path("disk_count", "fig6")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count figures moments {input.moments} {output} > {log} 2>&1"
+
+
+rule disk_count_fig_maps:
+    input:
+        maps=f"{DC_OUT}/{{dc_dispersity}}/maps.zarr",
+        src=source_files("disk_count/*.py", "plotting.py"),
+    output:
+        report(f"{DC_FIG}/maps_{{dc_dispersity}}.png", category="disk_count", caption="../report/disk_count/maps.rst"),
+    log:
+        log_path("disk_count", "fig_maps_{dc_dispersity}"),
+    benchmark:
+        bench_path("disk_count", "fig_maps_{dc_dispersity}")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count figures maps {input.maps} {output} > {log} 2>&1"
+
+
+rule disk_count_fig_history:
+    input:
+        history=f"{DC_OUT}/{{dc_dispersity}}/history.csv",
+        src=source_files("disk_count/*.py", "plotting.py"),
+    output:
+        report(f"{DC_FIG}/history_{{dc_dispersity}}.png", category="disk_count",
+               caption="../report/disk_count/history.rst"),
+    log:
+        log_path("disk_count", "fig_history_{dc_dispersity}"),
+    benchmark:
+        bench_path("disk_count", "fig_history_{dc_dispersity}")
+    conda:
+        ENV
+    shell:
+        "speckleml disk-count figures history {input.history} {output} > {log} 2>&1"
+
+
+# Final outputs: the transfer (Fig. 4) and baseline (Fig. 6) on mono; figures and Table 1 per dispersity.
+STUDY_TARGETS["disk_count"] = lambda: [
+    f"{DC_FIG}/fig2_systems.png",
+    f"{DC_FIG}/fig6_first_moment.png",
+    f"{DC_FIG}/confusion_mono_{DC['large_size']}.png",
+    *(
+        path
+        for d in DC["dispersities"]
+        for path in (
+            f"{DC_FIG}/confusion_{d}_{DC['size']}.png",
+            f"{DC_FIG}/maps_{d}.png",
+            f"{DC_FIG}/history_{d}.png",
+            f"{DC_OUT}/{d}/eval_{DC['size']}/metrics.csv",
+        )
+    ),
+]

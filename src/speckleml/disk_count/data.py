@@ -1,0 +1,189 @@
+"""Preprocessing, splits and the study's zarr stores (paper 002, Data processing).
+
+Each pattern gets its centre block (11 x 11 in the paper, a beamstop) set to zero and is then
+standardised to zero mean and unit variance over the whole image, so that the classifier
+cannot use the overall intensity, only the structure of the pattern.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..stores import FLOATS, ArraySpec, StoreSchema, register_schema
+
+#: Split codes stored in the ``split`` array of an inputs store.
+SPLITS = {"train": 0, "val": 1, "test": 2}
+
+PATTERNS = register_schema(StoreSchema(
+    name="disk_patterns", version=1,
+    description="speckle intensities of random disk systems with their disk numbers and geometry",
+    arrays={
+        "patterns": ArraySpec(("pattern", "ky", "kx"), ("float32",), finite=True),
+        "n_disks": ArraySpec(("pattern",), ("int64",)),
+        "disks": ArraySpec(("pattern", "disk", "param"), ("float64",)),
+        "kx": ArraySpec(("kx",), FLOATS),
+        "ky": ArraySpec(("ky",), FLOATS),
+    },
+    required_attrs=("box", "dispersity"),
+))
+
+INPUTS = register_schema(StoreSchema(
+    name="disk_inputs", version=1,
+    description="preprocessed (centre-blocked, standardised) patterns with labels and split",
+    arrays={
+        "inputs": ArraySpec(("pattern", "y", "x"), ("float32",), finite=True),
+        "n_disks": ArraySpec(("pattern",), ("int64",)),
+        "split": ArraySpec(("pattern",), ("int8",)),
+    },
+    required_attrs=("block", "dispersity"),
+))
+
+MAPS = register_schema(StoreSchema(
+    name="disk_maps", version=1,
+    description="saliency and Grad-CAM maps of one test pattern per class",
+    arrays={
+        "inputs": ArraySpec(("sample", "y", "x"), ("float32",), finite=True),
+        "saliency": ArraySpec(("sample", "y", "x"), ("float32",), finite=True),
+        "gradcam": ArraySpec(("sample", "y", "x"), ("float32",), finite=True),
+        "n_disks": ArraySpec(("sample",), ("int64",)),
+        "predicted": ArraySpec(("sample",), ("int64",)),
+        "probability": ArraySpec(("sample",), ("float32",)),
+    },
+))
+
+
+def centre_mask(size: tuple[int, int], block: int) -> np.ndarray:
+    """Boolean (y, x) mask, True inside the ``block x block`` square around the centre pixel.
+
+    ``block`` must be odd (symmetric about the k = 0 pixel) and smaller than the pattern.
+    """
+    ny, nx = size
+    if block < 0 or (block and block % 2 == 0):
+        raise InputError(f"--block must be an odd number of pixels (or 0), got {block}")
+    if block >= min(ny, nx):
+        raise InputError(f"--block {block} leaves nothing of a {ny}x{nx} pattern")
+    mask = np.zeros((ny, nx), bool)
+    if block:
+        half = block // 2
+        cy, cx = ny // 2, nx // 2
+        mask[cy - half: cy + half + 1, cx - half: cx + half + 1] = True
+    return mask
+
+
+def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
+    """Sum ``factor x factor`` pixel blocks, centred on the k = 0 pixel (a coarser detector).
+
+    ``factor`` must be odd so that the central block is centred on k = 0. The pattern is
+    cropped symmetrically to the largest odd multiple of ``factor`` that fits (e.g. 257 ->
+    255 for ``factor`` 3), then summed in blocks: the output has an odd size with k = 0 in
+    its centre pixel and a k pixel ``factor`` times larger. ``factor`` 1 returns the input.
+    """
+    if factor < 1 or factor % 2 == 0:
+        raise InputError(f"--bin must be an odd positive integer, got {factor}")
+    patterns = np.asarray(patterns)
+    if factor == 1:
+        return patterns
+    ny, nx = patterns.shape[-2:]
+    if ny != nx or ny % 2 == 0:
+        raise InputError(f"binning needs square patterns of odd size, got {ny}x{nx}")
+    out = ny // factor if (ny // factor) % 2 == 1 else ny // factor - 1
+    if out < 1:
+        raise InputError(f"--bin {factor} is larger than the {ny}x{nx} pattern")
+    crop = (ny - out * factor) // 2
+    core = patterns[..., crop: crop + out * factor, crop: crop + out * factor]
+    return core.reshape(*patterns.shape[:-2], out, factor, out, factor).sum(axis=(-3, -1))
+
+
+def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1) -> np.ndarray:
+    """Block the centre (set to 0), optionally bin, and standardise every pattern.
+
+    Parameters
+    ----------
+    patterns : ndarray, shape (batch, y, x)
+        Speckle intensities.
+    block : int
+        Side of the blocked centre square in pixels of the input (odd, 0 = none); the paper
+        blocks 11 x 11.
+    bin_factor : int
+        Odd binning factor applied after blocking (1 = none, the paper).
+
+    Returns
+    -------
+    ndarray, float32, shape (batch, y', x')
+        Zero mean and unit variance per pattern.
+    """
+    patterns = np.asarray(patterns, dtype=np.float64)
+    if patterns.ndim != 3:
+        raise InputError(f"patterns must be (batch, y, x), got shape {patterns.shape}")
+    if not np.isfinite(patterns).all():
+        raise InputError("patterns contain NaN or infinite values")
+    blocked = patterns.copy()
+    blocked[:, centre_mask(patterns.shape[1:], block)] = 0.0
+    blocked = bin_patterns(blocked, bin_factor)
+    mean = blocked.mean(axis=(1, 2), keepdims=True)
+    std = blocked.std(axis=(1, 2), keepdims=True)
+    if (std == 0).any():
+        index = int(np.flatnonzero(std.reshape(-1) == 0)[0])
+        raise InputError(f"pattern {index} is constant outside the blocked centre; cannot standardise")
+    return ((blocked - mean) / std).astype(np.float32)
+
+
+def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
+    """Deterministic train/val/test split with the same number of test patterns per class.
+
+    The test set takes ``round(test_fraction * count)`` patterns of every class (paper:
+    exactly 100 of the 1000 per class); train and validation are then split at random
+    from the rest in the ratio of their fractions (paper: 15200 / 1900).
+
+    Returns
+    -------
+    ndarray, int8
+        One :data:`SPLITS` code per pattern.
+    """
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise InputError(f"--split needs three non-negative fractions summing to 1, got {fractions}")
+    labels = np.asarray(labels)
+    split = np.full(labels.shape, SPLITS["train"], np.int8)
+    rest = []
+    for value in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == value))
+        n_test = int(round(fractions[2] * members.size))
+        split[members[:n_test]] = SPLITS["test"]
+        rest.append(members[n_test:])
+    rest = rng.permutation(np.concatenate(rest)) if rest else np.array([], int)
+    train_val = fractions[0] + fractions[1]
+    n_val = int(round(rest.size * fractions[1] / train_val)) if train_val > 0 else 0
+    split[rest[:n_val]] = SPLITS["val"]
+    return split
+
+
+def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray) -> dict[str, np.ndarray]:
+    """The four first-moment widths of paper 002 (Discussion, Fig. 6) for each pattern.
+
+    With ``I`` the centre-blocked raw intensity, ``Z`` its standardised form and ``|k|`` the
+    distance of each pixel from k = 0 (pixels inside the block are left out):
+
+    - ``raw``: ``mean(I |k|) / mean(I)``
+    - ``shifted``: ``mean(Z |k|) / (mean(Z) + 1)`` ("shifted standardised", +1 avoids 0/0)
+    - ``absolute``: ``mean(|Z| |k|)`` ("absolute standardised")
+    - ``normalized``: ``mean(N |k|) / mean(N)`` with ``N = (Z - min Z) / (max Z - min Z)``
+
+    Returns
+    -------
+    dict of str to ndarray (batch,)
+    """
+    raw = np.asarray(patterns, np.float64)
+    z = standardise(raw, block).astype(np.float64)
+    keep = ~centre_mask(raw.shape[1:], block)
+    k = np.asarray(k_norm, np.float64)[keep]
+    raw_kept, z_kept = raw[:, keep], z[:, keep]
+    lo, hi = z_kept.min(axis=1, keepdims=True), z_kept.max(axis=1, keepdims=True)
+    normalized = (z_kept - lo) / (hi - lo)
+    return {
+        "raw": (raw_kept * k).mean(axis=1) / raw_kept.mean(axis=1),
+        "shifted": (z_kept * k).mean(axis=1) / (z_kept.mean(axis=1) + 1.0),
+        "absolute": (np.abs(z_kept) * k).mean(axis=1),
+        "normalized": (normalized * k).mean(axis=1) / normalized.mean(axis=1),
+    }

@@ -1,0 +1,124 @@
+"""Figures of the disk_count study (paper 002, Fig. 2-6 and the SI maps)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..plotting import figure
+
+
+def plot_systems(patterns: np.ndarray, disks: np.ndarray, n_disks: np.ndarray, box: float, k_pixel: float,
+                 show: list[int]):
+    """Fig. 2: real-space disks and their speckle (log intensity) for selected disk numbers.
+
+    ``disks`` is (pattern, disk, [x, y, r]) with zero-radius padding.
+    """
+    from matplotlib.patches import Circle
+
+    chosen = [int(np.flatnonzero(n_disks == n)[0]) for n in show if (n_disks == n).any()]
+    fig, axes = figure(2, len(chosen), width=2.3, height=2.3)
+    half = (patterns.shape[-1] - 1) / 2 * k_pixel
+    for column, index in enumerate(chosen):
+        ax = axes[0, column]
+        for x, y, r in disks[index]:
+            if r > 0:
+                ax.add_patch(Circle((x, y), r, color="k"))
+        ax.set(xlim=(0, box), ylim=(0, box), aspect="equal", title=f"n = {n_disks[index]}")
+        ax.set_xlabel("x")
+        ax = axes[1, column]
+        image = ax.imshow(np.log10(patterns[index] + 1e-12 * patterns[index].max()), origin="lower",
+                          extent=(-half, half, -half, half), cmap="magma")
+        ax.set_xlabel(r"$k_x$")
+        fig.colorbar(image, ax=ax, shrink=0.8, label=r"$\log_{10} I$" if column == len(chosen) - 1 else None)
+    axes[0, 0].set_ylabel("y (box units)")
+    axes[1, 0].set_ylabel(r"$k_y$ (1/box units)")
+    return fig
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[int], title: str, bands: bool = False):
+    """Fig. 3-5: confusion matrix (counts, log colour), optional +/-1 band and error circles.
+
+    With ``bands``, green lines bound the cells one disk off the diagonal, red circles mark
+    errors of exactly 2 disks and orange circles errors of more than 2 (paper Fig. 5).
+    """
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Circle
+
+    n = len(classes)
+    fig, axes = figure(1, 1, width=0.28 * n + 2.2, height=0.28 * n + 1.6)
+    ax = axes[0, 0]
+    shown = np.where(matrix > 0, matrix, np.nan)
+    image = ax.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(int(matrix.max()), 2)))
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j]:
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=6,
+                        color="white" if matrix[i, j] > 0.5 * matrix.max() else "black")
+    if bands:
+        edges = np.arange(n + 1) - 0.5
+        ax.step(edges, np.clip(edges + 1, -0.5, n - 0.5), where="post", color="tab:green", lw=1)
+        ax.step(edges, np.clip(edges - 1, -0.5, n - 0.5), where="pre", color="tab:green", lw=1)
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j] and abs(i - j) >= 2:
+                    colour = "tab:red" if abs(i - j) == 2 else "tab:orange"
+                    ax.add_patch(Circle((j, i), 0.45, fill=False, color=colour, lw=1.2))
+    ax.set_xticks(range(n), [str(c) for c in classes], fontsize=7)
+    ax.set_yticks(range(n), [str(c) for c in classes], fontsize=7)
+    ax.set(xlabel="predicted number of disks", ylabel="true number of disks", title=title)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="test patterns")
+    return fig
+
+
+def plot_first_moments(moments, labels: np.ndarray):
+    """Fig. 6: first moment vs disk number, four definitions; samples (left) and means (right)."""
+    names = {"raw": "raw intensity", "shifted": "shifted standardised",
+             "absolute": "absolute standardised", "normalized": "normalised standardised"}
+    fig, axes = figure(len(names), 2, width=3.0, height=2.0)
+    classes = np.unique(labels)
+    for row, (key, title) in enumerate(names.items()):
+        values = np.asarray(moments[key])
+        axes[row, 0].scatter(labels, values, s=6, alpha=0.6)
+        means = [values[labels == c].mean() for c in classes]
+        sems = [values[labels == c].std(ddof=1) / np.sqrt((labels == c).sum()) if (labels == c).sum() > 1 else 0
+                for c in classes]
+        axes[row, 1].errorbar(classes, means, yerr=sems, marker="o", ms=3, capsize=2)
+        for ax in axes[row]:
+            ax.set_ylabel("first moment (k pixels)")
+            ax.set_title(title)
+    for ax in axes[-1]:
+        ax.set_xlabel("number of disks")
+    return fig
+
+
+def plot_maps(inputs: np.ndarray, saliency: np.ndarray, gradcam: np.ndarray, n_disks: np.ndarray,
+              predicted: np.ndarray):
+    """SI maps: input, saliency and Grad-CAM overlay for one test pattern per class."""
+    count = len(inputs)
+    fig, axes = figure(3, count, width=1.5, height=1.5)
+    for column in range(count):
+        axes[0, column].imshow(inputs[column], origin="lower", cmap="magma")
+        axes[0, column].set_title(f"n={n_disks[column]} pred {predicted[column]}", fontsize=7)
+        axes[1, column].imshow(saliency[column], origin="lower", cmap="inferno")
+        axes[2, column].imshow(inputs[column], origin="lower", cmap="gray")
+        axes[2, column].imshow(gradcam[column], origin="lower", cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        for ax in axes[:, column]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("input (standardised)")
+    axes[1, 0].set_ylabel("saliency |dS/dx|")
+    axes[2, 0].set_ylabel("Grad-CAM (layer4)")
+    return fig
+
+
+def plot_history(history):
+    """Training curves: loss and accuracy per epoch, train and validation."""
+    fig, axes = figure(1, 2, width=3.2, height=2.4)
+    axes[0, 0].plot(history["epoch"], history["train_loss"], label="train")
+    axes[0, 0].plot(history["epoch"], history["val_loss"], label="validation")
+    axes[0, 0].set(xlabel="epoch", ylabel="cross-entropy", yscale="log")
+    axes[0, 1].plot(history["epoch"], history["train_accuracy"], label="train")
+    axes[0, 1].plot(history["epoch"], history["val_accuracy"], label="validation")
+    axes[0, 1].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
+    axes[0, 1].legend()
+    return fig

@@ -1,0 +1,218 @@
+"""disk_count (paper 002): analytic disk speckle vs raster FFT and Airy, preprocessing, splits,
+metrics, interpretation maps, a tiny classifier that must beat chance, and the CLI errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import j1
+
+from speckleml.disk_count import data, evaluate, simulate
+from speckleml.errors import InputError
+
+torch = pytest.importorskip("torch")
+
+from conftest import run_cli  # noqa: E402
+
+
+def test_single_disk_is_airy_pattern():
+    """One disk: I(k) = (pi r^2 2 J1(kr)/(kr))^2, written out with scipy's J1."""
+    r = 90.0
+    system = simulate.DiskSystem(centres=np.array([[700.0, 1200.0]]), radii=np.array([r]))
+    pattern = simulate.disk_speckle([system], 65)[0]
+    k = simulate.k_axis(65)
+    kr = np.hypot(*np.meshgrid(k, k, indexing="ij")) * r
+    safe = np.where(kr == 0, 1.0, kr)
+    airy = (math.pi * r**2 * np.where(kr == 0, 1.0, 2 * j1(safe) / safe)) ** 2
+    np.testing.assert_allclose(pattern, airy, rtol=1e-9, atol=1e-12 * airy.max())
+    assert pattern[32, 32] == pytest.approx((math.pi * r**2) ** 2)
+
+
+def test_analytic_speckle_matches_raster_fft_within_raster_error():
+    """Analytic amplitude sum == zero-padded FFT of the rasterised disks, error shrinking with the raster."""
+    rng = np.random.default_rng(3)
+    system = simulate.random_system(4, "poly", rng)
+    analytic = simulate.disk_speckle([system], 41)[0]
+    errors = []
+    for pixels in (250, 500, 1000):
+        raster = simulate.raster_speckle(system, 41, pixels)
+        errors.append(np.abs(raster - analytic).max() / analytic.max())
+    assert errors[-1] < 2e-3
+    assert errors[2] < errors[0]  # a finer raster converges on the analytic pattern
+
+
+def test_float32_simulation_matches_float64():
+    rng = np.random.default_rng(5)
+    systems = [simulate.random_system(20, "mono", rng) for _ in range(2)]
+    p64 = simulate.disk_speckle(systems, 65, dtype=torch.float64)
+    p32 = simulate.disk_speckle(systems, 65, dtype=torch.float32)
+    np.testing.assert_allclose(p32, p64, rtol=0, atol=1e-4 * p64.max())
+
+
+@pytest.mark.parametrize("dispersity", ["mono", "poly"])
+def test_systems_keep_total_area_and_do_not_overlap(dispersity):
+    rng = np.random.default_rng(11)
+    for n in (2, 7, 20):
+        system = simulate.random_system(n, dispersity, rng)
+        assert system.n == n
+        assert math.pi * np.sum(system.radii**2) == pytest.approx(2 * math.pi * 90**2)
+        assert ((system.centres - system.radii[:, None] >= 0) & (system.centres + system.radii[:, None] <= 2000)).all()
+        d = np.hypot(*(system.centres[:, None] - system.centres[None]).transpose(2, 0, 1))
+        gap = d - (system.radii[:, None] + system.radii[None])
+        assert (gap[~np.eye(n, dtype=bool)] >= 0).all()
+    if dispersity == "mono":
+        assert np.allclose(system.radii, math.sqrt(16200 / 20))
+
+
+def test_poly_radii_spread_is_one_third_of_mean():
+    rng = np.random.default_rng(0)
+    radii = np.concatenate([simulate.disk_radii(20, "poly", rng) for _ in range(300)])
+    assert radii.std() / radii.mean() == pytest.approx(1 / 3, abs=0.03)
+
+
+def test_k_axis_and_bad_sizes():
+    k = simulate.k_axis(257)
+    assert k[128] == 0 and k[-1] == pytest.approx(128 * math.pi / 2000)
+    with pytest.raises(InputError):
+        simulate.k_axis(256)
+
+
+def test_standardise_blocks_centre_bins_and_normalises():
+    rng = np.random.default_rng(1)
+    patterns = rng.exponential(size=(3, 15, 15)) + 100 * (np.arange(3)[:, None, None] + 1)
+    patterns[:, 7, 7] = 1e6
+    z = data.standardise(patterns, block=3)
+    np.testing.assert_allclose(z.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=(1, 2)), 1, atol=1e-5)
+    assert np.ptp(z[:, 6:9, 6:9], axis=(1, 2)).max() == pytest.approx(0, abs=1e-6)  # blocked = one value
+    binned = data.bin_patterns(np.ones((1, 17, 17)), 3)
+    assert binned.shape == (1, 5, 5) and np.all(binned == 9)  # 17 -> 15 -> 5 bins of 3x3
+    with pytest.raises(InputError):
+        data.standardise(patterns, block=4)
+    with pytest.raises(InputError):
+        data.bin_patterns(patterns, 2)
+
+
+def test_stratified_split_has_equal_test_counts():
+    labels = np.repeat(np.arange(2, 21), 50)
+    split = data.stratified_split(labels, (0.8, 0.1, 0.1), np.random.default_rng(0))
+    test_counts = np.bincount(labels[split == data.SPLITS["test"]])[2:]
+    assert (test_counts == 5).all()
+    assert (split == data.SPLITS["val"]).sum() == round(0.1 / 0.9 * (labels.size - 95))
+    again = data.stratified_split(labels, (0.8, 0.1, 0.1), np.random.default_rng(0))
+    np.testing.assert_array_equal(split, again)
+
+
+def test_first_moments_follow_the_definitions():
+    k = np.hypot(*np.indices((5, 5)) - 2.0)
+    pattern = np.zeros((1, 5, 5))
+    pattern[0, 0, 2] = 4.0  # one bright pixel at |k| = 2 outside a 1x1 block
+    values = data.first_moments(pattern, 1, k)
+    assert values["raw"][0] == pytest.approx(2.0)  # all intensity at |k| = 2
+    z = data.standardise(pattern, 1)[0].astype(float)
+    keep = np.ones((5, 5), bool)
+    keep[2, 2] = False
+    assert values["absolute"][0] == pytest.approx(np.mean(np.abs(z[keep]) * k[keep]), rel=1e-6)
+    assert values["normalized"][0] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_metrics_match_hand_counts():
+    true = np.array([2, 2, 3, 3, 4, 4])
+    pred = np.array([2, 3, 3, 3, 4, 2])
+    table = evaluate.classification_table(true, pred, [2, 3, 4]).set_index("class")
+    assert table.loc["Disks_02", "precision"] == pytest.approx(0.5)
+    assert table.loc["Disks_03", "recall"] == pytest.approx(1.0)
+    assert table.loc["Disks_03", "precision"] == pytest.approx(2 / 3)
+    assert table.loc["accuracy", "f1"] == pytest.approx(4 / 6)
+    assert evaluate.error_bands(true, pred) == {"n": 6, "correct": 4, "off_by_1": 1, "off_by_2": 1, "off_by_more": 0}
+    matrix = evaluate.confusion_table(true, pred, [2, 3, 4]).to_numpy()
+    assert matrix.trace() == 4 and matrix[2, 0] == 1
+
+
+def test_gradcam_and_saliency_shapes_and_hook_removed():
+    from speckleml.disk_count.interpret import gradcam_maps, saliency_maps
+    from speckleml.disk_count.model import build_resnet
+
+    torch.manual_seed(0)
+    model = build_resnet("resnet18", 3)
+    x = np.random.default_rng(0).normal(size=(2, 33, 33)).astype(np.float32)
+    cam = gradcam_maps(model, x, np.array([0, 2]), "cpu")
+    sal = saliency_maps(model, x, np.array([0, 2]), "cpu")
+    assert cam.shape == sal.shape == (2, 33, 33)
+    assert cam.min() >= 0 and cam.max() <= 1 + 1e-6 and (sal >= 0).all() and sal.max() > 0
+    assert not model.layer4._forward_hooks
+
+
+@pytest.mark.slow
+def test_classifier_separates_classes_well_above_chance():
+    """3 well-separated disk numbers, 5x5-binned 135 patterns: a short ResNet-18 run beats 1/3 by far."""
+    from speckleml.disk_count.model import build_resnet, predict_proba
+    from speckleml.disk_count.train import TrainSettings, train_classifier
+    from speckleml.training import seed_everything
+
+    torch.set_num_threads(2)
+    rng = seed_everything(0)
+    classes = [2, 6, 20]
+    patterns, labels = [], []
+    for n in classes:
+        p, _ = simulate.simulate_class(n, 40, 135, "mono", rng, dtype=torch.float32)
+        patterns.append(p)
+        labels += [classes.index(n)] * 40
+    x, y = data.standardise(np.concatenate(patterns), 11, 5), np.array(labels)
+    split = data.stratified_split(y, (0.6, 0.15, 0.25), rng)
+    model = build_resnet("resnet18", 3)
+    train_classifier(model, x[split == 0], y[split == 0], x[split == 1], y[split == 1],
+                     TrainSettings(epochs=6, batch_size=16, schedule="cosine", augment=True), torch.device("cpu"))
+    test = split == data.SPLITS["test"]
+    accuracy = (predict_proba(model, x[test], "cpu").argmax(1) == y[test]).mean()
+    assert accuracy >= 0.8  # chance is 1/3
+
+
+def test_checkpoint_round_trip_and_predict_cli(tmp_path):
+    from speckleml.disk_count.model import build_resnet, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_resnet("resnet18", 3)
+    meta = {"arch": "resnet18", "classes": [2, 6, 20], "block": 5, "bin": 1, "source_size": 33}
+    save_checkpoint(tmp_path / "m.pt", model, meta)
+    loaded, meta2 = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(2, 1, 33, 33)
+    model.eval()
+    torch.testing.assert_close(loaded(x), model(x))
+    assert meta2["classes"] == [2, 6, 20]
+    rng = np.random.default_rng(0)
+    patterns = simulate.disk_speckle([simulate.random_system(6, "mono", rng)], 33)
+    np.save(tmp_path / "p.npy", patterns)
+    proc = run_cli("disk-count", "predict", tmp_path / "m.pt", tmp_path / "p.npy", "--device", "cpu",
+                   "--output", tmp_path / "pred.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "pattern 0:" in proc.stdout and "disks (probability" in proc.stdout
+    assert (tmp_path / "pred.csv").read_text().startswith("pattern,n_disks,probability")
+
+
+def test_cli_bad_inputs_fail_with_one_line(tmp_path):
+    proc = run_cli("disk-count", "simulate", tmp_path / "p.zarr", "--size", "64")
+    assert proc.returncode == 2 and "odd" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.zarr").exists()
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    np.save(tmp_path / "p.npy", np.ones((33, 33)))
+    proc = run_cli("disk-count", "predict", tmp_path / "bad.pt", tmp_path / "p.npy")
+    assert proc.returncode == 2 and "bad.pt" in proc.stderr
+
+
+def test_simulate_and_preprocess_cli_are_deterministic(tmp_path):
+    from speckleml.stores import read_store
+
+    for name in ("a", "b"):
+        run_cli("disk-count", "simulate", tmp_path / f"{name}.zarr", "--n-disks", "2", "5", "--per-class", "4",
+                "--size", "21", "--dispersity", "poly", "--seed", "3", "--device", "cpu", check=True)
+    a, b = (read_store(tmp_path / f"{n}.zarr", data.PATTERNS) for n in "ab")
+    np.testing.assert_array_equal(a["patterns"], b["patterns"])
+    assert a.provenance["seed"] == 3 and a.attrs["dispersity"] == "poly"
+    run_cli("disk-count", "preprocess", tmp_path / "a.zarr", tmp_path / "in.zarr", "--block", "3",
+            "--split", "0.5", "0.25", "0.25", check=True)
+    inputs = read_store(tmp_path / "in.zarr", data.INPUTS)
+    assert inputs["inputs"].shape == (8, 21, 21)
+    assert np.bincount(inputs["n_disks"][inputs["split"] == data.SPLITS["test"]]).max() == 1
