@@ -46,7 +46,8 @@ DYN_LEVEL_GEOMETRY = lambda wc: " ".join(
     f"--{option} {value}"
     for option, value in {**DYN_GEOMETRY, DYN_OPTION[wc.sweep_param]: q(DYN_SWEEPS[wc.sweep_param][int(wc.level)])}.items()
 )
-DYN_LEVEL_DIR = DYN_DIR + "/sweeps/{}/{}"
+# Output folder of one sweep level.
+dyn_level_dir = lambda param, level: f"{DYN_DIR}/sweeps/{param}/{level}"
 
 
 rule dynamics_simulate:
@@ -205,14 +206,14 @@ rule dynamics_sweep_level:
 rule dynamics_sweep_table:
     input:
         reference=f"{DYN_DIR}/metrics.csv",
-        metrics=[DYN_LEVEL_DIR.format(p, i) + "/metrics.csv" for p, i in DYN_LEVELS],
+        metrics=[f"{dyn_level_dir(p, i)}/metrics.csv" for p, i in DYN_LEVELS],
         src=DYN_SRC,
     output:
         table=f"{DYN_DIR}/sweeps.csv",
         plot=report(f"{DYN_DIR}/figures/sweeps.png", category="dynamics", caption="../report/dynamics/sweeps.rst"),
     params:
         conditions=" ".join(
-            f"--condition {p} {q(DYN_SWEEPS[p][i])} {DYN_LEVEL_DIR.format(p, i)}/metrics.csv"
+            f"--condition {p} {q(DYN_SWEEPS[p][i])} {dyn_level_dir(p, i)}/metrics.csv"
             for p, i in DYN_LEVELS
         ),
     log:

@@ -1,0 +1,145 @@
+"""k-means classes of latent vectors with an automatic elbow, embeddings, scores, neighbours.
+
+The paper runs k-means for k = 2..12 on the 64-d latents and picks k by the elbow of the
+distortion curve (Supp. Fig. 3); here the elbow is found automatically as the point of the
+normalised curve farthest below the chord from its first to its last point (the "kneedle"
+rule). Clusters are renumbered by the median relaxation time of their members, slowest
+first, so that - as in the paper - relaxation rates increase with the class number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..stores import ArraySpec, StoreSchema, register_schema
+
+LATENTS = register_schema(StoreSchema(
+    name="clustering_latents", version=1,
+    description="autoencoder latent vector and reconstruction error of every C2 crop",
+    arrays={
+        "latent": ArraySpec(("item", "dim"), ("float32",), finite=True),
+        "recon_l1": ArraySpec(("item",), ("float32",), finite=True),
+        "label": ArraySpec(("item",), ("int64",)),
+        "series": ArraySpec(("item",), ("int64",)),
+        "sector": ArraySpec(("item",), ("int64",)),
+        "start": ArraySpec(("item",), ("int64",)),
+        "kww_tau": ArraySpec(("item",), ("float64",)),
+    },
+    required_attrs=("classes", "dt"),
+))
+
+
+def elbow_curve(latents: np.ndarray, ks, seed: int, n_init: int = 10) -> np.ndarray:
+    """k-means distortion (inertia: summed squared distance to the centroid) for each k."""
+    from sklearn.cluster import KMeans
+
+    return np.array([KMeans(n_clusters=int(k), n_init=n_init, random_state=seed).fit(latents).inertia_
+                     for k in ks])
+
+
+def elbow_point(ks, distortion) -> int:
+    """The k at the elbow of a decreasing distortion curve (largest gap below the chord).
+
+    Both axes are scaled to [0, 1]; the chosen k maximises the distance between the chord
+    from the first to the last point and the curve. With fewer than three points the
+    smallest k is returned.
+    """
+    ks = np.asarray(ks, np.float64)
+    d = np.asarray(distortion, np.float64)
+    if ks.size < 3 or not np.ptp(d) > 0:
+        return int(ks[0])
+    x = (ks - ks[0]) / (ks[-1] - ks[0])
+    y = (d - d.min()) / np.ptp(d)
+    chord = y[0] + (y[-1] - y[0]) * x
+    return int(ks[int(np.argmax(chord - y))])
+
+
+def order_by_relaxation(labels: np.ndarray, tau: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Mapping old -> new cluster ids so that id 0 has the longest median relaxation time.
+
+    NaN relaxation times are ignored; a cluster without any finite one sorts last.
+    """
+    medians = []
+    for c in range(n_clusters):
+        values = tau[(labels == c) & np.isfinite(tau)]
+        medians.append(np.median(np.log(values)) if values.size else -np.inf)
+    order = np.argsort(-np.asarray(medians), kind="stable")
+    mapping = np.empty(n_clusters, np.int64)
+    mapping[order] = np.arange(n_clusters)
+    return mapping
+
+
+def fit_clusters(latents: np.ndarray, k: int, seed: int, tau: np.ndarray | None = None, n_init: int = 10):
+    """Fit k-means with ``k`` clusters; return (labels, centroids) ordered by relaxation time."""
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=int(k), n_init=n_init, random_state=seed).fit(latents)
+    labels, centres = km.labels_.astype(np.int64), km.cluster_centers_
+    if tau is not None:
+        mapping = order_by_relaxation(labels, np.asarray(tau, np.float64), int(k))
+        labels = mapping[labels]
+        centres = centres[np.argsort(mapping)]
+    return labels, centres
+
+
+def assign(latents: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Nearest-centroid cluster of each latent (k-means prediction)."""
+    return np.argmin(pairwise_distances(latents, centres), axis=1).astype(np.int64)
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances (len(a), len(b)) in float64."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(sq, 0.0))
+
+
+def nearest_neighbours(queries: np.ndarray, latents: np.ndarray, k: int,
+                       exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and distances (n_queries, k) of the ``k`` nearest latents of each query.
+
+    ``exclude`` lists latent indices that may not be returned (e.g. the queries themselves).
+    """
+    distances = pairwise_distances(queries, latents)
+    if exclude is not None and len(exclude):
+        distances[:, np.asarray(exclude)] = np.inf
+    k = min(int(k), int(np.isfinite(distances).sum(axis=1).min()))
+    index = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return index, np.take_along_axis(distances, index, axis=1)
+
+
+def embed(latents: np.ndarray, method: str, seed: int, n_neighbors: int = 5, min_dist: float = 0.25) -> np.ndarray:
+    """2-D embedding of latents for display: ``"umap"`` (paper settings) or ``"pca"`` (fast)."""
+    latents = np.asarray(latents, np.float64)
+    if method == "pca":
+        centred = latents - latents.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        out = centred @ vt[:2].T
+        return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))) if out.shape[1] < 2 else out
+    if method == "umap":
+        import umap
+
+        reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(latents) - 1), min_dist=min_dist,
+                            n_components=2, random_state=seed)
+        return reducer.fit_transform(latents)
+    raise ValueError(f"unknown embedding {method!r} (use umap or pca)")
+
+
+def agreement_scores(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Adjusted Rand index and normalised mutual information of clusters against truth."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    known = truth >= 0
+    return {"ari": float(adjusted_rand_score(truth[known], labels[known])),
+            "nmi": float(normalized_mutual_info_score(truth[known], labels[known]))}
+
+
+def class_fractions(times: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction of items in each cluster at each distinct time: (times, fractions (n_t, k))."""
+    unique = np.unique(times)
+    fractions = np.zeros((unique.size, n_clusters))
+    for i, t in enumerate(unique):
+        counts = np.bincount(labels[times == t], minlength=n_clusters)
+        fractions[i] = counts / max(counts.sum(), 1)
+    return unique, fractions

@@ -1,0 +1,154 @@
+"""Two-time maps of azimuthal sectors and min-max normalised crops along their diagonal.
+
+Each frames series is correlated on ``n_sectors`` azimuthal sectors of one q-ring with the
+shared correlation engine (:func:`speckleml.correlation.two_time`, APS normalisation of
+paper 001 eq. 1-2); square crops of ``size`` frames are cut along the diagonal (so they
+start and end at the same time on both axes) and scaled to [0, 1] each, as the paper does.
+A stretched exponential (KWW) fitted to each crop's diagonal average gives its relaxation
+time, the physical axis along which the paper orders its classes.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..stores import ArraySpec, StoreSchema, register_schema
+
+CROPS = register_schema(StoreSchema(
+    name="clustering_crops", version=1,
+    description="min-max normalised C2 crops along the diagonal, with their origin and KWW fit",
+    arrays={
+        "crops": ArraySpec(("item", "y", "x"), ("float32",), finite=True),
+        "label": ArraySpec(("item",), ("int64",)),
+        "series": ArraySpec(("item",), ("int64",)),
+        "sector": ArraySpec(("item",), ("int64",)),
+        "start": ArraySpec(("item",), ("int64",)),
+        "c2_min": ArraySpec(("item",), ("float32",)),
+        "c2_max": ArraySpec(("item",), ("float32",)),
+        "kww_tau": ArraySpec(("item",), ("float64",)),
+        "kww_gamma": ArraySpec(("item",), ("float64",)),
+    },
+    required_attrs=("classes", "crop", "dt"),
+))
+
+
+def sector_labels(qx: np.ndarray, qy: np.ndarray, q_edges: tuple[float, float], n_sectors: int,
+                  mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ROI labels (y, x) of ``n_sectors`` azimuthal sectors of the ring ``q_edges``.
+
+    Returns the label map (0 = excluded, 1..n_sectors) and each ROI's mean q.
+    """
+    from ..correlation import q_ring_rois
+
+    qy_grid, qx_grid = np.meshgrid(np.asarray(qy, np.float64), np.asarray(qx, np.float64), indexing="ij")
+    q_map = np.hypot(qy_grid, qx_grid)
+    phi_map = np.arctan2(qy_grid, qx_grid)
+    labels, roi_q = q_ring_rois(q_map, np.asarray(q_edges, np.float64), mask=mask, phi_map=phi_map,
+                                n_sectors=n_sectors)
+    labels = np.asarray(labels)
+    found = np.unique(labels[labels > 0])
+    if found.size != n_sectors:
+        raise ValueError(f"only {found.size} of {n_sectors} sectors contain pixels: widen the ring or the detector")
+    return labels, np.asarray(roi_q, np.float64)
+
+
+def sector_c2(frames, labels: np.ndarray, normalization: str = "aps") -> np.ndarray:
+    """Two-time maps (n_sectors, T, T) float32 of one series ``frames`` (T, y, x).
+
+    ``"aps"`` is paper 001 eq. 1-2 as the shared engine implements it (pixel time means).
+    """
+    from ..correlation import two_time
+
+    # budget: whole-series panels (no re-reads); the maps are small next to the frames
+    return np.asarray(two_time(frames, labels, normalization=normalization, desc="c2", max_memory=1 << 28),
+                      np.float32)
+
+
+def random_starts(n_frames: int, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random crop starts (frames) along the diagonal, uniform in ``[0, n_frames - size]``."""
+    if size > n_frames:
+        raise ValueError(f"crop size {size} is larger than the {n_frames} frames")
+    return rng.integers(0, n_frames - size + 1, size=n)
+
+
+def sliding_starts(n_frames: int, size: int, stride: int) -> np.ndarray:
+    """Crop starts every ``stride`` frames (the last crop ends at most at ``n_frames``)."""
+    if size > n_frames or stride < 1:
+        raise ValueError(f"need crop size {size} <= {n_frames} frames and stride >= 1")
+    return np.arange(0, n_frames - size + 1, stride)
+
+
+def diagonal_crops(c2: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """Square crops ``c2[s:s+size, s:s+size]`` (n, size, size) of one map (T, T)."""
+    return np.stack([c2[s:s + size, s:s + size] for s in starts])
+
+
+def minmax_normalise(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scale every crop to [0, 1]; return the scaled crops and each crop's (min, max).
+
+    A constant crop (max == min) becomes all zeros rather than NaN.
+    """
+    crops = np.asarray(crops, np.float32)
+    low = crops.min(axis=(-2, -1))
+    high = crops.max(axis=(-2, -1))
+    span = np.where(high > low, high - low, 1.0).astype(np.float32)
+    scaled = (crops - low[..., None, None]) / span[..., None, None]
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32), low, high
+
+
+def diagonal_profiles(crops: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean along the diagonals of each crop (N, n, n): lags 1..max_lag (frames) and values (N, L).
+
+    For a stationary map this is the one-time correlation (g2 - 1 for the APS form).
+    """
+    crops = np.asarray(crops)
+    lags = np.arange(1, max_lag + 1)
+    values = np.stack([np.diagonal(crops, offset=int(k), axis1=-2, axis2=-1).mean(-1) for k in lags], axis=-1)
+    return lags.astype(np.float64), values.astype(np.float64)
+
+
+def kww(t: np.ndarray, beta: float, tau: float, gamma: float, baseline: float) -> np.ndarray:
+    """``beta exp(-2 (t/tau)^gamma) + baseline`` (the g2 - 1 convention of fitting.py)."""
+    return beta * np.exp(-2.0 * (t / tau) ** gamma) + baseline
+
+
+def fit_kww_profile(lags: np.ndarray, values: np.ndarray, tau_max: float = 1e4) -> tuple[float, float]:
+    """Relaxation time (frames) and stretching exponent of one diagonal profile.
+
+    ``tau`` is bounded to ``[0.1, tau_max]`` (a frozen map sits at the upper bound) and
+    ``gamma`` to ``[0.2, 2.5]``; returns ``(nan, nan)`` when the fit fails.
+    """
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    beta0 = max(values[0] - values[-1], 1e-3)
+    # initial tau: first lag where the profile has dropped by 1 - e^-2 of its range
+    below = np.flatnonzero(values <= values[-1] + beta0 * np.exp(-2.0))
+    tau0 = float(lags[below[0]]) if below.size else float(lags[-1])
+    log_bounds = (np.log(0.1), np.log(tau_max))
+
+    def model(t, beta, log_tau, log_gamma, baseline):
+        # log parameters clipped to the bounds: MINPACK's unbounded lm is ~10x faster than trf
+        tau = np.exp(np.clip(log_tau, *log_bounds))
+        gamma = np.exp(np.clip(log_gamma, np.log(0.2), np.log(2.5)))
+        return kww(t, beta, tau, gamma, baseline)
+
+    try:
+        with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)  # flat (frozen) maps: no covariance
+            popt, _ = curve_fit(model, lags, values, p0=(beta0, np.log(max(tau0, 0.5)), 0.0, values[-1]),
+                                maxfev=2000)
+    except (RuntimeError, ValueError):
+        return float("nan"), float("nan")
+    tau = float(np.exp(np.clip(popt[1], *log_bounds)))
+    gamma = float(np.exp(np.clip(popt[2], np.log(0.2), np.log(2.5))))
+    return tau, gamma
+
+
+def fit_crops_kww(crops: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """KWW relaxation time (frames) and exponent of every crop (N, n, n), from lags 1..n/2."""
+    lags, profiles = diagonal_profiles(crops, max(crops.shape[-1] // 2, 2))
+    rows = profiles if progress is None else progress(profiles, "KWW fits")
+    fits = np.array([fit_kww_profile(lags, row) for row in rows]).reshape(-1, 2)
+    return fits[:, 0], fits[:, 1]

@@ -1,0 +1,177 @@
+"""The AI-NERD convolutional autoencoder of two-time maps (paper 001, reference code).
+
+Three encoder stages of ``[Conv3x3 -> Dropout -> ReLU] x 2 + MaxPool(pool)`` with 16/32/64
+channels, a fully connected bottleneck ``Linear(flat, latent) + ReLU`` and back, and a
+decoder of ``[Conv3x3 -> Dropout -> ReLU] x 2 + bilinear Upsample(pool)`` stages ending in a
+``Conv3x3 -> Sigmoid``. Submodules are named and indexed exactly as in the authors' code
+(``encoder``, ``bottleneck``, ``decoder1`` as ``nn.Sequential``), so their published
+``state_dict`` loads with ``load_state_dict(strict=True)`` unchanged. The flattened size
+depends on the crop: ``channels[-1] * (crop / pool**3)**2`` (1024 for 256 px crops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Shape of a :class:`C2Autoencoder` (stored with every checkpoint).
+
+    Parameters
+    ----------
+    crop : int
+        Side of the square input maps; must be divisible by ``pool ** 3``.
+    latent : int
+        Size of the latent vector.
+    channels : tuple of int
+        Channels of the three encoder stages (reference: 16, 32, 64).
+    pool : int
+        Max-pooling / upsampling factor per stage (reference: 4).
+    dropout : float
+        Dropout probability after every convolution (reference: 0.05).
+    """
+
+    crop: int = 256
+    latent: int = 64
+    channels: tuple[int, int, int] = (16, 32, 64)
+    pool: int = 4
+    dropout: float = 0.05
+
+    def __post_init__(self):
+        if self.pool < 2 or self.crop % self.pool ** 3:
+            raise ValueError(f"crop {self.crop} must be divisible by pool**3 = {self.pool ** 3}")
+        if self.latent < 1 or len(self.channels) != 3 or min(self.channels) < 1:
+            raise ValueError("need latent >= 1 and three positive channel counts")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def bottom(self) -> int:
+        """Spatial side of the last encoder feature map."""
+        return self.crop // self.pool ** 3
+
+    @property
+    def flat(self) -> int:
+        """Number of features entering the bottleneck."""
+        return self.channels[2] * self.bottom ** 2
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AutoencoderConfig":
+        values = dict(values)
+        values["channels"] = tuple(values.get("channels", (16, 32, 64)))
+        return cls(**values)
+
+
+def _conv_block(c_in: int, c_out: int, dropout: float) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride=1, padding=1), nn.Dropout(dropout), nn.ReLU()]
+
+
+class C2Autoencoder(nn.Module):
+    """Hourglass autoencoder of min-max normalised C2 crops ``(batch, 1, crop, crop)``.
+
+    Parameters
+    ----------
+    config : AutoencoderConfig, optional
+        Shape (default: the paper's 256 px crops and 64-d latent).
+
+    Examples
+    --------
+    >>> model = C2Autoencoder(AutoencoderConfig(crop=64, latent=8))
+    >>> model(torch.rand(2, 1, 64, 64)).shape
+    torch.Size([2, 1, 64, 64])
+    """
+
+    def __init__(self, config: AutoencoderConfig | None = None):
+        super().__init__()
+        self.config = config = config or AutoencoderConfig()
+        c1, c2, c3 = config.channels
+        p, d = config.pool, config.dropout
+        self.encoder = nn.Sequential(
+            *_conv_block(1, c1, d), *_conv_block(c1, c1, d), nn.MaxPool2d((p, p)),
+            *_conv_block(c1, c2, d), *_conv_block(c2, c2, d), nn.MaxPool2d((p, p)),
+            *_conv_block(c2, c3, d), *_conv_block(c3, c3, d), nn.MaxPool2d((p, p)),
+        )
+        self.bottleneck = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(config.flat, config.latent),
+            nn.ReLU(),
+            nn.Linear(config.latent, config.flat),
+            nn.ReLU(),
+            nn.Unflatten(1, (c3, config.bottom, config.bottom)),
+        )
+        self.decoder1 = nn.Sequential(
+            *_conv_block(c3, c3, d), *_conv_block(c3, c3, d), nn.Upsample(scale_factor=p, mode="bilinear"),
+            *_conv_block(c3, c3, d), *_conv_block(c3, c3, d), nn.Upsample(scale_factor=p, mode="bilinear"),
+            *_conv_block(c3, c2, d), *_conv_block(c2, c2, d), nn.Upsample(scale_factor=p, mode="bilinear"),
+            nn.Conv2d(c2, 1, 3, stride=1, padding=1),
+            nn.Sigmoid(),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent vectors ``(batch, latent)`` (non-negative: after the bottleneck ReLU)."""
+        return self.bottleneck[:3](self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstructions ``(batch, 1, crop, crop)`` in [0, 1] from latents."""
+        return self.decoder1(self.bottleneck[3:](z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def save_model(model: C2Autoencoder, path, extra: dict | None = None) -> None:
+    """Save weights and shape atomically: ``{"config": ..., "state_dict": ..., **extra}``."""
+    from ..atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), **(extra or {})}, tmp)
+
+
+def load_model(path, map_location="cpu") -> tuple[C2Autoencoder, dict]:
+    """Load a checkpoint written by :func:`save_model` (strict), in eval mode.
+
+    Raises
+    ------
+    InputError
+        When the file is not such a checkpoint.
+    """
+    from ..errors import InputError
+
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise InputError(f"{path}: not a readable model checkpoint ({type(exc).__name__})") from None
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
+        raise InputError(f"{path}: not a speckleml clustering checkpoint (needs 'config' and 'state_dict')")
+    model = C2Autoencoder(AutoencoderConfig.from_dict(checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"], strict=True)
+    model.eval()
+    return model, checkpoint
+
+
+def load_published(path, crop: int = 256, latent: int = 64, map_location="cpu") -> C2Autoencoder:
+    """The authors' published ``state_dict`` loaded strictly into :class:`C2Autoencoder`."""
+    from ..errors import InputError
+
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable state_dict ({type(exc).__name__})") from None
+    model = C2Autoencoder(AutoencoderConfig(crop=crop, latent=latent))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: weights do not fit the reference autoencoder: {' '.join(str(exc).split())[:300]}") from None
+    model.eval()
+    return model

@@ -1,0 +1,204 @@
+"""Real rheo-XPCS data of paper 001 (jhorwath/XPCS_Clustering, see PROVENANCE.md).
+
+(a) The authors' published autoencoder weights load strictly into :class:`C2Autoencoder`;
+their real C2 crop is encoded and reconstructed and set beside our own model's
+reconstruction (at our crop size) with the L1 errors and the L1 of predicting the crop's
+mean. (b) The paper's Fig. 3 on real data: k-means with the automatic elbow on the 900
+published latents, class fractions per crop start time across the 18 sectors beside the
+rheometer's shear stress, and the UMAP of the latents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FILES = {
+    "crop": "AccuracyEvaluation_TargetImage.npy",
+    "latents": "full_dataset_AugmentedTraining_rheo64.npy",
+    "sectors": "E031_256_sectors.npy",
+    "starts": "E031_256_start.npy",
+    "rheology": "RheoData.pkl",
+    "weights": "full_dataset_augmented_training_normbest_model_0051.pth",
+}
+
+
+def real_paths(data_dir) -> dict[str, Path]:
+    """Paths of the authors' files; :class:`InputError` naming the first missing one."""
+    from ..errors import InputError
+
+    data_dir = Path(data_dir)
+    paths = {key: data_dir / name for key, name in FILES.items()}
+    for path in paths.values():
+        if not path.exists():
+            raise InputError(f"{path}: missing (expected the horwath_rheo_xpcs files, see PROVENANCE.md)")
+    return paths
+
+
+def load_crop(path) -> np.ndarray:
+    """The real C2 crop (256, 256) as float32 in [0, 1]."""
+    from ..errors import InputError
+
+    crop = np.load(path, allow_pickle=False).astype(np.float32)
+    if crop.ndim != 2 or crop.shape[0] != crop.shape[1] or not np.isfinite(crop).all():
+        raise InputError(f"{path}: expected a finite square 2-D C2 crop, got shape {crop.shape}")
+    return crop
+
+
+def block_mean(image: np.ndarray, size: int) -> np.ndarray:
+    """Downsample a square image to ``size`` by averaging blocks (side must be a multiple)."""
+    n = image.shape[0]
+    if n % size:
+        raise ValueError(f"cannot average a {n}-px image into {size} px blocks")
+    f = n // size
+    return image.reshape(size, f, size, f).mean(axis=(1, 3))
+
+
+def reconstruct(model, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Latent (latent,) and reconstruction (n, n) of one crop."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.from_numpy(crop)[None, None]
+        z = model.encode(x)
+        return z[0].numpy(), model.decode(z)[0, 0].numpy()
+
+
+def cessation_time(rheology) -> float:
+    """Time (s, rheometer clock) at which the shear rate drops to zero for the last time."""
+    rate = np.abs(rheology["shear_rate"].to_numpy())
+    sheared = np.flatnonzero(rate > 1e-3)
+    last = sheared[-1] if sheared.size else -1
+    return float(rheology["time"].to_numpy()[min(last + 1, len(rate) - 1)])
+
+
+def recon_figure(crop, published, ours_input, ours, errors: dict, path) -> None:
+    from ..plotting import figure, save_figure
+
+    fig, axes = figure(1, 5, 2.2, 2.4)
+    panels = [(crop, "real C2 crop (256 px)"),
+              (published, f"published weights\nL1 {errors['l1_published']:.3f}"),
+              (np.abs(published - crop), "|published - crop|"),
+              (ours, f"our model ({ours_input.shape[0]} px)\nL1 {errors['l1_ours']:.3f}"),
+              (np.abs(ours - ours_input), "|ours - crop|")]
+    for ax, (image, title) in zip(axes[0], panels):
+        im = ax.imshow(image, origin="lower", vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes[0, -1], fraction=0.05)
+    fig.suptitle(f"L1 of predicting the crop's mean: {errors['l1_mean']:.3f}", fontsize=9)
+    save_figure(fig, path)
+
+
+def fig3_real(table, rheology, t0: float, path) -> None:
+    from ..plotting import figure, save_figure
+    from .cluster import class_fractions
+    from .figures import stacked_fractions
+
+    k = int(table["cluster"].max()) + 1
+    times, fractions = class_fractions(table["start"].to_numpy(), table["cluster"].to_numpy(), k)
+    width = float(np.median(np.diff(times))) if times.size > 1 else 1.0
+    fig, axes = figure(2, 1, 7.0, 2.3, sharex=True)
+    stacked_fractions(axes[0, 0], times, fractions, width)
+    axes[0, 0].set_title(f"A: real rheo-XPCS, class fractions across 18 sectors (k = {k}, elbow)")
+    axes[0, 0].legend(fontsize=6, ncol=min(k, 6), loc="upper right")
+    t = rheology["time"].to_numpy() - t0
+    stress = rheology["shear_stress"].to_numpy()
+    # from cessation on: the stress during shear (up to 4e4 Pa) would flatten the relaxation
+    keep = (t >= 0) & (t <= times.max() + 2 * width) & (stress > 0)
+    ax = axes[1, 0]
+    ax.plot(t[keep], stress[keep], color="k", lw=1)
+    ax.set_yscale("log")
+    ax.set_ylabel("shear stress (Pa)")
+    ax.set_xlabel("time after shear cessation (s)")
+    ax.set_title("B: rheometer shear stress")
+    save_figure(fig, path)
+
+
+def umap_real(table, elbow_table, path) -> None:
+    from ..plotting import figure, save_figure
+    from .figures import _colour
+
+    fig, axes = figure(1, 2, 3.6, 3.0)
+    ax = axes[0, 0]
+    for c in sorted(table["cluster"].unique()):
+        part = table[table["cluster"] == c]
+        ax.scatter(part["embed_x"], part["embed_y"], s=5, color=_colour(c), label=f"cluster {c}")
+    ax.set_xlabel("embedding 1")
+    ax.set_ylabel("embedding 2")
+    ax.set_title("published latents of 900 real C2")
+    ax.legend(fontsize=6, markerscale=2)
+    ax = axes[0, 1]
+    ax.plot(elbow_table["k"], elbow_table["distortion"], "o-", color="0.3")
+    chosen = elbow_table[elbow_table["chosen"]]
+    ax.plot(chosen["k"], chosen["distortion"], "o", ms=11, mfc="none", mec="C3", mew=2)
+    ax.set_xlabel("k")
+    ax.set_ylabel("distortion")
+    ax.set_title(f"elbow: k = {int(chosen['k'].iloc[0])}")
+    save_figure(fig, path)
+
+
+def run_real(args) -> None:
+    """The ``real`` stage: tables, a summary JSON and three figures in ``args.out_dir``."""
+    import pandas as pd
+
+    from ..atomic import write_csv, write_text
+    from ..errors import InputError
+    from .cluster import elbow_curve, elbow_point, embed, fit_clusters
+    from .model import load_model, load_published
+
+    paths = real_paths(args.data_dir)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    crop = load_crop(paths["crop"])
+    published = load_published(paths["weights"], crop=crop.shape[0])
+    latent_pub, recon_pub = reconstruct(published, crop)
+    ours, _ = load_model(args.model)
+    try:
+        ours_input = block_mean(crop, ours.config.crop)
+    except ValueError as exc:
+        raise InputError(f"{args.model}: {exc}") from None
+    # our crops are min-max normalised: keep the averaged crop on the same [0, 1] scale
+    ours_input = ((ours_input - ours_input.min()) / max(np.ptp(ours_input), 1e-12)).astype(np.float32)
+    _, recon_ours = reconstruct(ours, ours_input)
+    errors = {"l1_published": float(np.abs(recon_pub - crop).mean()),
+              "l1_mean": float(np.abs(crop - crop.mean()).mean()),
+              "l1_ours": float(np.abs(recon_ours - ours_input).mean()),
+              "l1_mean_ours_scale": float(np.abs(ours_input - ours_input.mean()).mean())}
+    recon_figure(crop, recon_pub, ours_input, recon_ours, errors, out / "real_recon.png")
+
+    latents = np.load(paths["latents"], allow_pickle=False).astype(np.float64)
+    sectors = np.load(paths["sectors"], allow_pickle=False).astype(np.int64)
+    starts = np.load(paths["starts"], allow_pickle=False).astype(np.float64)
+    if not (latents.ndim == 2 and len(latents) == len(sectors) == len(starts)):
+        raise InputError(f"{args.data_dir}: latents {latents.shape}, sectors {sectors.shape} and starts {starts.shape} disagree")
+    if not 1 <= args.k_min < args.k_max < len(latents):
+        raise InputError(f"need 1 <= --k-min < --k-max < {len(latents)}")
+    ks = np.arange(args.k_min, args.k_max + 1)
+    distortion = elbow_curve(latents, ks, args.seed)
+    k = elbow_point(ks, distortion)
+    # no relaxation times for the real crops: order clusters by latent norm, for stable colours
+    labels, _ = fit_clusters(latents, k, args.seed, tau=np.linalg.norm(latents, axis=1))
+    embedding = embed(latents, args.embedding, args.seed, args.n_neighbors, args.min_dist)
+    table = pd.DataFrame({"item": np.arange(len(latents)), "sector": sectors, "start": starts, "cluster": labels,
+                          "embed_x": embedding[:, 0], "embed_y": embedding[:, 1]})
+    elbow_table = pd.DataFrame({"k": ks, "distortion": distortion, "chosen": ks == k})
+    write_csv(table, out / "real_clusters.csv")
+    write_csv(elbow_table, out / "real_elbow.csv")
+    rheology = pd.read_pickle(paths["rheology"])
+    t0 = cessation_time(rheology)
+    fig3_real(table, rheology, t0, out / "real_fig3.png")
+    umap_real(table, elbow_table, out / "real_umap.png")
+    summary = {**errors, "published_latent_size": int(latent_pub.size),
+               "published_latent_min": float(latent_pub.min()), "published_latent_nonzero": int((latent_pub > 0).sum()),
+               "our_crop": int(ours.config.crop), "k_elbow": int(k), "n_latents": int(len(latents)),
+               "cluster_sizes": np.bincount(labels, minlength=k).tolist(), "shear_cessation_time_s": t0}
+    write_text(json.dumps(summary, indent=2) + "\n", out / "real_summary.json")
+    log.info("real data: published L1 %.3f (mean-prediction L1 %.3f), ours %.3f; k = %d",
+             errors["l1_published"], errors["l1_mean"], errors["l1_ours"], k)

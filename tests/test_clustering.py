@@ -1,0 +1,233 @@
+"""clustering study (paper 001): simulator physics, crops, autoencoder, clustering, CLI, real data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import real_file, run_cli
+from speckleml.clustering.cluster import (LATENTS, agreement_scores, elbow_point, nearest_neighbours,
+                                          order_by_relaxation)
+from speckleml.clustering.crops import (diagonal_profiles, fit_crops_kww, minmax_normalise, sector_c2,
+                                        sector_labels)
+from speckleml.clustering.model import AutoencoderConfig, C2Autoencoder, save_model
+from speckleml.clustering.simulate import CLASS_INDEX, Detector, evolve_field, rate_map
+from speckleml.clustering.train import wrapped_diagonal_shift
+from speckleml.stores import write_store
+
+REAL_DIR = ("horwath_rheo_xpcs",)
+WEIGHTS = "full_dataset_augmented_training_normbest_model_0051.pth"
+
+
+def test_reference_architecture_has_the_published_parameter_count():
+    # PROVENANCE.md: the authors' autoencoder has 379,665 parameters (256 px crops, latent 64).
+    model = C2Autoencoder(AutoencoderConfig(crop=256, latent=64))
+    assert sum(p.numel() for p in model.parameters()) == 379_665
+    small = C2Autoencoder(AutoencoderConfig(crop=64, latent=8)).eval()
+    with torch.no_grad():
+        out = small(torch.rand(3, 1, 64, 64))
+        z = small.encode(torch.rand(3, 1, 64, 64))
+    assert out.shape == (3, 1, 64, 64) and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert z.shape == (3, 8) and float(z.min()) >= 0
+    with pytest.raises(ValueError, match="divisible"):
+        AutoencoderConfig(crop=96)
+
+
+def test_simulated_diffusion_c2_matches_the_analytic_decay():
+    # Noise-free OU field, constant rate: per pixel C2 = exp(-2 lag Gamma (q/q0)^2), so the
+    # APS map of a sector is that decay averaged over the sector's pixels (contrast 1).
+    detector = Detector(48)
+    rng = np.random.default_rng(3)
+    tau = 8.0
+    frames = evolve_field(np.full(400, 1.0 / tau), rate_map(detector), rng)
+    axis = detector.axis
+    labels, _ = sector_labels(axis, axis, detector.q_edges, 18)
+    c2 = sector_c2(frames.astype(np.float32), labels, "aps")
+    lags, measured = diagonal_profiles(c2, 12)
+    spatial = rate_map(detector)
+    for sector in (0, 9):
+        pixels = spatial[labels == sector + 1]
+        expected = np.exp(-2.0 * lags[:, None] * pixels[None, :] / tau).mean(axis=1)
+        np.testing.assert_allclose(measured[sector], expected, atol=0.08)
+
+
+def test_kww_fit_recovers_the_relaxation_time_of_an_analytic_crop():
+    t = np.arange(64.0)
+    lag = np.abs(t[:, None] - t[None, :])
+    taus = np.array([3.0, 10.0, 30.0])
+    crops = np.stack([0.2 + 0.5 * np.exp(-2.0 * (lag / tau) ** 0.8) for tau in taus])
+    scaled, low, high = minmax_normalise(crops)
+    assert np.allclose(scaled.min(axis=(1, 2)), 0) and np.allclose(scaled.max(axis=(1, 2)), 1)
+    np.testing.assert_allclose(low, 0.2 + 0.5 * np.exp(-2.0 * (63 / taus) ** 0.8), rtol=1e-5)
+    fitted_tau, fitted_gamma = fit_crops_kww(scaled)
+    np.testing.assert_allclose(fitted_tau, taus, rtol=0.02)
+    np.testing.assert_allclose(fitted_gamma, 0.8, rtol=0.02)
+
+
+def test_wrapped_diagonal_shift_is_a_joint_roll_of_both_time_axes():
+    batch = torch.rand(5, 1, 16, 16)
+    generator = torch.Generator().manual_seed(0)
+    shifted = wrapped_diagonal_shift(batch, generator)
+    shifts = torch.randint(0, 16, (5,), generator=torch.Generator().manual_seed(0))
+    for image, out, s in zip(batch.numpy(), shifted.numpy(), shifts.tolist()):
+        np.testing.assert_array_equal(out, np.roll(image, (s, s), axis=(-2, -1)))
+        # the diagonal (equal times) stays the diagonal
+        np.testing.assert_array_equal(np.diagonal(out[0]), np.roll(np.diagonal(image[0]), s))
+
+
+def test_elbow_point_finds_the_knee_of_a_piecewise_linear_curve():
+    ks = np.arange(2, 13)
+    distortion = np.where(ks <= 5, 100 - 25 * (ks - 2), 25 - 1.0 * (ks - 5))
+    assert elbow_point(ks, distortion) == 5
+    assert elbow_point([2, 3], [5.0, 1.0]) == 2
+
+
+def test_clusters_are_renumbered_slowest_first_and_scores_detect_agreement():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    tau = np.array([1.0, 2.0, 100.0, 200.0, 10.0, 20.0])
+    mapping = order_by_relaxation(labels, tau, 3)
+    assert mapping.tolist() == [2, 0, 1]
+    truth = np.array([5, 5, 7, 7, 9, 9])
+    assert agreement_scores(truth, mapping[labels]) == {"ari": 1.0, "nmi": 1.0}
+    index, distance = nearest_neighbours(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]]), 2,
+                                         exclude=np.array([2]))
+    assert index.tolist() == [[1, 0]] and np.allclose(distance, [[1.0, 5.0]])
+
+
+@pytest.mark.slow
+def test_latent_clusters_beat_chance_on_a_tiny_synthetic_set():
+    """Simulate -> C2 crops -> train briefly -> k-means: ARI against the true classes > 0."""
+    from sklearn.cluster import KMeans
+
+    from speckleml.clustering.crops import diagonal_crops, random_starts
+    from speckleml.clustering.simulate import simulate_library
+    from speckleml.clustering.train import TrainConfig, encode_crops, train_autoencoder
+
+    torch.set_num_threads(2)
+    detector = Detector(32)
+    frames, classes, _ = simulate_library(3, 64, 64, detector, seed=1, mean_counts=20.0)
+    labels, _ = sector_labels(detector.axis, detector.axis, detector.q_edges, 18)
+    rng = np.random.default_rng(0)
+    crops, truth, series = [], [], []
+    for s in range(frames.shape[0]):
+        c2 = sector_c2(frames[s], labels, "classical")
+        for sector in range(18):
+            crops.append(diagonal_crops(c2[sector], random_starts(64, 64, 1, rng), 64)[0])
+            truth.append(classes[s])
+            series.append(s)
+    crops = minmax_normalise(np.stack(crops))[0]
+    model, history = train_autoencoder(crops, np.array(series), AutoencoderConfig(crop=64, latent=16),
+                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, augment=1, cycle_epochs=1),
+                                       seed=0, device=torch.device("cpu"))
+    assert history[-1]["train_l1"] < history[0]["train_l1"]
+    latents, errors = encode_crops(model, crops, "cpu")
+    assert np.isfinite(latents).all() and latents.min() >= 0
+    found = KMeans(6, n_init=10, random_state=0).fit_predict(latents)
+    truth = np.array(truth)
+    ari = agreement_scores(truth, found)["ari"]
+    # chance: the same clusters against shuffled classes (ARI ~0 +- 0.01 for 324 items)
+    null = [agreement_scores(np.random.default_rng(i).permutation(truth), found)["ari"] for i in range(20)]
+    assert max(null) < 0.03, null
+    assert ari > 0.08 and ari > max(null) + 0.05, (ari, max(null))   # measured here: 0.16
+
+
+def _toy_library(tmp_path, crop=64, n=12, latent=8):
+    """A saved untrained model and a latents store of ``n`` random crops encoded with it."""
+    from speckleml.clustering.train import encode_crops
+
+    torch.manual_seed(0)
+    model = C2Autoencoder(AutoencoderConfig(crop=crop, latent=latent)).eval()
+    save_model(model, tmp_path / "model.pt")
+    rng = np.random.default_rng(0)
+    t = np.arange(crop)
+    lag = np.abs(t[:, None] - t[None, :])
+    crops = np.stack([np.exp(-2.0 * lag / tau) + 0.05 * rng.random((crop, crop)) for tau in np.geomspace(1, 60, n)])
+    crops = minmax_normalise(crops)[0]
+    latents, errors = encode_crops(model, crops, "cpu")
+    zeros = np.zeros(n, np.int64)
+    write_store(tmp_path / "latents.zarr", LATENTS,
+                {"latent": latents, "recon_l1": errors, "label": zeros, "series": np.arange(n), "sector": zeros,
+                 "start": zeros, "kww_tau": np.ones(n)}, attrs={"classes": ["toy"], "dt": 1.0, "crop": crop})
+    return crops
+
+
+def test_similar_cli_finds_the_query_itself_first(tmp_path):
+    crops = _toy_library(tmp_path)
+    big = np.zeros((80, 80), np.float32)
+    big[5:69, 5:69] = crops[7] * 3.0 + 1.0          # an affine copy of crop 7 inside a larger map
+    np.save(tmp_path / "query.npy", big)
+    proc = run_cli("-q", "clustering", "similar", tmp_path / "model.pt", tmp_path / "latents.zarr",
+                   tmp_path / "query.npy", "--query-start", "5", "-k", "3", "--out", tmp_path / "nn.csv",
+                   "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "nn.csv")
+    assert table["rank"].tolist() == [1, 2, 3]
+    assert table["item"].iloc[0] == 7 and table["distance"].iloc[0] < 1e-4
+    assert (np.diff(table["distance"]) >= 0).all()
+
+
+def test_similar_cli_rejects_a_bad_query_in_one_line(tmp_path):
+    _toy_library(tmp_path)
+    np.save(tmp_path / "bad.npy", np.zeros((10, 20)))
+    proc = run_cli("clustering", "similar", tmp_path / "model.pt", tmp_path / "latents.zarr", tmp_path / "bad.npy",
+                   "--out", tmp_path / "nn.csv")
+    assert proc.returncode == 2
+    assert "bad.npy: query must be a square 2-D C2 map" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "nn.csv").exists()
+
+
+def test_published_weights_load_strictly_and_encode_the_real_crop():
+    from speckleml.clustering.model import load_published
+    from speckleml.clustering.real import load_crop, reconstruct
+
+    weights = real_file(*REAL_DIR, WEIGHTS)
+    crop = load_crop(real_file(*REAL_DIR, "AccuracyEvaluation_TargetImage.npy"))
+    model = load_published(weights)          # load_state_dict(strict=True) inside
+    latent, recon = reconstruct(model, crop)
+    assert latent.shape == (64,) and np.isfinite(latent).all() and latent.min() >= 0 and latent.max() > 0
+    # The published weights reconstruct this crop poorly (L1 ~0.34; predicting its mean: ~0.094).
+    assert abs(np.abs(recon - crop).mean() - 0.341) < 0.01
+    assert abs(np.abs(crop - crop.mean()).mean() - 0.0939) < 0.001
+
+
+@pytest.mark.slow
+def test_real_stage_reproduces_fig3_inputs(tmp_path):
+    data = real_file(*REAL_DIR)
+    real_file(*REAL_DIR, WEIGHTS)
+    _toy_library(tmp_path)
+    proc = run_cli("-q", "clustering", "real", data, "--model", tmp_path / "model.pt", "--out-dir", tmp_path / "real",
+                   "--embedding", "pca")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "real" / "real_summary.json").read_text())
+    assert abs(summary["l1_published"] - 0.341) < 0.01
+    # the paper found 4-6 classes by the elbow on these latents
+    assert 3 <= summary["k_elbow"] <= 7 and sum(summary["cluster_sizes"]) == 900
+    for name in ("real_recon", "real_fig3", "real_umap"):
+        assert (tmp_path / "real" / f"{name}.png").stat().st_size > 10_000
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "real" / "real_clusters.csv")
+    assert table.groupby("start").size().eq(18).all()       # 18 sectors per start time
+
+
+def test_truth_labels_follow_the_simulator(tmp_path):
+    proc = run_cli("-q", "clustering", "simulate", tmp_path / "lib.zarr", tmp_path / "drive.zarr", "--per-class", "1",
+                   "--frames", "64", "--drive-frames", "128", "--segment", "64", "--crop", "64", "--size", "32")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("-q", "clustering", "crops", tmp_path / "drive.zarr", tmp_path / "crops.zarr", "--crop", "64",
+                   "--stride", "32")
+    assert proc.returncode == 0, proc.stderr
+    from speckleml.clustering.crops import CROPS
+    from speckleml.stores import read_store
+
+    store = read_store(tmp_path / "crops.zarr", CROPS)
+    # the driven run starts with two fast-relaxation segments: every crop is labelled so
+    assert (store["label"] == CLASS_INDEX["fast_diffusion"]).all()
+    assert store["crops"].shape == (18 * 3, 64, 64) and sorted(set(store["start"].tolist())) == [0, 32, 64]
+    assert np.allclose(store["crops"].max(axis=(1, 2)), 1) and np.allclose(store["crops"].min(axis=(1, 2)), 0)
