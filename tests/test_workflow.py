@@ -121,6 +121,10 @@ def _study_of(rule: str, studies: list[str]) -> str | None:
 # (study, path to one parameter, new value): a change must re-plan only that study's jobs.
 PARAMETER_CHANGES = [
     ("xpcs", ("xpcs", "synthetic", "tau"), 3.0),
+    ("dynamics", ("dynamics", "kuramoto", "train", "learning_rate"), 0.03),
+    ("clustering", ("clustering", "train", "lr"), 0.002),
+    ("disk_count", ("disk_count", "epochs"), 2),
+    ("shear", ("shear", "dataset", "configs"), 3),
 ]
 
 

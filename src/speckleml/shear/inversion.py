@@ -1,0 +1,191 @@
+"""SVD and Gaussian-process inversion of g(theta) (paper 003, Sec. II C and III B-C).
+
+One scikit-learn ``GaussianProcessRegressor`` per target with the kernel
+``RBF(l) + WhiteKernel(sigma)`` on standardised targets (so the prior mean is the constant
+training mean and the RBF amplitude is 1, as in the paper's ``k = exp(-|x-x'|^2/2l^2) +
+sigma delta``), hyperparameters by maximising the log marginal likelihood with restarts.
+The inputs are the full feature vectors ``g(theta)`` (paper) or ``g(q)`` (reference code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..stores import ArraySpec, StoreSchema, register_schema
+
+#: Hyperparameter bounds: wide enough for noisy laptop-scale features and the paper's Table I.
+LENGTH_BOUNDS = (1e-3, 1e2)
+NOISE_BOUNDS = (1e-6, 1e1)
+
+ANALYSIS = register_schema(StoreSchema(
+    name="shear_analysis", version=1,
+    description="SVD of the feature matrix, PDDF/ACF and log-marginal-likelihood grids",
+    arrays={
+        "singular_values": ArraySpec(("rank",), ("float64",)),
+        "singular_vectors": ArraySpec(("component", "feature"), ("float64",)),
+        "projections": ArraySpec(("draw", "component"), ("float64",)),
+        "axis": ArraySpec(("feature",), ("float64",)),
+        "z": ArraySpec(("z",), ("float64",)),
+        "pddf": ArraySpec(("z",), ("float64",)),
+        "acf": ArraySpec(("target", "z"), ("float64",)),
+        "lml": ArraySpec(("target", "noise", "length"), ("float64",)),
+        "length_grid": ArraySpec(("length",), ("float64",)),
+        "noise_grid": ArraySpec(("noise",), ("float64",)),
+        "optimum": ArraySpec(("target", "hyper"), ("float64",)),
+    },
+    required_attrs=("targets", "features"),
+))
+
+
+def train_test_split(n: int, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random split of ``range(n)`` (paper: 70/30), sorted indices."""
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train fraction must be in (0, 1), got {train_fraction}")
+    order = np.random.default_rng(np.random.SeedSequence([int(seed), 2])).permutation(n)
+    n_train = int(round(train_fraction * n))
+    if n_train < 2 or n - n_train < 1:
+        raise ValueError(f"{n} draws are too few for a {train_fraction:.0%} split")
+    return np.sort(order[:n_train]), np.sort(order[n_train:])
+
+
+def svd(features: np.ndarray, components: int = 3):
+    """``F = U S V^T``: singular values, top ``components`` vectors and the projections ``F V``."""
+    _, values, vt = np.linalg.svd(features, full_matrices=False)
+    vectors = vt[:components]
+    # fix the sign so that each vector's largest entry is positive (SVD signs are arbitrary)
+    signs = np.sign(vectors[np.arange(len(vectors)), np.abs(vectors).argmax(axis=1)])
+    vectors = vectors * signs[:, None]
+    return values, vectors, features @ vectors.T
+
+
+def pair_distances(features: np.ndarray) -> np.ndarray:
+    """Euclidean distances between all pairs of rows (upper triangle, i < j)."""
+    sq = (features**2).sum(axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * features @ features.T, 0.0)
+    i, j = np.triu_indices(len(features), k=1)
+    return np.sqrt(d2[i, j]), i, j
+
+
+def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50):
+    """Eq. 7 pair distance distribution ``p(z)`` and eq. 8 autocorrelation ``C_mu(z)`` per target.
+
+    Parameters
+    ----------
+    features : (M, F) array
+    targets : (M, T) array
+    bins : int
+
+    Returns
+    -------
+    z : (bins,) bin centres; pddf : (bins,) density (integrates to 1 over pairs i != j);
+    acf : (T, bins), NaN where a bin has no pairs.
+    """
+    dist, i, j = pair_distances(features)
+    edges = np.linspace(0.0, dist.max() * (1 + 1e-9) if len(dist) else 1.0, bins + 1)
+    index = np.clip(np.digitize(dist, edges) - 1, 0, bins - 1)
+    width = edges[1] - edges[0]
+    counts = np.bincount(index, minlength=bins).astype(float)
+    pddf = counts / max(counts.sum(), 1.0) / width
+    acf = np.full((targets.shape[1], bins), np.nan)
+    mu = targets - targets.mean(axis=0)
+    variance = (mu**2).mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for t in range(targets.shape[1]):
+            product = np.bincount(index, weights=mu[i, t] * mu[j, t], minlength=bins)
+            acf[t] = product / counts / variance[t]
+    return 0.5 * (edges[1:] + edges[:-1]), pddf, acf
+
+
+def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: int = 0, optimize: bool = True):
+    """Unfitted ``GaussianProcessRegressor`` with ``RBF(length) + WhiteKernel(noise)``."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, WhiteKernel
+
+    kernel = RBF(length, LENGTH_BOUNDS) + WhiteKernel(noise, NOISE_BOUNDS)
+    return GaussianProcessRegressor(kernel=kernel, alpha=1e-10, normalize_y=False,
+                                    optimizer="fmin_l_bfgs_b" if optimize else None,
+                                    n_restarts_optimizer=restarts, random_state=seed)
+
+
+@dataclass
+class TargetModel:
+    """A fitted GPR for one target with the standardisation of its values."""
+
+    name: str
+    gpr: object
+    mean: float
+    std: float
+
+    @property
+    def length_scale(self) -> float:
+        return float(self.gpr.kernel_.k1.length_scale)
+
+    @property
+    def noise_level(self) -> float:
+        return float(self.gpr.kernel_.k2.noise_level)
+
+    @property
+    def log_marginal_likelihood(self) -> float:
+        return float(self.gpr.log_marginal_likelihood_value_)
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and standard deviation in the target's units."""
+        mean, std = self.gpr.predict(np.atleast_2d(features), return_std=True)
+        return mean * self.std + self.mean, std * self.std
+
+
+@dataclass
+class InversionModel:
+    """GPRs for several targets on one kind of feature (``angular`` g(theta) or ``radial`` g(q))."""
+
+    features: str
+    axis: np.ndarray
+    targets: dict[str, TargetModel] = field(default_factory=dict)
+    train_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
+
+    def predict(self, features: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {name: model.predict(features) for name, model in self.targets.items()}
+
+
+def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: int, seed: int) -> TargetModel:
+    """Standardise ``values`` and fit one GPR by maximum log marginal likelihood."""
+    mean, std = float(values.mean()), float(values.std())
+    std = std if std > 0 else 1.0
+    gpr = make_gpr(restarts=restarts, seed=seed).fit(features, (values - mean) / std)
+    return TargetModel(name, gpr, mean, std)
+
+
+def lml_grid(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:
+    """Log marginal likelihood of the fitted GPR's training data on a ``(noise, length)`` grid."""
+    out = np.empty((len(noises), len(lengths)))
+    for a, noise in enumerate(noises):
+        for b, length in enumerate(lengths):
+            out[a, b] = model.gpr.log_marginal_likelihood(np.log([length, noise]))
+    return out
+
+
+def relative_error(true: np.ndarray, predicted: np.ndarray) -> float:
+    """Paper's ``Err = < |mu - mu_hat| / max(mu, mu_hat) >`` (absolute values guard the sign)."""
+    denominator = np.maximum(np.abs(true), np.abs(predicted))
+    return float(np.mean(np.abs(true - predicted) / np.where(denominator > 0, denominator, 1.0)))
+
+
+def calibration(true: np.ndarray, predicted: np.ndarray, std: np.ndarray) -> tuple[float, float]:
+    """Fractions of points within 1 and 2 predictive standard deviations (ideal 0.683, 0.954)."""
+    z = np.abs(true - predicted) / np.maximum(std, 1e-300)
+    return float(np.mean(z <= 1)), float(np.mean(z <= 2))
+
+
+def resample_feature(axis: np.ndarray, values: np.ndarray, target_axis: np.ndarray) -> np.ndarray:
+    """Linear interpolation of a measured feature onto the training grid (paper Sec. IV)."""
+    from ..errors import InputError
+
+    order = np.argsort(axis)
+    axis, values = axis[order], values[order]
+    if target_axis.min() < axis.min() - 1e-9 or target_axis.max() > axis.max() + 1e-9:
+        raise InputError(f"measured axis [{axis.min():.4g}, {axis.max():.4g}] does not cover the model's "
+                         f"[{target_axis.min():.4g}, {target_axis.max():.4g}]")
+    return np.interp(target_axis, axis, values)
