@@ -1,17 +1,27 @@
-"""Training plumbing shared by the studies: seeding, device choice.
+"""Training plumbing shared by the studies: seeding, device choice, checkpointed ODE training.
 
-The dynamics study extends this module with the checkpointed training loop.
+The neural-ODE loop (:func:`train_ode`) serves every dynamics case.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
 import os
 import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from .checkpoints import load_torch, save_torch
 from .errors import InputError
+from .stores import FLOATS, ArraySpec, StoreSchema, register_schema, write_store
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +73,7 @@ def resolve_device(device: str = "auto"):
 # and resumed ends bit-identical to an uninterrupted run with the same seed.
 # ---------------------------------------------------------------------------------------------
 
-import copy  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
 
-from .atomic import atomic_output  # noqa: E402
-from .stores import FLOATS, ArraySpec, StoreSchema, register_schema, write_store  # noqa: E402
 
 LOSSES = ("l1", "poisson")
 CHECKPOINT_FORMAT = 1
@@ -296,24 +296,18 @@ def settings_fingerprint(settings: TrainSettings, extra: dict | None = None) -> 
 
 def save_checkpoint(path, state: _State, fingerprint: str) -> None:
     """Write ``state`` to ``path`` atomically (torch pickle)."""
-    import torch
-
-    payload = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, **asdict(state)}
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch({"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, **asdict(state)}, path)
 
 
 def load_checkpoint(path, fingerprint: str) -> _State | None:
     """Load a checkpoint written by :func:`save_checkpoint`; None when absent or from another run."""
-    import torch
-
     path = Path(path)
     if not path.exists():
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a corrupt checkpoint must not stop a fresh start
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, type(exc).__name__)
+        payload = load_torch(path, "training checkpoint", weights_only=False)
+    except InputError as exc:  # a corrupt checkpoint must not stop a fresh start
+        log.warning("ignoring %s", exc)
         return None
     if payload.get("format") != CHECKPOINT_FORMAT or payload.get("fingerprint") != fingerprint:
         log.warning("ignoring checkpoint %s: it belongs to other settings or inputs", path)

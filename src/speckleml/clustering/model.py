@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..checkpoints import load_torch, save_torch
+
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
@@ -128,10 +130,7 @@ class C2Autoencoder(nn.Module):
 
 def save_model(model: C2Autoencoder, path, extra: dict | None = None) -> None:
     """Save weights and shape atomically: ``{"config": ..., "state_dict": ..., **extra}``."""
-    from ..atomic import atomic_output
-
-    with atomic_output(path) as tmp:
-        torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), **(extra or {})}, tmp)
+    save_torch({"config": model.config.to_dict(), "state_dict": model.state_dict(), **(extra or {})}, path)
 
 
 def load_model(path, map_location="cpu") -> tuple[C2Autoencoder, dict]:
@@ -142,16 +141,7 @@ def load_model(path, map_location="cpu") -> tuple[C2Autoencoder, dict]:
     InputError
         When the file is not such a checkpoint.
     """
-    from ..errors import InputError
-
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise InputError(f"{path}: not a readable model checkpoint ({type(exc).__name__})") from None
-    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
-        raise InputError(f"{path}: not a speckleml clustering checkpoint (needs 'config' and 'state_dict')")
+    checkpoint = load_torch(path, "clustering checkpoint", keys=("config", "state_dict"), map_location=map_location)
     model = C2Autoencoder(AutoencoderConfig.from_dict(checkpoint["config"]))
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     model.eval()
@@ -162,12 +152,7 @@ def load_published(path, crop: int = 256, latent: int = 64, map_location="cpu") 
     """The authors' published ``state_dict`` loaded strictly into :class:`C2Autoencoder`."""
     from ..errors import InputError
 
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable state_dict ({type(exc).__name__})") from None
+    state = load_torch(path, "state_dict", map_location=map_location)
     model = C2Autoencoder(AutoencoderConfig(crop=crop, latent=latent))
     try:
         model.load_state_dict(state, strict=True)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_output
+from ..checkpoints import load_torch, save_torch
 from ..errors import InputError
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
@@ -40,12 +40,8 @@ def build_resnet(arch: str, num_classes: int, in_channels: int = 1):
 
 def save_checkpoint(path: str | os.PathLike, model, metadata: dict[str, Any]) -> Path:
     """Save ``state_dict`` and metadata (classes, input size, normalisation...) atomically."""
-    import torch
-
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_output(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "state_dict": state, "metadata": dict(metadata)}, tmp)
-    return Path(path)
+    return save_torch({"format": CHECKPOINT_FORMAT, "state_dict": state, "metadata": dict(metadata)}, path)
 
 
 def load_checkpoint(path: str | os.PathLike, device=None):
@@ -58,17 +54,7 @@ def load_checkpoint(path: str | os.PathLike, device=None):
     metadata : dict
         Must hold ``arch``, ``classes`` (disk numbers, in logit order) and ``block``.
     """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: model checkpoint does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a non-checkpoint file
-        raise InputError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a disk_count checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    payload = load_torch(path, "disk_count checkpoint", fmt=CHECKPOINT_FORMAT, keys=("state_dict", "metadata"))
     metadata = payload["metadata"]
     for key in ("arch", "classes", "block"):
         if key not in metadata:

@@ -11,9 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..atomic import atomic_output
+from ..checkpoints import load_torch, save_torch
 from ..errors import InputError
 from ..training import TrainSettings
 from .systems.kuramoto import KuramotoRHS
@@ -48,21 +47,14 @@ def save_model(path, model: KuramotoRHS, settings: TrainSettings, member: int, s
         "provenance": provenance or {},
         **(extra or {}),
     }
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return save_torch(payload, path)
 
 
 def load_model(path, device="cpu") -> tuple[KuramotoRHS, dict]:
     """Load a model file; returns the module (eval mode, no gradients) and the file's metadata."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: model file does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises several types for a non-model file
-        raise InputError(f"{path}: not a readable model file ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT or payload.get("case") != "kuramoto":
+    payload = load_torch(path, "kuramoto model file", fmt=MODEL_FORMAT, keys=("architecture", "state_dict"),
+                         weights_only=False)
+    if payload.get("case") != "kuramoto":
         raise InputError(f"{path}: not a kuramoto model file of format {MODEL_FORMAT}")
     arch = payload["architecture"]
     model = KuramotoRHS(kernel=None, coupling=arch["coupling"], kernel_size=arch["kernel_size"])
