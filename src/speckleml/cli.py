@@ -59,6 +59,19 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                         help="compute device; auto picks CUDA when available (default %(default)s)")
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_threads(parser: argparse.ArgumentParser, default: int = 0) -> None:
+    """``--threads N``: torch CPU threads of the stage (0 keeps torch's default)."""
+    parser.add_argument("--threads", type=_non_negative_int, default=default,
+                        help="torch CPU threads, 0 = torch default (default %(default)s)")
+
+
 def _leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, str]]:
     rows = []
     for action in parser._actions:

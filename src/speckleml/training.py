@@ -43,6 +43,14 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def set_torch_threads(threads: int) -> None:
+    """Use ``threads`` torch CPU threads (0 keeps torch's default, one per core)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
 def resolve_device(device: str = "auto"):
     """Return a ``torch.device`` for ``"auto"``, ``"cpu"`` or ``"cuda"``.
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from ..cli import add_device, add_seed, add_stage, add_study
+from ..cli import add_device, add_seed, add_stage, add_study, add_threads
+from ..training import set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def register(commands) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of series held out (default %(default)s)")
     p.add_argument("--history", help="CSV of per-epoch losses")
     p.add_argument("--metrics", help="JSON with the held-out reconstruction errors of the kept weights")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    add_threads(p)
     add_seed(p)
     add_device(p)
 
@@ -119,7 +120,7 @@ def register(commands) -> None:
     p.add_argument("crops", help="crops store (*.zarr)")
     p.add_argument("output", help="latents store to write (*.zarr)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default %(default)s)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    add_threads(p)
     add_device(p)
 
     p = add_stage(stages, "cluster", cluster, "k-means with an automatic elbow, UMAP, ARI/NMI against truth",
@@ -182,12 +183,6 @@ def _positive(name: str, value, minimum=1) -> None:
     if value is None or value < minimum:
         raise InputError(f"{name} must be >= {minimum}, got {value}")
 
-
-def _torch_threads(threads: int) -> None:
-    import torch
-
-    if threads and threads > 0:
-        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- stages
@@ -317,7 +312,7 @@ def train(args) -> int:
     from .model import AutoencoderConfig, save_model
     from .train import TrainConfig, train_autoencoder
 
-    _torch_threads(args.threads)
+    set_torch_threads(args.threads)
     store = read_store(args.crops, CROPS)
     try:
         model_config = AutoencoderConfig(crop=int(store.attrs["crop"]), latent=args.latent)
@@ -354,7 +349,7 @@ def encode(args) -> int:
     from .model import load_model
     from .train import encode_crops
 
-    _torch_threads(args.threads)
+    set_torch_threads(args.threads)
     _positive("--batch-size", args.batch_size)
     store = read_store(args.crops, CROPS)
     model, _ = load_model(args.model)

@@ -109,18 +109,17 @@ def diagonal_profiles(crops: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.n
     return lags.astype(np.float64), values.astype(np.float64)
 
 
-def kww(t: np.ndarray, beta: float, tau: float, gamma: float, baseline: float) -> np.ndarray:
-    """``beta exp(-2 (t/tau)^gamma) + baseline`` (the g2 - 1 convention of fitting.py)."""
-    return beta * np.exp(-2.0 * (t / tau) ** gamma) + baseline
-
-
 def fit_kww_profile(lags: np.ndarray, values: np.ndarray, tau_max: float = 1e4) -> tuple[float, float]:
     """Relaxation time (frames) and stretching exponent of one diagonal profile.
 
     ``tau`` is bounded to ``[0.1, tau_max]`` (a frozen map sits at the upper bound) and
-    ``gamma`` to ``[0.2, 2.5]``; returns ``(nan, nan)`` when the fit fails.
+    ``gamma`` to ``[0.2, 2.5]``; returns ``(nan, nan)`` when the fit fails. The model is
+    :func:`speckleml.fitting.g2_model`; this fit trades its error estimates for speed
+    (thousands of crops), where :func:`speckleml.fitting.fit_g2` reports uncertainties.
     """
     from scipy.optimize import OptimizeWarning, curve_fit
+
+    from ..fitting import g2_model
 
     beta0 = max(values[0] - values[-1], 1e-3)
     # initial tau: first lag where the profile has dropped by 1 - e^-2 of its range
@@ -132,7 +131,7 @@ def fit_kww_profile(lags: np.ndarray, values: np.ndarray, tau_max: float = 1e4) 
         # log parameters clipped to the bounds: MINPACK's unbounded lm is ~10x faster than trf
         tau = np.exp(np.clip(log_tau, *log_bounds))
         gamma = np.exp(np.clip(log_gamma, np.log(0.2), np.log(2.5)))
-        return kww(t, beta, tau, gamma, baseline)
+        return g2_model(t, beta, tau, gamma, baseline)
 
     try:
         with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():

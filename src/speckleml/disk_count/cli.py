@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from ..cli import add_device, add_seed, add_stage, add_study
+from ..cli import add_device, add_seed, add_stage, add_study, add_threads
+from ..training import set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def register(commands) -> None:
     p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                    help="learning-rate schedule (default %(default)s)")
     p.add_argument("--augment", action="store_true", help="random flips and 90-degree rotations")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = torch default (default %(default)s)")
+    add_threads(p)
     add_seed(p)
     add_device(p)
 
@@ -113,7 +114,7 @@ def register(commands) -> None:
     p.add_argument("--metrics", required=True, help="CSV: per-class precision, recall, F1 (Table 1 layout)")
     p.add_argument("--confusion", required=True, help="CSV: confusion matrix, rows true, columns predicted")
     p.add_argument("--predictions", required=True, help="CSV: one row per test pattern")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = torch default")
+    add_threads(p)
     add_device(p)
 
     p = add_stage(stages, "interpret", interpret, "saliency and Grad-CAM maps of one test pattern per class",
@@ -121,7 +122,7 @@ def register(commands) -> None:
     p.add_argument("model", help="model checkpoint (from train)")
     p.add_argument("input", help="inputs store; the first test pattern of each class is used")
     p.add_argument("output", help="maps store to write (*.zarr)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = torch default")
+    add_threads(p)
     add_device(p)
 
     p = add_stage(stages, "moments", moments, "first-moment baseline with the paper's four definitions",
@@ -146,19 +147,9 @@ def register(commands) -> None:
     p.add_argument("model", help="model checkpoint (from train)")
     p.add_argument("patterns", help=".npy (y, x) or (n, y, x), or a frames store (*.zarr)")
     p.add_argument("--output", help="also write the predictions to this CSV")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = torch default")
+    add_threads(p)
     add_device(p)
 
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    if threads < 0:
-        from ..errors import InputError
-
-        raise InputError(f"--threads must be >= 0, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def simulate(args) -> int:
@@ -244,7 +235,7 @@ def train(args) -> int:
     from .model import build_resnet, save_checkpoint
     from .train import TrainSettings, train_classifier
 
-    _set_threads(args.threads)
+    set_torch_threads(args.threads)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
                              schedule=args.schedule, seed=args.seed)
     store = read_store(args.input, INPUTS)
@@ -298,7 +289,7 @@ def evaluate(args) -> int:
     from .evaluate import classification_table, confusion_table, error_bands
     from .model import load_checkpoint, predict_proba
 
-    _set_threads(args.threads)
+    set_torch_threads(args.threads)
     device = resolve_device(args.device)
     model, metadata = load_checkpoint(args.model, device)
     store = read_store(args.input, INPUTS)
@@ -335,7 +326,7 @@ def interpret(args) -> int:
     from .interpret import gradcam_maps, one_per_class, saliency_maps
     from .model import load_checkpoint, predict_proba
 
-    _set_threads(args.threads)
+    set_torch_threads(args.threads)
     seed_everything(0)  # deterministic kernels; nothing here is random
     device = resolve_device(args.device)
     model, metadata = load_checkpoint(args.model, device)
@@ -468,7 +459,7 @@ def predict(args) -> int:
     from .data import standardise
     from .model import load_checkpoint, predict_proba
 
-    _set_threads(args.threads)
+    set_torch_threads(args.threads)
     device = resolve_device(args.device)
     model, metadata = load_checkpoint(args.model, device)
     patterns, mask = _load_user_patterns(args.patterns)

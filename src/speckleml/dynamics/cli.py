@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..cli import add_device, add_seed, add_stage, add_study
+from ..cli import add_device, add_seed, add_stage, add_study, add_threads
+from ..training import set_torch_threads
 from ..errors import InputError
 
 SPLITS = {"train": 0, "test": 1}
@@ -80,11 +81,6 @@ def _geometry(args, size: int):
                            static_weight=args.static_weight, delta=args.delta)
 
 
-def _set_threads(args) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
-
 
 # ------------------------------------------------------------------ simulate / speckle
 
@@ -120,7 +116,7 @@ def cmd_simulate(args) -> int:
     from ..training import seed_everything
     from .simulate import simulate_states, true_kernel
 
-    _set_threads(args)
+    set_torch_threads(args.threads)
     seed_everything(args.seed)
     kernel = true_kernel(args.kernel_size, args.kernel_sigma, args.kernel_normalization)
     geometry = _geometry(args, args.lattice)
@@ -199,7 +195,7 @@ def _run_training(args, states, frames, model_path, history_path, checkpoint, me
 
 
 def cmd_train(args) -> int:
-    _set_threads(args)
+    set_torch_threads(args.threads)
     _run_training(args, args.states, args.frames, args.model, args.history, args.checkpoint, args.member)
     return 0
 
@@ -243,7 +239,7 @@ def _run_evaluation(args, test_states, train_states, frames_path, models, metric
 
 
 def cmd_evaluate(args) -> int:
-    _set_threads(args)
+    set_torch_threads(args.threads)
     _run_evaluation(args, args.test_states, args.train_states, args.frames, args.models, args.metrics, args.store,
                     args.per_frame)
     return 0
@@ -255,7 +251,7 @@ def cmd_sweep_level(args) -> int:
     """Speckle under the level's condition, train one model on it, evaluate it: one job per level."""
     from ..stores import read_states
 
-    _set_threads(args)
+    set_torch_threads(args.threads)
     store = read_states(args.states)
     geometry = _geometry(args, int(store["states"].shape[-1]))
     _write_frames(args.frames, store, args.states, geometry, args, seed=args.seed)
@@ -354,7 +350,7 @@ def register(commands) -> None:
     _add_system(p)
     _add_geometry(p)
     add_seed(p)
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default %(default)s)")
+    add_threads(p, default=1)
 
     p = add_stage(stages, "speckle", cmd_speckle,
                   help="speckle frames of a states store under one scattering condition (sweeps)",
@@ -364,7 +360,7 @@ def register(commands) -> None:
     p.add_argument("frames", help="output frames store")
     _add_geometry(p)
     add_seed(p)
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default %(default)s)")
+    add_threads(p, default=1)
 
     p = add_stage(stages, "train", cmd_train,
                   help="train one NODE ensemble member through speckle (checkpointed; a rerun resumes)",
@@ -380,7 +376,7 @@ def register(commands) -> None:
     _add_training(p)
     add_seed(p)
     add_device(p)
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default %(default)s)")
+    add_threads(p, default=1)
 
     p = add_stage(stages, "evaluate", cmd_evaluate,
                   help="extrapolate the ensemble on new initial conditions; metrics table and evaluation store",
@@ -396,7 +392,7 @@ def register(commands) -> None:
     p.add_argument("--store", required=True, help="output evaluation store")
     _add_evaluation(p)
     add_device(p)
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default %(default)s)")
+    add_threads(p, default=1)
 
     p = add_stage(stages, "sweep-level", cmd_sweep_level,
                   help="one robustness-sweep level: speckle under its condition, train a model, evaluate it",
@@ -417,7 +413,7 @@ def register(commands) -> None:
     _add_evaluation(p)
     add_seed(p)
     add_device(p)
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads (default %(default)s)")
+    add_threads(p, default=1)
 
     p = add_stage(stages, "figures", cmd_figures, help="Fig. 2 and Supp. Fig. 2-4 analogues",
                   epilog="example:\n  speckleml dynamics figures --evaluation evaluation.zarr --histories h0.zarr h1.zarr \\\n"
