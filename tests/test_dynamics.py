@@ -206,3 +206,21 @@ def test_sweep_table_flags_levels_against_the_noise_free_band(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
     with pytest.raises(InputError, match="unknown sweep parameter"):
         gather_sweeps([("noise", "1", noisy)], reference, tmp_path / "t2.csv", tmp_path / "p2.png")
+
+
+@pytest.mark.parametrize("size, k", [(16, 5), (12, 7), (9, 3), (20, 11)])
+def test_fft_circular_convolution_equals_the_direct_conv(size, k):
+    """The fast path of the RHS (FFT) against the reference circular conv2d, values and gradients."""
+    from speckleml.dynamics.systems.kuramoto import circular_conv, circular_conv_fft, kernel_spectrum
+
+    gen = torch.Generator().manual_seed(size * k)
+    field = torch.randn(3, size, size, dtype=torch.float64, generator=gen, requires_grad=True)
+    kernel = torch.randn(k, k, dtype=torch.float64, generator=gen, requires_grad=True)
+    direct = circular_conv(field, kernel)
+    fast = circular_conv_fft(field, kernel_spectrum(kernel, (size, size)))
+    torch.testing.assert_close(fast, direct, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(direct.shape, dtype=torch.float64, generator=gen)
+    grads_direct = torch.autograd.grad((direct * weights).sum(), (field, kernel))
+    grads_fast = torch.autograd.grad((fast * weights).sum(), (field, kernel))
+    for a, b in zip(grads_fast, grads_direct):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -7,7 +7,9 @@ The moment orientations ``phi`` live on an ``N x N`` periodic lattice of side ``
 
 with the coupling kernel ``a = -LoG(s)`` (Laplacian of Gaussian, centre set to 0) and circular
 padding. The same right-hand side with a trainable kernel is the neural ODE of the paper (one
-``Conv2d(1, 1, k)``, no bias): :class:`KuramotoRHS` serves both.
+``Conv2d(1, 1, k)``, no bias): :class:`KuramotoRHS` serves both. The periodic convolution is
+done by FFT (:func:`circular_conv_fft`; the same numbers as ``conv2d`` to ~1e-15 relative,
+~35x faster per right-hand side at paper size in float64 on a CPU).
 
 The speckle (paper Methods eq. 12-14) is the incoherent sum ``I = w0 * I0 + I1`` of a constant
 form factor channel ``I0`` and the orientation channel ``I1`` with ``f1 = cos(phi)``; the
@@ -70,12 +72,42 @@ def log_kernel(size: int, sigma: float, normalization: str = "none") -> np.ndarr
 
 
 def circular_conv(field: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Cross-correlate ``field (..., N, N)`` with ``kernel (k, k)`` on a periodic lattice."""
+    """Cross-correlate ``field (..., N, N)`` with ``kernel (k, k)`` on a periodic lattice (direct sum).
+
+    The reference implementation (circular ``F.pad`` + ``conv2d``); :class:`KuramotoRHS` uses the
+    equal (to rounding) and much faster :func:`circular_conv_fft`.
+    """
     shape = field.shape
     half = kernel.shape[-1] // 2
     x = field.reshape(-1, 1, *shape[-2:])
     x = F.pad(x, (half, half, half, half), mode="circular")
     return F.conv2d(x, kernel.view(1, 1, *kernel.shape[-2:])).reshape(shape)
+
+
+def kernel_spectrum(kernel: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``rfft2`` of the ``k x k`` kernel wrapped onto an ``(Ny, Nx)`` periodic lattice, centre at 0.
+
+    Offset ``d`` of the kernel (``kernel[d + k // 2]``) goes to site ``d mod N``; offsets that
+    wrap onto the same site add up (a kernel wider than the lattice couples a site to its
+    periodic images, as the pairwise sum does). Differentiable in ``kernel``.
+    """
+    ky, kx = kernel.shape[-2:]
+    rows = torch.arange(-(ky // 2), ky - ky // 2, device=kernel.device) % shape[0]
+    cols = torch.arange(-(kx // 2), kx - kx // 2, device=kernel.device) % shape[1]
+    wrapped = kernel.new_zeros(shape).index_put((rows[:, None].expand(ky, kx), cols[None, :].expand(ky, kx)),
+                                                kernel, accumulate=True)
+    return torch.fft.rfft2(wrapped)
+
+
+def circular_conv_fft(field: torch.Tensor, spectrum: torch.Tensor) -> torch.Tensor:
+    """:func:`circular_conv` by the correlation theorem: ``irfft2(rfft2(field) * conj(spectrum))``.
+
+    ``spectrum`` comes from :func:`kernel_spectrum` (real kernel, so the conjugate turns the
+    convolution into PyTorch's cross-correlation). On a CPU in float64 this is ~100x faster
+    than ``conv2d`` (which has no optimised float64 kernel) at 80x80 with an 11x11 kernel,
+    and agrees with it to ~1e-15 relative.
+    """
+    return torch.fft.irfft2(torch.fft.rfft2(field) * spectrum.conj(), s=field.shape[-2:])
 
 
 class KuramotoRHS(nn.Module):
@@ -112,8 +144,10 @@ class KuramotoRHS(nn.Module):
     def forward(self, t, phi: torch.Tensor) -> torch.Tensor:  # noqa: ARG002  (autonomous system)
         self.nfe += 1
         cos, sin = torch.cos(phi), torch.sin(phi)
-        kernel = self.kernel.to(phi.dtype)
-        return self.coupling * (cos * circular_conv(sin, kernel) - sin * circular_conv(cos, kernel))
+        spectrum = kernel_spectrum(self.kernel.to(phi.dtype), phi.shape[-2:])
+        # one batched transform for both channels: conv(sin), conv(cos)
+        conv_sin, conv_cos = circular_conv_fft(torch.stack((sin, cos)), spectrum).unbind(0)
+        return self.coupling * (cos * conv_sin - sin * conv_cos)
 
 
 def random_phases(n_series: int, size: int, rng: np.random.Generator) -> np.ndarray:
