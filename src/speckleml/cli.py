@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 from typing import Callable
 
@@ -59,16 +60,41 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                         help="compute device; auto picks CUDA when available (default %(default)s)")
 
 
-def _non_negative_int(text: str) -> int:
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
     value = int(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 
 def add_threads(parser: argparse.ArgumentParser, default: int = 0) -> None:
     """``--threads N``: torch CPU threads of the stage (0 keeps torch's default)."""
-    parser.add_argument("--threads", type=_non_negative_int, default=default,
+    parser.add_argument("--threads", type=non_negative_int, default=default,
                         help="torch CPU threads, 0 = torch default (default %(default)s)")
 
 

@@ -13,59 +13,38 @@ Stages (chained by rules/dynamics.smk):
 from __future__ import annotations
 
 import argparse
-import math
 
-from ..cli import add_device, add_seed, add_stage, add_study, add_threads
+from ..cli import (add_device, add_seed, add_stage, add_study, add_threads, non_negative_float, positive_float,
+                   positive_int)
 from ..training import set_torch_threads
 from ..errors import InputError
 
 SPLITS = {"train": 0, "test": 1}
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
 def _optional_float(text: str):
     """``none``/``null`` -> None (noise-free / fully coherent), else a float > 0."""
     if text.lower() in ("none", "null", "inf"):
         return None
-    return _positive_float(text)
+    return positive_float(text)
 
 
 def _add_geometry(parser) -> None:
     group = parser.add_argument_group("scattering geometry (paper Methods, case study 1)")
-    group.add_argument("--box", type=_positive_float, default=2.0, help="box side L (default %(default)s)")
-    group.add_argument("--detector", type=_positive_int, default=84,
+    group.add_argument("--box", type=positive_float, default=2.0, help="box side L (default %(default)s)")
+    group.add_argument("--detector", type=positive_int, default=84,
                        help="detector pixels per side at dQ = pi/L (default %(default)s)")
-    group.add_argument("--dq-factor", type=_positive_float, default=1.0,
+    group.add_argument("--dq-factor", type=positive_float, default=1.0,
                        help="detector pixel dQ in units of pi/L (default %(default)s)")
-    group.add_argument("--probe-sigma", type=_positive_float, default=0.25,
+    group.add_argument("--probe-sigma", type=positive_float, default=0.25,
                        help="Gaussian probe sigma as a fraction of L (default %(default)s)")
-    group.add_argument("--beamstop", type=_nonnegative_float, default=5.0,
+    group.add_argument("--beamstop", type=non_negative_float, default=5.0,
                        help="beamstop radius in pixels at dQ = pi/L (default %(default)s)")
     group.add_argument("--sigma-coh", type=_optional_float, default=None,
                        help="coherence length as a fraction of L; none = fully coherent (default)")
-    group.add_argument("--static-weight", type=_nonnegative_float, default=0.1,
+    group.add_argument("--static-weight", type=non_negative_float, default=0.1,
                        help="weight w0 of the orientation-independent channel I0 (default %(default)s)")
-    group.add_argument("--delta", type=_nonnegative_float, default=0.0,
+    group.add_argument("--delta", type=non_negative_float, default=0.0,
                        help="form-factor perturbation delta of the truth (default %(default)s)")
     group.add_argument("--lambda-max", type=_optional_float, default=None,
                        help="Poisson noise: expected counts of the brightest t0 pixel; none = noise-free")
@@ -282,55 +261,55 @@ def cmd_sweep_table(args) -> int:
 
 def _add_system(parser) -> None:
     group = parser.add_argument_group("true system (Kuramoto lattice)")
-    group.add_argument("--series", type=_positive_int, default=100, help="initial conditions (default %(default)s)")
-    group.add_argument("--lattice", type=_positive_int, default=80, help="lattice sites per side (default %(default)s)")
-    group.add_argument("--kernel-size", type=_positive_int, default=11, help="true kernel width (default %(default)s)")
-    group.add_argument("--kernel-sigma", type=_positive_float, default=1.5, help="LoG sigma in sites (default %(default)s)")
+    group.add_argument("--series", type=positive_int, default=100, help="initial conditions (default %(default)s)")
+    group.add_argument("--lattice", type=positive_int, default=80, help="lattice sites per side (default %(default)s)")
+    group.add_argument("--kernel-size", type=positive_int, default=11, help="true kernel width (default %(default)s)")
+    group.add_argument("--kernel-sigma", type=positive_float, default=1.5, help="LoG sigma in sites (default %(default)s)")
     group.add_argument("--kernel-normalization", choices=("none", "max", "l1"), default="none",
                        help="scale of the -LoG kernel (default %(default)s, the paper's)")
-    group.add_argument("--coupling", type=_positive_float, default=20.0, help="coupling strength K (default %(default)s)")
-    group.add_argument("--t-max", type=_positive_float, default=50.0, help="kept time window (default %(default)s)")
-    group.add_argument("--dt", type=_positive_float, default=0.5, help="time step of the frames (default %(default)s)")
+    group.add_argument("--coupling", type=positive_float, default=20.0, help="coupling strength K (default %(default)s)")
+    group.add_argument("--t-max", type=positive_float, default=50.0, help="kept time window (default %(default)s)")
+    group.add_argument("--dt", type=positive_float, default=0.5, help="time step of the frames (default %(default)s)")
     group.add_argument("--drop", type=int, default=10, help="leading time points dropped (default %(default)s)")
-    group.add_argument("--rtol", type=_positive_float, default=1e-7, help="dopri5 rtol (default %(default)s)")
-    group.add_argument("--atol", type=_positive_float, default=1e-9, help="dopri5 atol (default %(default)s)")
+    group.add_argument("--rtol", type=positive_float, default=1e-7, help="dopri5 rtol (default %(default)s)")
+    group.add_argument("--atol", type=positive_float, default=1e-9, help="dopri5 atol (default %(default)s)")
 
 
 def _add_training(parser) -> None:
     group = parser.add_argument_group("model and training (paper 000 Methods)")
-    group.add_argument("--kernel-size", type=_positive_int, default=11, help="trainable kernel width (default %(default)s)")
-    group.add_argument("--coupling", type=_positive_float, default=20.0, help="known coupling strength K (default %(default)s)")
-    group.add_argument("--init-std", type=_positive_float, default=0.01, help="std of the initial kernel (default %(default)s)")
-    group.add_argument("--iterations", type=_positive_int, default=500, help="optimizer steps (default %(default)s)")
-    group.add_argument("--learning-rate", type=_positive_float, default=5e-3, help="Adam learning rate (default %(default)s)")
-    group.add_argument("--batch-series", type=_positive_int, default=20, help="series per batch (default %(default)s)")
-    group.add_argument("--batch-time", type=_positive_int, default=30, help="time points per window (default %(default)s)")
+    group.add_argument("--kernel-size", type=positive_int, default=11, help="trainable kernel width (default %(default)s)")
+    group.add_argument("--coupling", type=positive_float, default=20.0, help="known coupling strength K (default %(default)s)")
+    group.add_argument("--init-std", type=positive_float, default=0.01, help="std of the initial kernel (default %(default)s)")
+    group.add_argument("--iterations", type=positive_int, default=500, help="optimizer steps (default %(default)s)")
+    group.add_argument("--learning-rate", type=positive_float, default=5e-3, help="Adam learning rate (default %(default)s)")
+    group.add_argument("--batch-series", type=positive_int, default=20, help="series per batch (default %(default)s)")
+    group.add_argument("--batch-time", type=positive_int, default=30, help="time points per window (default %(default)s)")
     group.add_argument("--loss", choices=("auto", "l1", "poisson"), default="auto",
                        help="auto: Poisson NLL when lambda_max <= --poisson-below, else L1 (default %(default)s)")
-    group.add_argument("--poisson-below", type=_positive_float, default=10.0,
+    group.add_argument("--poisson-below", type=positive_float, default=10.0,
                        help="lambda_max up to which auto picks the Poisson NLL (default %(default)s)")
     group.add_argument("--rescale-t0", choices=("auto", "yes", "no"), default="auto",
                        help="rescale observed frames at each window's t0; auto: when the frames are noisy")
     group.add_argument("--method", default="dopri5", help="torchdiffeq solver (default %(default)s)")
-    group.add_argument("--rtol", type=_positive_float, default=1e-7, help="training solver rtol (default %(default)s)")
-    group.add_argument("--atol", type=_positive_float, default=1e-9, help="training solver atol (default %(default)s)")
-    group.add_argument("--max-num-steps", type=_positive_int, default=20000,
+    group.add_argument("--rtol", type=positive_float, default=1e-7, help="training solver rtol (default %(default)s)")
+    group.add_argument("--atol", type=positive_float, default=1e-9, help="training solver atol (default %(default)s)")
+    group.add_argument("--max-num-steps", type=positive_int, default=20000,
                        help="solver step budget per solve; more counts as a failure (default %(default)s)")
-    group.add_argument("--spike-factor", type=_positive_float, default=3.0,
+    group.add_argument("--spike-factor", type=positive_float, default=3.0,
                        help="rollback when the loss exceeds this x the running mean (default %(default)s)")
-    group.add_argument("--spike-window", type=_positive_int, default=10,
+    group.add_argument("--spike-window", type=positive_int, default=10,
                        help="losses in the running mean (default %(default)s)")
-    group.add_argument("--min-learning-rate", type=_positive_float, default=1e-6)
-    group.add_argument("--checkpoint-every", type=_positive_int, default=25)
-    group.add_argument("--snapshot-every", type=_positive_int, default=10)
-    group.add_argument("--stop-after", type=_positive_int, help=argparse.SUPPRESS)  # tests: simulate a kill
+    group.add_argument("--min-learning-rate", type=positive_float, default=1e-6)
+    group.add_argument("--checkpoint-every", type=positive_int, default=25)
+    group.add_argument("--snapshot-every", type=positive_int, default=10)
+    group.add_argument("--stop-after", type=positive_int, help=argparse.SUPPRESS)  # tests: simulate a kill
 
 
 def _add_evaluation(parser) -> None:
     group = parser.add_argument_group("evaluation")
     group.add_argument("--example", type=int, default=0, help="test condition drawn in the figures (default %(default)s)")
-    group.add_argument("--eval-rtol", type=_positive_float, default=1e-7, help="extrapolation rtol (default %(default)s)")
-    group.add_argument("--eval-atol", type=_positive_float, default=1e-9, help="extrapolation atol (default %(default)s)")
+    group.add_argument("--eval-rtol", type=positive_float, default=1e-7, help="extrapolation rtol (default %(default)s)")
+    group.add_argument("--eval-atol", type=positive_float, default=1e-9, help="extrapolation atol (default %(default)s)")
 
 
 def register(commands) -> None:
@@ -344,8 +323,8 @@ def register(commands) -> None:
     p.add_argument("states", help="output states store (series, time, y, x), phases in radians")
     p.add_argument("--frames", help="output frames store (speckle of the training states)")
     p.add_argument("--test-states", help="output states store of new initial conditions for the evaluation")
-    p.add_argument("--test-series", type=_positive_int, default=50, help="test initial conditions (default %(default)s)")
-    p.add_argument("--extrapolation", type=_positive_float, default=5.0,
+    p.add_argument("--test-series", type=positive_int, default=50, help="test initial conditions (default %(default)s)")
+    p.add_argument("--extrapolation", type=positive_float, default=5.0,
                    help="test window as a multiple of --t-max (default %(default)s)")
     _add_system(p)
     _add_geometry(p)
