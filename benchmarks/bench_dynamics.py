@@ -22,7 +22,7 @@ Solvers (``--solver``):
   states: use it on a GPU, ``--device cuda``).
 
 One iteration = sample a batch, solve (with autograd), forward model on all 600 frames, L1 loss,
-backward, Adam step -- the steps of :func:`speckleml.training.train_ode`, called here one by one
+backward, Adam step -- the steps of :func:`speckleml.dynamics.training.train_ode`, called here one by one
 with timers: ``solve``, ``forward`` (forward model + loss), ``backward_forward_model`` (gradient
 down to the states), ``backward_solve`` (through the solver to the kernel), ``step`` (Adam).
 Before timing, one iteration of the real ``train_ode`` runs per forward model (warm-up); the
@@ -207,7 +207,7 @@ def dopri5_nfe(torch, make_model, data, batch_series, batch_time, seed) -> int:
     import numpy as np
     from torchdiffeq import odeint
 
-    from speckleml.training import sample_windows
+    from speckleml.dynamics.training import sample_windows
 
     t, y0, _ = sample_windows(data, batch_series, batch_time, np.random.default_rng(seed))
     model = make_model()
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from speckleml import scattering as sc
-    from speckleml import training
+    from speckleml.dynamics import training
     from speckleml.dynamics.simulate import simulate_states, speckle_frames
     from speckleml.dynamics.systems.kuramoto import KuramotoRHS, MomentsSpeckle, SpeckleGeometry, log_kernel
 

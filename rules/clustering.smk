@@ -17,7 +17,7 @@ CLU_REAL_FIGURES = ["real_recon", "real_fig3", "real_umap"]
 
 rule clustering_simulate:
     input:
-        src=source_files("clustering/cli.py", "clustering/simulate.py"),
+        src=stage_sources("speckleml.clustering.cli:simulate"),
     output:
         library=directory(f"{CLU_DIR}/frames_library.zarr"),
         drive=directory(f"{CLU_DIR}/frames_drive.zarr"),
@@ -51,7 +51,7 @@ rule clustering_simulate:
 rule clustering_crops_library:
     input:
         frames=f"{CLU_DIR}/frames_library.zarr",
-        src=source_files("clustering/cli.py", "clustering/crops.py", "correlation.py"),
+        src=stage_sources("speckleml.clustering.cli:crops"),
     output:
         directory(f"{CLU_DIR}/crops_library.zarr"),
     params:
@@ -74,7 +74,7 @@ rule clustering_crops_library:
 rule clustering_crops_drive:
     input:
         frames=f"{CLU_DIR}/frames_drive.zarr",
-        src=source_files("clustering/cli.py", "clustering/crops.py", "correlation.py"),
+        src=stage_sources("speckleml.clustering.cli:crops"),
     output:
         directory(f"{CLU_DIR}/crops_drive.zarr"),
     params:
@@ -97,7 +97,7 @@ rule clustering_crops_drive:
 rule clustering_train:
     input:
         crops=f"{CLU_DIR}/crops_library.zarr",
-        src=source_files("clustering/cli.py", "clustering/model.py", "clustering/train.py", "training.py"),
+        src=stage_sources("speckleml.clustering.cli:train"),
     output:
         model=f"{CLU_DIR}/model.pt",
         history=f"{CLU_DIR}/train_history.csv",
@@ -132,7 +132,7 @@ rule clustering_train:
 rule clustering_train_sweep:
     input:
         crops=f"{CLU_DIR}/crops_library.zarr",
-        src=source_files("clustering/cli.py", "clustering/model.py", "clustering/train.py", "training.py"),
+        src=stage_sources("speckleml.clustering.cli:train"),
     output:
         model=f"{CLU_DIR}/sweep/latent{{latent}}.pt",
         metrics=f"{CLU_DIR}/sweep/latent{{latent}}.json",
@@ -168,7 +168,7 @@ rule clustering_encode:
     input:
         model=f"{CLU_DIR}/model.pt",
         crops=f"{CLU_DIR}/crops_{{dataset}}.zarr",
-        src=source_files("clustering/cli.py", "clustering/model.py", "clustering/train.py", "clustering/cluster.py"),
+        src=stage_sources("speckleml.clustering.cli:encode"),
     output:
         directory(f"{CLU_DIR}/latents_{{dataset}}.zarr"),
     wildcard_constraints:
@@ -189,7 +189,7 @@ rule clustering_cluster:
     input:
         latents=f"{CLU_DIR}/latents_library.zarr",
         drive=f"{CLU_DIR}/latents_drive.zarr",
-        src=source_files("clustering/cli.py", "clustering/cluster.py"),
+        src=stage_sources("speckleml.clustering.cli:cluster"),
     output:
         assignments=f"{CLU_DIR}/clusters.csv",
         elbow=f"{CLU_DIR}/elbow.csv",
@@ -220,7 +220,7 @@ rule clustering_similar:
         model=f"{CLU_DIR}/model.pt",
         latents=f"{CLU_DIR}/latents_library.zarr",
         crops=f"{CLU_DIR}/crops_library.zarr",
-        src=source_files("clustering/cli.py", "clustering/cluster.py", "clustering/model.py"),
+        src=stage_sources("speckleml.clustering.cli:similar"),
     output:
         f"{CLU_DIR}/neighbours.csv",
     params:
@@ -252,7 +252,7 @@ rule clustering_figures:
         drive_clusters=f"{CLU_DIR}/clusters_drive.csv",
         neighbours=f"{CLU_DIR}/neighbours.csv",
         sweep=expand(f"{CLU_DIR}/sweep/latent{{latent}}.json", latent=CLU_SWEEP["latents"]),
-        src=source_files("clustering/cli.py", "clustering/figures.py", "plotting.py"),
+        src=stage_sources("speckleml.clustering.cli:figures"),
     output:
         **{
             name: report(f"{CLU_FIG}/{name}.png", category="clustering", caption=f"../report/clustering/{name}.rst")
@@ -281,7 +281,7 @@ if CLU_REAL:
         input:
             data=str(CLU_REAL_DIR),
             model=f"{CLU_DIR}/model.pt",
-            src=source_files("clustering/cli.py", "clustering/real.py", "clustering/cluster.py", "clustering/model.py"),
+            src=stage_sources("speckleml.clustering.cli:real"),
         output:
             summary=f"{CLU_DIR}/real/real_summary.json",
             clusters=f"{CLU_DIR}/real/real_clusters.csv",

@@ -8,12 +8,13 @@ from snakemake.utils import validate
 
 ROOT = Path(workflow.basedir)
 SRC = ROOT / "src" / "speckleml"
+SCHEMAS = SRC / "schemas"
 ENV = "../envs/speckleml.yaml"
 
 
 def _validate(data, schema, prefix=""):
     try:
-        validate(data, str(ROOT / "schemas" / schema))
+        validate(data, str(SCHEMAS / schema))
     except WorkflowError as exc:
         cause = exc.__context__
         if not hasattr(cause, "absolute_path"):
@@ -42,19 +43,109 @@ wildcard_constraints:
     chunk=r"\d+",
 
 
-def source_files(*patterns):
-    """Package source files a rule depends on, so an edit re-runs exactly its jobs.
+import ast
+from functools import lru_cache
 
-    Patterns are relative to src/speckleml; the shared plumbing is always included.
+
+def _module_file(module):
+    """File of a ``speckleml`` module, or None when it is not a module of the package."""
+    parts = module.split(".")
+    if parts[0] != "speckleml":
+        return None
+    base = SRC.joinpath(*parts[1:])
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _package_inits(module):
+    """``__init__.py`` of every package above ``module`` (Python runs them on import)."""
+    parts = module.split(".")
+    return [f for f in (_module_file(".".join(parts[:i])) for i in range(1, len(parts))) if f]
+
+
+def _resolve(node, module, is_package):
+    """Absolute speckleml module names an import node may load."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if node.level:
+        parts = module.split(".")
+        base_parts = parts if is_package else parts[:-1]
+        base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+        base = ".".join(base_parts + ([node.module] if node.module else []))
+    else:
+        base = node.module
+    # ``from pkg import name``: name is a submodule or an attribute of pkg.
+    return [base] + [f"{base}.{a.name}" for a in node.names]
+
+
+def _imports(path, module, function=None):
+    """speckleml modules imported in ``path``: at module level, or anywhere when ``function`` is
+    ``"*"``, or inside the named function (a stage handler) only."""
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == "__init__.py"
+    if function in (None, "*"):
+        nodes = list(ast.walk(tree)) if function else tree.body
+    else:
+        # the handler and the module's own functions it calls, recursively
+        defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        if function not in defs:
+            raise WorkflowError(f"stage_sources: {module} has no function {function}")
+        nodes, todo, done = [], [function], set()
+        while todo:
+            name = todo.pop()
+            if name in done:
+                continue
+            done.add(name)
+            body = list(ast.walk(defs[name]))
+            nodes += body
+            todo += [n.func.id for n in body if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Name) and n.func.id in defs]
+    found = []
+    for node in nodes:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found += [m for m in _resolve(node, module, is_package) if _module_file(m)]
+    return found
+
+
+@lru_cache(maxsize=None)
+def _closure(module, everywhere):
+    """Files a module needs: itself, its packages' __init__, what it imports, transitively.
+
+    ``everywhere`` follows imports inside functions too (library modules import heavy
+    dependencies lazily, and running a stage runs them).
     """
-    shared = ("__init__.py", "cli.py", "errors.py", "atomic.py", "provenance.py", "stores.py", "progress.py")
-    files = set()
-    for pattern in shared + patterns:
-        matches = sorted(SRC.glob(pattern))
-        if not matches:
-            raise WorkflowError(f"source_files: no file matches src/speckleml/{pattern}")
-        files.update(str(m) for m in matches)
-    return sorted(files)
+    files, todo, seen = set(), [module], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        files.add(path)
+        files.update(_package_inits(name))
+        todo += _imports(path, name, "*" if everywhere else None)
+    return frozenset(files)
+
+
+def stage_sources(handler, *data):
+    """Every package file a stage runs, derived from the import graph, plus ``data`` files.
+
+    ``handler`` is ``"speckleml.<study>.cli:<function>"``, the function a stage's command
+    calls. The stage runs ``speckleml.cli`` and the handler's CLI module (their module-level
+    imports), then the handler, which imports the library code it calls: that code and all it
+    imports, at module level or inside functions, transitively. The config schemas come along
+    when the stage reads its defaults from them (``speckleml.schema``). So a rule re-runs when,
+    and only when, code its stage runs has changed.
+    """
+    cli_module, function = handler.split(":")
+    files = set(_closure("speckleml.cli", False)) | set(_closure(cli_module, False))
+    for name in _imports(_module_file(cli_module), cli_module, function):
+        files |= _closure(name, True)
+    if SRC / "schema.py" in files:
+        files.update(SCHEMAS.glob("*.yaml"))
+    return sorted(str(f) for f in files) + [str(ROOT / d) for d in data]
 
 
 def study_config(study):

@@ -13,7 +13,7 @@ wildcard_constraints:
 
 rule disk_count_simulate:
     input:
-        src=source_files("disk_count/*.py", "scattering.py", "training.py"),
+        src=stage_sources("speckleml.disk_count.cli:simulate"),
     output:
         directory(f"{DC_OUT}/{{dc_dispersity}}/patterns_{{dc_size}}.zarr"),
     params:
@@ -39,7 +39,7 @@ rule disk_count_simulate:
 rule disk_count_preprocess:
     input:
         patterns=f"{DC_OUT}/{{dc_dispersity}}/patterns_{{dc_size}}.zarr",
-        src=source_files("disk_count/*.py"),
+        src=stage_sources("speckleml.disk_count.cli:preprocess"),
     output:
         directory(f"{DC_OUT}/{{dc_dispersity}}/inputs_{{dc_size}}.zarr"),
     params:
@@ -64,7 +64,7 @@ rule disk_count_preprocess:
 rule disk_count_train:
     input:
         inputs=f"{DC_OUT}/{{dc_dispersity}}/inputs_{DC['size']}.zarr",
-        src=source_files("disk_count/*.py", "training.py"),
+        src=stage_sources("speckleml.disk_count.cli:train"),
     output:
         model=f"{DC_OUT}/{{dc_dispersity}}/model.pt",
         history=f"{DC_OUT}/{{dc_dispersity}}/history.csv",
@@ -97,7 +97,7 @@ rule disk_count_evaluate:
     input:
         model=f"{DC_OUT}/{{dc_dispersity}}/model.pt",
         inputs=f"{DC_OUT}/{{dc_dispersity}}/inputs_{{dc_size}}.zarr",
-        src=source_files("disk_count/*.py", "training.py"),
+        src=stage_sources("speckleml.disk_count.cli:evaluate"),
     output:
         metrics=report(f"{DC_OUT}/{{dc_dispersity}}/eval_{{dc_size}}/metrics.csv", category="disk_count",
                        caption="../report/disk_count/table1.rst"),
@@ -122,7 +122,7 @@ rule disk_count_interpret:
     input:
         model=f"{DC_OUT}/{{dc_dispersity}}/model.pt",
         inputs=f"{DC_OUT}/{{dc_dispersity}}/inputs_{DC['size']}.zarr",
-        src=source_files("disk_count/*.py", "training.py"),
+        src=stage_sources("speckleml.disk_count.cli:interpret"),
     output:
         directory(f"{DC_OUT}/{{dc_dispersity}}/maps.zarr"),
     params:
@@ -142,7 +142,7 @@ rule disk_count_interpret:
 rule disk_count_moments:
     input:
         patterns=f"{DC_OUT}/mono/patterns_{DC['large_size']}.zarr",
-        src=source_files("disk_count/*.py"),
+        src=stage_sources("speckleml.disk_count.cli:moments"),
     output:
         f"{DC_OUT}/mono/first_moments.csv",
     params:
@@ -163,7 +163,7 @@ rule disk_count_moments:
 rule disk_count_fig_systems:
     input:
         patterns=f"{DC_OUT}/mono/patterns_{DC['size']}.zarr",
-        src=source_files("disk_count/*.py", "plotting.py"),
+        src=stage_sources("speckleml.disk_count.cli:figures"),
     output:
         report(f"{DC_FIG}/fig2_systems.png", category="disk_count", caption="../report/disk_count/fig2.rst"),
     params:
@@ -181,7 +181,7 @@ rule disk_count_fig_systems:
 rule disk_count_fig_confusion:
     input:
         confusion=f"{DC_OUT}/{{dc_dispersity}}/eval_{{dc_size}}/confusion.csv",
-        src=source_files("disk_count/*.py", "plotting.py"),
+        src=stage_sources("speckleml.disk_count.cli:figures"),
     output:
         report(f"{DC_FIG}/confusion_{{dc_dispersity}}_{{dc_size}}.png", category="disk_count",
                caption="../report/disk_count/confusion.rst"),
@@ -202,7 +202,7 @@ rule disk_count_fig_confusion:
 rule disk_count_fig_moments:
     input:
         moments=f"{DC_OUT}/mono/first_moments.csv",
-        src=source_files("disk_count/*.py", "plotting.py"),
+        src=stage_sources("speckleml.disk_count.cli:figures"),
     output:
         report(f"{DC_FIG}/fig6_first_moment.png", category="disk_count", caption="../report/disk_count/fig6.rst"),
     log:
@@ -218,7 +218,7 @@ rule disk_count_fig_moments:
 rule disk_count_fig_maps:
     input:
         maps=f"{DC_OUT}/{{dc_dispersity}}/maps.zarr",
-        src=source_files("disk_count/*.py", "plotting.py"),
+        src=stage_sources("speckleml.disk_count.cli:figures"),
     output:
         report(f"{DC_FIG}/maps_{{dc_dispersity}}.png", category="disk_count", caption="../report/disk_count/maps.rst"),
     log:
@@ -234,7 +234,7 @@ rule disk_count_fig_maps:
 rule disk_count_fig_history:
     input:
         history=f"{DC_OUT}/{{dc_dispersity}}/history.csv",
-        src=source_files("disk_count/*.py", "plotting.py"),
+        src=stage_sources("speckleml.disk_count.cli:figures"),
     output:
         report(f"{DC_FIG}/history_{{dc_dispersity}}.png", category="disk_count",
                caption="../report/disk_count/history.rst"),

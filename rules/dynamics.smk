@@ -9,7 +9,6 @@ DYN_TRAIN = DYN["train"]
 DYN_EVAL = DYN["evaluate"]
 DYN_SWEEPS = DYN["sweeps"]
 DYN_DIR = "results/dynamics/kuramoto"
-DYN_SRC = source_files("dynamics/*.py", "dynamics/systems/*.py", "scattering.py", "training.py", "plotting.py")
 DYN_MEMBERS = list(range(DYN_TRAIN["members"]))
 # (parameter, level index) of every sweep job; the level's value is DYN_SWEEPS[param][level].
 DYN_LEVELS = [(p, i) for p in ("lambda_max", "dq_factor", "probe_sigma", "sigma_coh", "delta") for i in range(len(DYN_SWEEPS[p]))]
@@ -52,7 +51,7 @@ dyn_level_dir = lambda param, level: f"{DYN_DIR}/sweeps/{param}/{level}"
 
 rule dynamics_simulate:
     input:
-        src=DYN_SRC,
+        src=stage_sources("speckleml.dynamics.cli:cmd_simulate"),
     output:
         states=directory(f"{DYN_DIR}/states.zarr"),
         frames=directory(f"{DYN_DIR}/frames.zarr"),
@@ -94,7 +93,7 @@ rule dynamics_train:
     input:
         states=f"{DYN_DIR}/states.zarr",
         frames=f"{DYN_DIR}/frames.zarr",
-        src=DYN_SRC,
+        src=stage_sources("speckleml.dynamics.cli:cmd_train"),
     output:
         model=f"{DYN_DIR}/models/member{{member}}.pt",
         history=directory(f"{DYN_DIR}/models/member{{member}}_history.zarr"),
@@ -123,7 +122,7 @@ rule dynamics_evaluate:
         states=f"{DYN_DIR}/states.zarr",
         frames=f"{DYN_DIR}/frames.zarr",
         models=expand(f"{DYN_DIR}/models/member{{member}}.pt", member=DYN_MEMBERS),
-        src=DYN_SRC,
+        src=stage_sources("speckleml.dynamics.cli:cmd_evaluate"),
     output:
         metrics=f"{DYN_DIR}/metrics.csv",
         per_frame=f"{DYN_DIR}/per_frame.csv",
@@ -150,7 +149,7 @@ rule dynamics_figures:
         evaluation=f"{DYN_DIR}/evaluation.zarr",
         histories=expand(f"{DYN_DIR}/models/member{{member}}_history.zarr", member=DYN_MEMBERS),
         metrics=f"{DYN_DIR}/metrics.csv",
-        src=DYN_SRC,
+        src=stage_sources("speckleml.dynamics.cli:cmd_figures"),
     output:
         fig2=report(f"{DYN_DIR}/figures/fig2.png", category="dynamics", caption="../report/dynamics/fig2.rst"),
         kernels=report(f"{DYN_DIR}/figures/supp2_kernel_history.png", category="dynamics",
@@ -175,7 +174,7 @@ rule dynamics_sweep_level:
     input:
         states=f"{DYN_DIR}/states.zarr",
         test=f"{DYN_DIR}/test_states.zarr",
-        src=DYN_SRC,
+        src=stage_sources("speckleml.dynamics.cli:cmd_sweep_level"),
     output:
         frames=directory(f"{DYN_DIR}/sweeps/{{sweep_param}}/{{level}}/frames.zarr"),
         model=f"{DYN_DIR}/sweeps/{{sweep_param}}/{{level}}/model.pt",
@@ -207,7 +206,7 @@ rule dynamics_sweep_table:
     input:
         reference=f"{DYN_DIR}/metrics.csv",
         metrics=[f"{dyn_level_dir(p, i)}/metrics.csv" for p, i in DYN_LEVELS],
-        src=DYN_SRC,
+        src=stage_sources("speckleml.dynamics.cli:cmd_sweep_table"),
     output:
         table=f"{DYN_DIR}/sweeps.csv",
         plot=report(f"{DYN_DIR}/figures/sweeps.png", category="dynamics", caption="../report/dynamics/sweeps.rst"),

@@ -6,7 +6,6 @@ SHEAR_GRID = SHEAR["grid"]
 SHEAR_DATA = SHEAR["dataset"]
 SHEAR_SIM = SHEAR["simulate"]
 SHEAR_FIT = SHEAR["fit"]
-SHEAR_SRC = source_files("shear/*.py", "scattering.py", "training.py", "plotting.py")
 SHEAR_CHUNKS = list(range(SHEAR_DATA["chunks"]))
 
 
@@ -22,7 +21,7 @@ SHEAR_COMMON_ARGS = (
 
 rule shear_simulate:
     input:
-        src=SHEAR_SRC,
+        src=stage_sources("speckleml.shear.cli:simulate"),
     output:
         directory("results/shear/simulation.zarr"),
     params:
@@ -53,7 +52,7 @@ rule shear_simulate:
 
 rule shear_dataset_chunk:
     input:
-        src=SHEAR_SRC,
+        src=stage_sources("speckleml.shear.cli:dataset"),
     output:
         temp(directory("results/shear/chunks/{chunk}.zarr")),
     params:
@@ -82,7 +81,7 @@ rule shear_dataset_chunk:
 rule shear_dataset:
     input:
         chunks=expand("results/shear/chunks/{chunk}.zarr", chunk=SHEAR_CHUNKS),
-        src=SHEAR_SRC,
+        src=stage_sources("speckleml.shear.cli:merge"),
     output:
         directory("results/shear/dataset.zarr"),
     log:
@@ -98,7 +97,7 @@ rule shear_dataset:
 rule shear_fit:
     input:
         dataset="results/shear/dataset.zarr",
-        src=SHEAR_SRC,
+        src=stage_sources("speckleml.shear.cli:fit"),
     output:
         model="results/shear/gpr.pkl",
         analysis=directory("results/shear/analysis.zarr"),
@@ -132,7 +131,7 @@ rule shear_evaluate:
     input:
         dataset="results/shear/dataset.zarr",
         model="results/shear/gpr.pkl",
-        src=SHEAR_SRC,
+        src=stage_sources("speckleml.shear.cli:evaluate"),
     output:
         predictions="results/shear/predictions.csv",
         table=report("results/shear/table1.csv", category="shear", caption="../report/shear/table1.rst"),
@@ -157,7 +156,7 @@ rule shear_figures:
         analysis="results/shear/analysis.zarr",
         predictions="results/shear/predictions.csv",
         table="results/shear/table1.csv",
-        src=SHEAR_SRC,
+        src=stage_sources("speckleml.shear.cli:figures"),
     output:
         [
             report(f"results/shear/figures/{name}.png", category="shear", caption=f"../report/shear/{name}.rst")

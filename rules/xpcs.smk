@@ -10,7 +10,7 @@ if XPCS_REAL:
     rule xpcs_import_frames:
         input:
             data=str(XPCS_INPUT),
-            src=source_files("tools_cli.py", "frames_io.py"),
+            src=stage_sources("speckleml.xpcs.import_cli:import_frames"),
         output:
             directory("results/xpcs/frames.zarr"),
         params:
@@ -34,7 +34,7 @@ else:
 
     rule xpcs_synthetic_frames:
         input:
-            src=source_files("tools_cli.py", "synthetic.py"),
+            src=stage_sources("speckleml.xpcs.import_cli:synthetic_frames"),
         output:
             directory("results/xpcs/frames.zarr"),
         params:
@@ -66,7 +66,7 @@ XPCS_FIT = XPCS["fit"]
 rule xpcs_correlate:
     input:
         frames="results/xpcs/frames.zarr",
-        src=source_files("xpcs_cli.py", "correlation.py", "xpcs_io.py", "frames_io.py"),
+        src=stage_sources("speckleml.xpcs.cli:correlate"),
     output:
         directory("results/xpcs/c2.zarr"),
     params:
@@ -94,7 +94,7 @@ rule xpcs_correlate:
 rule xpcs_fit_g2:
     input:
         c2="results/xpcs/c2.zarr",
-        src=source_files("xpcs_cli.py", "fitting.py", "xpcs_io.py"),
+        src=stage_sources("speckleml.xpcs.cli:fit_g2"),
     output:
         "results/xpcs/g2_fits.csv",
     params:
@@ -116,7 +116,7 @@ rule xpcs_figure_g2:
     input:
         c2="results/xpcs/c2.zarr",
         fits="results/xpcs/g2_fits.csv",
-        src=source_files("xpcs_cli.py", "fitting.py", "plotting.py"),
+        src=stage_sources("speckleml.xpcs.cli:plot_g2"),
     output:
         report(
             "results/xpcs/figures/g2_fits.png",
@@ -141,7 +141,7 @@ rule xpcs_export_aps:
     input:
         c2="results/xpcs/c2.zarr",
         frames="results/xpcs/frames.zarr",
-        src=source_files("xpcs_cli.py", "xpcs_io.py", "correlation.py"),
+        src=stage_sources("speckleml.xpcs.cli:export_aps"),
     output:
         "results/xpcs/c2_aps.hdf",
     log:

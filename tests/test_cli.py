@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import real_file, run_cli
-from speckleml.frames_io import Geometry
+from speckleml.xpcs.frames import Geometry
 from speckleml.stores import read_frames
 
 

@@ -168,7 +168,7 @@ def test_mean_image_streams_all_series(tmp_path):
 
 @pytest.mark.realdata
 def test_skbeam_stack_g2_equals_an_independent_per_lag_pixel_average():
-    from speckleml.frames_io import Geometry, read_frame_array
+    from speckleml.xpcs.frames import Geometry, read_frame_array
 
     frames = read_frame_array(real_file("skbeam_speckle_stack", "img_stack5301_5401.npy.zip"))
     geometry = Geometry(0.108, 2230.0, 1.546, (143, 123))            # PROVENANCE.md

@@ -150,7 +150,7 @@ def test_classifier_separates_classes_well_above_chance():
     """3 well-separated disk numbers, 5x5-binned 135 patterns: a short ResNet-18 run beats 1/3 by far."""
     from speckleml.disk_count.model import build_resnet, predict_proba
     from speckleml.disk_count.train import TrainSettings, train_classifier
-    from speckleml.training import seed_everything
+    from speckleml.runtime import seed_everything
 
     torch.set_num_threads(2)
     rng = seed_everything(0)

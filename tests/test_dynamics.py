@@ -106,7 +106,8 @@ def test_training_through_speckle_recovers_the_kernel(tmp_path):
     with the true kernel > 0.9 (measured: 0.30 and 0.97).
     """
     from speckleml.dynamics.simulate import simulate_states, speckle_frames
-    from speckleml.training import TrainSettings, WindowData, seed_everything, train_ode
+    from speckleml.dynamics.training import TrainSettings, WindowData, train_ode
+    from speckleml.runtime import seed_everything
 
     torch.set_num_threads(1)
     a = log_kernel(5, 1.0, "max")

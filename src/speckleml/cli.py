@@ -23,12 +23,20 @@ from .errors import InputError
 
 #: Modules that register commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
-    "speckleml.tools_cli",
+    "speckleml.xpcs.import_cli",
     "speckleml.dynamics.cli",
     "speckleml.clustering.cli",
     "speckleml.disk_count.cli",
     "speckleml.shear.cli",
 )
+#: ``speckleml <study> <stage>`` imports only its study's CLI module (the top-level commands
+#: belong to the xpcs chain), so a stage runs, and a workflow rule depends on, only its own code.
+STUDY_MODULES = {
+    "dynamics": "speckleml.dynamics.cli",
+    "clustering": "speckleml.clustering.cli",
+    "disk_count": "speckleml.disk_count.cli",
+    "shear": "speckleml.shear.cli",
+}
 
 log = logging.getLogger("speckleml")
 
@@ -110,8 +118,21 @@ def _leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[tu
     return rows
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the full parser; the epilog lists every stage of every study."""
+def _command_modules(argv: list[str] | None) -> tuple[str, ...]:
+    """The command modules a command line needs: one study's, the xpcs chain's, or all (help)."""
+    words = [w for w in (argv or []) if not w.startswith("-")]
+    if not words or any(w in ("-h", "--help") for w in (argv or [])[:1]):
+        return COMMAND_MODULES
+    if words[0] in STUDY_MODULES:
+        return (STUDY_MODULES[words[0]],)
+    return (COMMAND_MODULES[0],)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Build the parser for ``argv`` (all commands when ``argv`` is None or asks for help).
+
+    The epilog lists every stage of the registered studies.
+    """
     parser = argparse.ArgumentParser(
         prog="speckleml",
         description="Coherent X-ray scattering (speckle) to physics: simulation, correlation, "
@@ -122,8 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for module in COMMAND_MODULES:
+    modules = COMMAND_MODULES if argv is None else _command_modules(argv)
+    for module in modules:
         importlib.import_module(module).register(commands)
+    words = [w for w in (argv or []) if not w.startswith("-")]
+    if words and words[0] not in commands.choices:  # unknown command: the error lists them all
+        for module in COMMAND_MODULES:
+            if module not in modules:
+                importlib.import_module(module).register(commands)
     rows = _leaf_commands(parser)
     width = max(len(name) for name, _ in rows)
     parser.epilog = "stages and tools:\n" + "\n".join(
@@ -149,7 +176,8 @@ def one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``speckleml`` console script."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(args.quiet)
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from ..cli import add_device, add_seed, add_stage, add_study, add_threads
-from ..training import set_torch_threads
+from ..runtime import set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def train(args) -> int:
     from ..atomic import write_csv, write_text
     from ..errors import InputError
     from ..stores import read_store
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from .crops import CROPS
     from .model import AutoencoderConfig, save_model
     from .train import TrainConfig, train_autoencoder
@@ -343,7 +343,7 @@ def train(args) -> int:
 def encode(args) -> int:
     from ..provenance import provenance_from_args
     from ..stores import read_store, write_store
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from .cluster import LATENTS
     from .crops import CROPS
     from .model import load_model
@@ -431,7 +431,7 @@ def similar(args) -> int:
     from ..atomic import write_csv
     from ..errors import InputError
     from ..stores import read_store
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from .cluster import LATENTS, nearest_neighbours
     from .crops import CROPS, minmax_normalise
     from .model import load_model

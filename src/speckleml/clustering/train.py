@@ -98,7 +98,7 @@ def train_autoencoder(crops: np.ndarray, series: np.ndarray, model_config: Autoe
     history : list of dict
         Per epoch: ``epoch, train_l1, val_l1, val_mse, lr``.
     """
-    from ..training import seed_everything
+    from ..runtime import seed_everything
 
     if crops.ndim != 3 or crops.shape[1] != crops.shape[2] or crops.shape[1] != model_config.crop:
         raise ValueError(f"crops must be (N, {model_config.crop}, {model_config.crop}), got {crops.shape}")

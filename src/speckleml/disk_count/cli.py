@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from ..cli import add_device, add_seed, add_stage, add_study, add_threads
-from ..training import set_torch_threads
+from ..runtime import set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def simulate(args) -> int:
     from ..progress import progress
     from ..provenance import provenance_from_args
     from ..stores import write_store
-    from ..training import resolve_device, seed_everything
+    from ..runtime import resolve_device, seed_everything
     from .data import PATTERNS
     from .simulate import TOTAL_AREA, k_axis, simulate_class
 
@@ -230,7 +230,7 @@ def train(args) -> int:
     from ..errors import InputError
     from ..provenance import provenance_from_args
     from ..stores import read_store
-    from ..training import resolve_device, seed_everything
+    from ..runtime import resolve_device, seed_everything
     from .data import INPUTS, SPLITS
     from .model import build_resnet, save_checkpoint
     from .train import TrainSettings, train_classifier
@@ -284,7 +284,7 @@ def evaluate(args) -> int:
     from ..atomic import write_csv
     from ..errors import InputError
     from ..stores import read_store
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from .data import INPUTS, SPLITS
     from .evaluate import classification_table, confusion_table, error_bands
     from .model import load_checkpoint, predict_proba
@@ -321,7 +321,7 @@ def interpret(args) -> int:
 
     from ..provenance import provenance_from_args
     from ..stores import read_store, write_store
-    from ..training import resolve_device, seed_everything
+    from ..runtime import resolve_device, seed_everything
     from .data import INPUTS, MAPS, SPLITS
     from .interpret import gradcam_maps, one_per_class, saliency_maps
     from .model import load_checkpoint, predict_proba
@@ -455,7 +455,7 @@ def predict(args) -> int:
 
     from ..atomic import write_csv
     from ..errors import InputError
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from .data import standardise
     from .model import load_checkpoint, predict_proba
 

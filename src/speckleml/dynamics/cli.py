@@ -16,7 +16,7 @@ import argparse
 
 from ..cli import (add_device, add_seed, add_stage, add_study, add_threads, non_negative_float, positive_float,
                    positive_int)
-from ..training import set_torch_threads
+from ..runtime import set_torch_threads
 from ..errors import InputError
 
 SPLITS = {"train": 0, "test": 1}
@@ -92,7 +92,7 @@ def cmd_simulate(args) -> int:
 
     from ..provenance import provenance_from_args
     from ..stores import read_states, write_states
-    from ..training import seed_everything
+    from ..runtime import seed_everything
     from .simulate import simulate_states, true_kernel
 
     set_torch_threads(args.threads)
@@ -130,7 +130,7 @@ def cmd_speckle(args) -> int:
 # ------------------------------------------------------------------ train
 
 def _train_settings(args, lambda_max, seed: int):
-    from ..training import TrainSettings
+    from .training import TrainSettings
     from .train import choose_loss
 
     loss = choose_loss(args.loss, lambda_max, args.poisson_below)
@@ -150,7 +150,8 @@ def _run_training(args, states, frames, model_path, history_path, checkpoint, me
 
     from ..provenance import provenance_from_args
     from ..stores import read_frames
-    from ..training import resolve_device, write_history
+    from .training import write_history
+    from ..runtime import resolve_device
     from .models import save_model
     from .train import remove_checkpoint, train_member
 
@@ -188,7 +189,7 @@ def _run_evaluation(args, test_states, train_states, frames_path, models, metric
     from ..atomic import write_csv
     from ..provenance import provenance_from_args
     from ..stores import read_frames, read_states, write_store
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from .evaluate import EVALUATION, evaluate_members, per_frame_table, summarize
     from .models import load_model
     from .train import geometry_from_attrs

@@ -83,7 +83,7 @@ def evaluate_members(models, test_states: np.ndarray, t: np.ndarray, true_kernel
     """
     import torch
 
-    from ..training import predict_ode
+    from .training import predict_ode
 
     if not 0 <= example < test_states.shape[0]:
         raise InputError(f"--example {example} is outside the {test_states.shape[0]} test conditions")

@@ -10,7 +10,7 @@ from matplotlib.ticker import NullFormatter
 
 from ..plotting import figure, save_figure
 from ..stores import read_store
-from ..training import HISTORY
+from .training import HISTORY
 from .evaluate import EVALUATION
 from .systems.kuramoto import vorticity, wrapped_difference
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..checkpoints import load_torch, save_torch
 from ..errors import InputError
-from ..training import TrainSettings
+from .training import TrainSettings
 from .systems.kuramoto import KuramotoRHS
 
 MODEL_FORMAT = 1
@@ -23,7 +23,7 @@ MODEL_FORMAT = 1
 def build_kuramoto_model(kernel_size: int, coupling: float, init_std: float = 0.01) -> KuramotoRHS:
     """The paper's NODE: one trainable ``k x k`` kernel (N(0, init_std^2)) in the Kuramoto sin/cos form.
 
-    Seed torch first (:func:`speckleml.training.seed_everything`): the kernel is drawn from it.
+    Seed torch first (:func:`speckleml.dynamics.training.seed_everything`): the kernel is drawn from it.
     """
     return KuramotoRHS(kernel=None, coupling=coupling, kernel_size=kernel_size, init_std=init_std)
 

@@ -11,7 +11,8 @@ import numpy as np
 from ..errors import InputError
 from ..provenance import checksum
 from ..stores import read_frames, read_states
-from ..training import TrainSettings, WindowData, seed_everything, train_ode
+from .training import TrainSettings, WindowData, train_ode
+from ..runtime import seed_everything
 from .models import build_kuramoto_model, learned_kernel
 from .systems.kuramoto import MomentsSpeckle, SpeckleGeometry
 

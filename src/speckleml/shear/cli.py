@@ -173,7 +173,7 @@ def _mc_settings(args):
     import torch
 
     from ..errors import InputError
-    from ..training import resolve_device
+    from ..runtime import resolve_device
 
     if args.batch < 1 or args.configs < 1:
         raise InputError("--batch and --configs must be >= 1")
@@ -206,7 +206,7 @@ def simulate(args) -> int:
 
     from ..progress import progress
     from ..provenance import provenance_from_args
-    from ..training import seed_everything
+    from ..runtime import seed_everything
     from .figures_data import build_cases, example_configuration, write_simulation
     from .simulate import simulate_correlation
 
@@ -233,7 +233,7 @@ def dataset(args) -> int:
     from ..errors import InputError
     from ..progress import progress
     from ..provenance import provenance_from_args
-    from ..training import seed_everything
+    from ..runtime import seed_everything
     from .dataset import chunk_draws, simulate_draws, write_dataset
     from .simulate import PARAM_NAMES
 

@@ -1,6 +1,6 @@
 """Correlation tools: ``correlate``, ``fit-g2``, ``import-c2``, ``export-aps``, ``plot-g2``.
 
-Registered at the top level of ``speckleml`` by :mod:`speckleml.tools_cli`. Heavy modules
+Registered at the top level of ``speckleml`` by :mod:`speckleml.xpcs.import_cli`. Heavy modules
 are imported inside the handlers so that ``--help`` stays fast.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from .cli import add_stage
+from ..cli import add_stage
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,11 @@ def register(commands) -> None:
 def correlate(args) -> int:
     import numpy as np
 
-    from .correlation import G2_OFFSET, g2_from_c2, mean_image, q_ring_rois, ring_edges, sector_centres, two_time
-    from .errors import InputError
-    from .provenance import provenance_from_args
-    from .stores import read_frames, write_c2
-    from .xpcs_io import detector_maps
+    from ..correlation import G2_OFFSET, g2_from_c2, mean_image, q_ring_rois, ring_edges, sector_centres, two_time
+    from ..errors import InputError
+    from ..provenance import provenance_from_args
+    from ..stores import read_frames, write_c2
+    from .aps import detector_maps
 
     store = read_frames(args.frames, lazy=True)
     frames = store["frames"]
@@ -181,8 +181,8 @@ def _curves_from_store(path, max_lag_fraction: float):
     """(series, roi, q, lag, g2, err, offset) of every curve in a c2 store."""
     import numpy as np
 
-    from .correlation import G2_OFFSET
-    from .stores import read_c2
+    from ..correlation import G2_OFFSET
+    from ..stores import read_c2
 
     store = read_c2(path, lazy=True)
     lag = np.asarray(store["lag"], float)
@@ -199,10 +199,10 @@ def _curves_from_store(path, max_lag_fraction: float):
 def fit_g2(args) -> int:
     import pandas as pd
 
-    from .atomic import write_csv
-    from .errors import InputError
-    from .fitting import fit_g2 as fit
-    from .xpcs_io import read_g2_table
+    from ..atomic import write_csv
+    from ..errors import InputError
+    from ..fitting import fit_g2 as fit
+    from .aps import read_g2_table
 
     if not 0 < args.max_lag_fraction <= 1:
         raise InputError("--max-lag-fraction must be in (0, 1]")
@@ -230,11 +230,11 @@ def fit_g2(args) -> int:
 def import_c2(args) -> int:
     import numpy as np
 
-    from .correlation import G2_OFFSET, g2_from_c2
-    from .errors import InputError
-    from .provenance import provenance_from_args
-    from .stores import write_c2
-    from .xpcs_io import read_c2_file
+    from ..correlation import G2_OFFSET, g2_from_c2
+    from ..errors import InputError
+    from ..provenance import provenance_from_args
+    from ..stores import write_c2
+    from .aps import read_c2_file
 
     c2, meta = read_c2_file(args.input, args.dataset)
     dt = args.dt if args.dt is not None else meta.get("dt", 1.0)
@@ -258,9 +258,9 @@ def _qmap_from_frames(frames_path, rois: dict) -> dict:
     """ROI maps, mask and geometry of ``/xpcs/qmap`` rebuilt from the frames store."""
     import numpy as np
 
-    from .correlation import mean_image, q_ring_rois
-    from .stores import read_frames
-    from .xpcs_io import detector_maps
+    from ..correlation import mean_image, q_ring_rois
+    from ..stores import read_frames
+    from .aps import detector_maps
 
     store = read_frames(frames_path, lazy=True)
     q_map, phi_map, _ = detector_maps(store)
@@ -284,9 +284,9 @@ def export_aps(args) -> int:
     import json
     from pathlib import Path
 
-    from .errors import InputError
-    from .stores import read_c2
-    from .xpcs_io import HC_KEV_ANGSTROM, write_aps_hdf5
+    from ..errors import InputError
+    from ..stores import read_c2
+    from .aps import HC_KEV_ANGSTROM, write_aps_hdf5
 
     store = read_c2(args.input)
     rois = store.attrs.get("rois")
@@ -326,10 +326,10 @@ def plot_g2(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from .errors import InputError
-    from .fitting import g2_model
-    from .plotting import figure, save_figure
-    from .stores import read_c2
+    from ..errors import InputError
+    from ..fitting import g2_model
+    from ..plotting import figure, save_figure
+    from ..stores import read_c2
 
     store = read_c2(args.c2, lazy=True)
     fits = pd.read_csv(args.fits)

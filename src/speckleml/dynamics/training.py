@@ -1,6 +1,6 @@
-"""Training plumbing shared by the studies: seeding, device choice, checkpointed ODE training.
+"""Checkpointed neural-ODE training through a forward model, shared by every dynamics case.
 
-The neural-ODE loop (:func:`train_ode`) serves every dynamics case.
+Seeding, threads and device choice live in :mod:`speckleml.runtime`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import random
 import sys
 import time
@@ -19,53 +18,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .checkpoints import load_torch, save_torch
-from .errors import InputError
-from .stores import FLOATS, ArraySpec, StoreSchema, register_schema, write_store
+from ..checkpoints import load_torch, save_torch
+from ..errors import InputError
+from ..stores import FLOATS, ArraySpec, StoreSchema, register_schema, write_store
 
 log = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA) and return a NumPy ``Generator``.
-
-    Deterministic torch algorithms are requested where they exist, so that the same config
-    gives the same arrays on the same machine.
-    """
-    import torch
-
-    seed = int(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return np.random.default_rng(seed)
-
-
-def set_torch_threads(threads: int) -> None:
-    """Use ``threads`` torch CPU threads (0 keeps torch's default, one per core)."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
-
-
-def resolve_device(device: str = "auto"):
-    """Return a ``torch.device`` for ``"auto"``, ``"cpu"`` or ``"cuda"``.
-
-    ``"cuda"`` without a GPU is a user error (one line, exit 2), ``"auto"`` falls back to CPU.
-    """
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but no CUDA device is available (use --device auto or cpu)")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    log.info("device: %s", device)
-    return torch.device(device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +204,7 @@ def intensity_loss(pred, target, mask, kind: str = "l1", rescale_t0: bool = Fals
     """
     import torch
 
-    from .scattering import rescale_at_t0
+    from ..scattering import rescale_at_t0
 
     weights = mask.to(pred.dtype)
     n_valid = weights.sum() * pred.shape[0] * pred.shape[1]

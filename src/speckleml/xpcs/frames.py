@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 #: HDF5 dataset used by NeXus / Eiger master files and the APS.
 DEFAULT_HDF5_DATASET = "/entry/data/data"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_output
-from .errors import InputError
+from ..atomic import atomic_output
+from ..errors import InputError
 
 APS_C2_GROUP = "/xpcs/twotime/correlation_map"
 APS_FRAME_TIME = "/entry/instrument/detector_1/frame_time"
@@ -36,11 +36,11 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs")
 def detector_maps(store) -> tuple[np.ndarray, np.ndarray, str]:
     """``|q|`` and azimuth maps (y, x) of a frames store, and the q unit.
 
-    Uses the store's geometry attrs (:class:`speckleml.frames_io.Geometry`) when present,
+    Uses the store's geometry attrs (:class:`speckleml.xpcs.frames.Geometry`) when present,
     otherwise its ``qx``/``qy`` axes (a model q grid, or pixel offsets for synthetic stacks).
     Azimuth is ``atan2(row offset, column offset)`` in radians.
     """
-    from .frames_io import Geometry
+    from .frames import Geometry
 
     qx, qy = np.asarray(store["qx"], float), np.asarray(store["qy"], float)
     shape = (qy.size, qx.size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .cli import add_stage
+from ..cli import add_stage
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def register(commands) -> None:
     parser.add_argument("--mean-counts", type=float, help="Poisson counts per pixel (default: noise-free)")
     parser.add_argument("--dt", type=float, default=1.0, help="frame time in seconds (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    from . import xpcs_cli
+    from . import cli as xpcs_cli
 
     xpcs_cli.register(commands)
 
@@ -47,10 +47,10 @@ def register(commands) -> None:
 def import_frames(args) -> int:
     import numpy as np
 
-    from .errors import InputError
-    from .frames_io import Geometry, read_frame_array
-    from .provenance import provenance_from_args
-    from .stores import write_frames
+    from ..errors import InputError
+    from .frames import Geometry, read_frame_array
+    from ..provenance import provenance_from_args
+    from ..stores import write_frames
 
     data = read_frame_array(args.input, args.dataset)
     if data.ndim == 3:
@@ -84,10 +84,10 @@ def import_frames(args) -> int:
 
 
 def synthetic_frames(args) -> int:
-    from .errors import InputError
-    from .provenance import provenance_from_args
-    from .stores import write_frames
-    from .synthetic import ou_speckle
+    from ..errors import InputError
+    from ..provenance import provenance_from_args
+    from ..stores import write_frames
+    from ..synthetic import ou_speckle
 
     if args.frames < 2 or args.size < 8 or args.tau <= 0:
         raise InputError("need --frames >= 2, --size >= 8 and --tau > 0")

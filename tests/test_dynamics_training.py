@@ -1,4 +1,4 @@
-"""The shared neural-ODE training loop (speckleml.training): losses, batches, rollback, resume."""
+"""The shared neural-ODE training loop (speckleml.dynamics.training): losses, batches, rollback, resume."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ pytest.importorskip("torchdiffeq")
 
 from speckleml.errors import InputError  # noqa: E402
 from speckleml.stores import read_store  # noqa: E402
-from speckleml.training import (HISTORY, TrainSettings, WindowData, intensity_loss, sample_windows,  # noqa: E402
-                                seed_everything, train_ode, write_history)
+from speckleml.dynamics.training import (HISTORY, TrainSettings, WindowData, intensity_loss,  # noqa: E402
+                                         sample_windows, train_ode, write_history)
+from speckleml.runtime import seed_everything  # noqa: E402
 
 
 class Decay(torch.nn.Module):

@@ -1,0 +1,50 @@
+"""The workflow's config schemas: the one home of every default.
+
+The YAML files in ``speckleml/schemas/`` validate ``config.yaml`` in the Snakefile and give the
+defaults of stage options that the workflow does not always pass, so that a CLI default and a
+config default can never disagree.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+
+
+@lru_cache(maxsize=None)
+def load_schema(section: str) -> dict:
+    """The parsed schema of one config section (``"xpcs"``, ``"clustering"``, ... or ``"config"``).
+
+    Raises
+    ------
+    KeyError
+        When there is no schema file for ``section``.
+    """
+    import yaml
+
+    path = SCHEMA_DIR / f"{section}.schema.yaml"
+    if not path.is_file():
+        raise KeyError(f"no schema for config section {section!r} ({path})")
+    return yaml.safe_load(path.read_text())
+
+
+def schema_default(key: str):
+    """Default of the config key ``key``, dotted from the section (``"clustering.train.epochs"``).
+
+    Follows ``properties`` through nested objects; a ``$ref`` to a sibling schema file is
+    followed. Raises ``KeyError`` naming the key when the schema has no such key or no default.
+    """
+    section, *path = key.split(".")
+    node = load_schema(section)
+    for i, name in enumerate(path):
+        if "$ref" in node:
+            node = load_schema(node["$ref"].removesuffix(".schema.yaml"))
+        props = node.get("properties", {})
+        if name not in props:
+            raise KeyError(f"config schema has no key {'.'.join([section, *path[:i + 1]])}")
+        node = props[name]
+    if "default" not in node:
+        raise KeyError(f"config schema key {key} has no default")
+    return node["default"]
