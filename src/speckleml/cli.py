@@ -100,6 +100,19 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **kwargs) -> argparse.Action:
+    """An option whose default is the config schema's default of ``key`` (its one home).
+
+    ``key`` is dotted from the study section, e.g. ``"clustering.train.epochs"``; the action
+    records it as ``schema_key`` so that a test can check every such default against the schema.
+    """
+    from .schema import schema_default
+
+    action = parser.add_argument(*flags, default=schema_default(key), **kwargs)
+    action.schema_key = key
+    return action
+
+
 def add_threads(parser: argparse.ArgumentParser, default: int = 0) -> None:
     """``--threads N``: torch CPU threads of the stage (0 keeps torch's default)."""
     parser.add_argument("--threads", type=non_negative_int, default=default,
