@@ -34,7 +34,7 @@ COMMAND_MODULES = (
 STUDY_MODULES = {
     "dynamics": "speckleml.dynamics.cli",
     "clustering": "speckleml.clustering.cli",
-    "disk_count": "speckleml.disk_count.cli",
+    "disk-count": "speckleml.disk_count.cli",
     "shear": "speckleml.shear.cli",
 }
 
