@@ -60,12 +60,13 @@ def block_mean(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def reconstruct(model, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Latent (latent,) and reconstruction (n, n) of one crop."""
+    """Latent (latent,) and reconstruction (n, n) of one crop (in the model's input convention)."""
     import torch
 
+    from .model import to_model_input
+
     with torch.no_grad():
-        x = torch.from_numpy(crop)[None, None]
-        z = model.encode(x)
+        z = model.encode(to_model_input(crop))
         return z[0].numpy(), model.decode(z)[0, 0].numpy()
 
 
