@@ -154,7 +154,8 @@ def stage_sources(handler, *data):
     """
     cli_module, function = handler.split(":")
     registrar = _registrar(cli_module)
-    files = set(_closure("speckleml.cli", False)) | _closure(registrar, False) | _closure(cli_module, False)
+    # speckleml.cli whole (its option helpers import speckleml.schema when a parser is built)
+    files = set(_closure("speckleml.cli", True)) | _closure(registrar, False) | _closure(cli_module, False)
     for name in _imports(_module_file(registrar), registrar, "register"):
         files |= _closure(name, False)
     for name in _imports(_module_file(cli_module), cli_module, function):
