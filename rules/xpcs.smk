@@ -1,8 +1,37 @@
-# xpcs: the shared real-data chain. Measured frames (the scikit-beam stack when present,
-# else a synthetic stack with known g2) -> frames store -> correlation -> fits -> figures.
+# xpcs: the shared real-data chain. Measured frames (xpcs.frames) -> frames store -> correlation
+# -> fits -> figures; `xpcs.frames: null` uses a synthetic stack with known g2 instead.
+import math
+
 XPCS = config["xpcs"]
-XPCS_INPUT = Path(XPCS["frames"]) if XPCS.get("frames") else None
-XPCS_REAL = XPCS_INPUT is not None and XPCS_INPUT.exists()
+
+
+def _xpcs_config_errors(section, prefix="xpcs"):
+    """Checks JSON schema cannot state: finite numbers, rings that do not overlap."""
+    errors = []
+    for name, value in section.items():
+        key = f"{prefix}.{name}"
+        if isinstance(value, dict):
+            errors += _xpcs_config_errors(value, key)
+        elif isinstance(value, (list, tuple)):
+            if any(isinstance(v, float) and not math.isfinite(v) for v in value):
+                errors.append(f"{key}: must be finite numbers, got {list(value)}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            errors.append(f"{key}: must be a finite number, got {value}")
+    if {"q_step", "q_width"} <= section.keys() and section["q_step"] < section["q_width"]:
+        errors.append(f"{prefix}.q_step: {section['q_step']} < {prefix}.q_width {section['q_width']} "
+                      f"(rings would overlap)")
+    return errors
+
+
+_errors = _xpcs_config_errors(XPCS)
+if _errors:
+    raise WorkflowError(f"invalid config: {_errors[0]}")
+# Only an explicit null means synthetic: a mistyped path must not silently switch the data.
+XPCS_REAL = XPCS["frames"] is not None
+XPCS_INPUT = Path(XPCS["frames"]) if XPCS_REAL else None
+if XPCS_REAL and "xpcs" in config["studies"] and not XPCS_INPUT.exists():
+    raise WorkflowError(f"invalid config: xpcs.frames: {XPCS_INPUT} does not exist "
+                        f"(set xpcs.frames: null for the synthetic stack)")
 
 
 if XPCS_REAL:

@@ -84,7 +84,14 @@ def read_c2_file(path: str | os.PathLike, dataset: str | None = None) -> tuple[n
     c2 : ndarray (roi, T, T)
         Symmetric maps (upper-triangle storage is mirrored).
     meta : dict
-        ``dt`` (s) and ``roi_q`` when the file records them.
+        ``dt`` (s) and ``roi_q`` when the file records them; ``aps_layout`` True when the
+        maps came from the APS ``c2_*`` group (classical normalisation by convention).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, complex or non-square maps, infinite values, an empty
+        ``frame_time``, an HDF5 layout without the APS group (and no ``dataset``).
     """
     path = Path(path)
     if not path.exists():
@@ -101,7 +108,12 @@ def read_c2_file(path: str | os.PathLike, dataset: str | None = None) -> tuple[n
         raise
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"{path}: cannot read C2 ({' '.join(str(exc).split())})") from None
-    data = np.asarray(data, dtype=np.float64)
+    data = np.asarray(data)
+    if data.dtype.kind == "c":
+        raise InputError(f"{path}: C2 must be real, got complex values ({data.dtype})")
+    if data.dtype.kind not in "uifb":
+        raise InputError(f"{path}: C2 must be numeric, got dtype {data.dtype}")
+    data = data.astype(np.float64)
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3 or data.shape[-1] != data.shape[-2] or data.shape[-1] < 2:
@@ -116,7 +128,10 @@ def _read_c2_hdf5(path: Path, dataset: str | None, meta: dict) -> np.ndarray:
 
     with h5py.File(path, "r") as handle:
         if APS_FRAME_TIME in handle:
-            meta["dt"] = float(np.ravel(handle[APS_FRAME_TIME][()])[0])
+            frame_time = np.ravel(handle[APS_FRAME_TIME][()])
+            if frame_time.size == 0:
+                raise InputError(f"{path}: {APS_FRAME_TIME} is empty (give --dt, or fix the file)")
+            meta["dt"] = float(frame_time[0])
         if dataset:
             if dataset not in handle:
                 raise InputError(f"{path}: HDF5 dataset {dataset!r} not found")
@@ -124,6 +139,7 @@ def _read_c2_hdf5(path: Path, dataset: str | None, meta: dict) -> np.ndarray:
         if APS_C2_GROUP not in handle:
             raise InputError(f"{path}: no {APS_C2_GROUP} group (APS two-time layout); use --dataset")
         group = handle[APS_C2_GROUP]
+        meta["aps_layout"] = True
         names = sorted(n for n in group if re.fullmatch(r"c2_\d+", n))
         if not names:
             raise InputError(f"{path}: {APS_C2_GROUP} holds no c2_* maps")
@@ -211,7 +227,8 @@ def _is_number(text: str) -> bool:
 
 def write_aps_hdf5(path: str | os.PathLike, c2: np.ndarray, g2: np.ndarray, lag: np.ndarray,
                    roi_q: np.ndarray, dt: float, g2_err: np.ndarray | None = None,
-                   qmap: dict | None = None, attrs: dict | None = None) -> Path:
+                   qmap: dict | None = None, attrs: dict | None = None,
+                   incident_energy: float | None = None) -> Path:
     """Write one series' C2 and g2 in the APS 8-ID-I result layout, atomically.
 
     Parameters
@@ -230,6 +247,9 @@ def write_aps_hdf5(path: str | os.PathLike, c2: np.ndarray, g2: np.ndarray, lag:
         Extra ``/xpcs/qmap`` datasets (``dynamic_roi_map``, ``mask``, beam centre ...).
     attrs : dict, optional
         Root attributes (provenance, normalisation).
+    incident_energy : float, optional
+        Photon energy (keV) for ``/entry/instrument/incident_beam/incident_energy``; written
+        with everything else before the atomic rename.
     """
     import h5py
 
@@ -256,4 +276,6 @@ def write_aps_hdf5(path: str | os.PathLike, c2: np.ndarray, g2: np.ndarray, lag:
             handle["/xpcs/qmap/dynamic_index_mapping"] = np.arange(c2.shape[0])
             for key, value in (qmap or {}).items():
                 handle[f"/xpcs/qmap/{key}"] = value
+            if incident_energy is not None:
+                handle["/entry/instrument/incident_beam/incident_energy"] = np.float64(incident_energy)
     return path

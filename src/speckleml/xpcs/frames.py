@@ -40,6 +40,8 @@ class Geometry:
         for name in ("pixel_size", "distance", "wavelength"):
             if not np.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise InputError(f"geometry {name} must be a positive number, got {getattr(self, name)}")
+        if len(self.center) != 2 or not np.isfinite(self.center).all():
+            raise InputError(f"geometry center must be two finite pixel coordinates, got {self.center}")
 
     def axis_q(self, n: int, axis: int) -> np.ndarray:
         """Signed momentum transfer (1/Angstrom) along one detector axis through the centre."""
