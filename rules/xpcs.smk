@@ -5,27 +5,20 @@ import math
 XPCS = config["xpcs"]
 
 
-def _xpcs_config_errors(section, prefix="xpcs"):
-    """Checks JSON schema cannot state: finite numbers, rings that do not overlap."""
-    errors = []
-    for name, value in section.items():
-        key = f"{prefix}.{name}"
-        if isinstance(value, dict):
-            errors += _xpcs_config_errors(value, key)
-        elif isinstance(value, (list, tuple)):
-            if any(isinstance(v, float) and not math.isfinite(v) for v in value):
-                errors.append(f"{key}: must be finite numbers, got {list(value)}")
-        elif isinstance(value, float) and not math.isfinite(value):
-            errors.append(f"{key}: must be a finite number, got {value}")
-    if {"q_step", "q_width"} <= section.keys() and section["q_step"] < section["q_width"]:
-        errors.append(f"{prefix}.q_step: {section['q_step']} < {prefix}.q_width {section['q_width']} "
-                      f"(rings would overlap)")
-    return errors
-
-
-_errors = _xpcs_config_errors(XPCS)
-if _errors:
-    raise WorkflowError(f"invalid config: {_errors[0]}")
+# Checks the JSON schema cannot state: finite numbers (it lets .nan/.inf through), rings that
+# do not overlap (q_step >= q_width). One line naming the key.
+_pending = [("xpcs", XPCS)]
+while _pending:
+    _prefix, _section = _pending.pop()
+    for _name, _value in _section.items():
+        _key = f"{_prefix}.{_name}"
+        if isinstance(_value, dict):
+            _pending.append((_key, _value))
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in (_value if isinstance(_value, list) else [_value])):
+            raise WorkflowError(f"invalid config: {_key}: must be finite, got {_value}")
+    if {"q_step", "q_width"} <= _section.keys() and _section["q_step"] < _section["q_width"]:
+        raise WorkflowError(f"invalid config: {_prefix}.q_step: {_section['q_step']} < {_prefix}.q_width "
+                            f"{_section['q_width']} (rings would overlap)")
 # Only an explicit null means synthetic: a mistyped path must not silently switch the data.
 XPCS_REAL = XPCS["frames"] is not None
 XPCS_INPUT = Path(XPCS["frames"]) if XPCS_REAL else None

@@ -201,6 +201,8 @@ def read_g2_table(path: str | os.PathLike) -> list[dict]:
     missing = {"lag", "g2"} - set(table.columns)
     if missing:
         raise InputError(f"{path}: g2 table lacks column(s) {sorted(missing)} (need lag, g2[, g2_err, roi])")
+    if table.empty:
+        raise InputError(f"{path}: g2 table has a header but no rows")
     key = "roi" if "roi" in table.columns else ("q" if "q" in table.columns else None)
     groups = table.groupby(key, sort=True) if key else [(0, table)]
     curves = []
