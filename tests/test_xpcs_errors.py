@@ -195,3 +195,63 @@ def test_bad_xpcs_config_names_the_key(tmp_path, xpcs, key, words):
     assert lines[0].startswith(f"invalid config: {key}:"), lines[0]
     for word in words:
         assert word in lines[0]
+
+
+# --------------------------------------------------------------------------- APS layouts met in practice
+
+
+def _truth(k, n=6):
+    i, j = np.indices((n, n))
+    return 1 + 0.3 * np.exp(-np.abs(i - j) / (1 + k))
+
+
+@pytest.mark.parametrize("layout", ["triu", "tril", "triu_nan", "unpadded", "qphi"])
+def test_import_c2_reads_the_aps_layout_variants(tmp_path, layout):
+    n_maps = 11 if layout == "unpadded" else 6 if layout == "qphi" else 3
+    with h5py.File(tmp_path / "a.hdf", "w") as handle:
+        handle["/entry/instrument/detector_1/frame_time"] = 0.5
+        for k in range(n_maps):
+            full = _truth(k)
+            stored = {"tril": np.tril(full), "triu_nan": np.where(np.tri(6, k=-1, dtype=bool), np.nan, full)}.get(
+                layout, np.triu(full))
+            name = f"c2_{k + 1}" if layout == "unpadded" else f"c2_{k + 1:05d}"
+            handle[f"/xpcs/twotime/correlation_map/{name}"] = stored
+        if layout == "qphi":                                   # 3 q x 2 phi, bin k -> ring k // 2
+            handle["/xpcs/qmap/dynamic_v_list_dim0"] = [0.002, 0.004, 0.006]
+            handle["/xpcs/qmap/dynamic_num_pts"] = [3, 2]
+            handle["/xpcs/twotime/processed_bins"] = np.arange(1, 7)
+        else:
+            handle["/xpcs/qmap/dynamic_v_list_dim0"] = 0.001 * np.arange(1, n_maps + 1)
+    run_cli("import-c2", tmp_path / "a.hdf", tmp_path / "c2.zarr", check=True)
+    from speckleml.stores import read_c2
+
+    store = read_c2(tmp_path / "c2.zarr")
+    np.testing.assert_allclose(store["c2"][0], [_truth(k) for k in range(n_maps)], rtol=1e-6)
+    expected_q = [0.002, 0.002, 0.004, 0.004, 0.006, 0.006] if layout == "qphi" else 0.001 * np.arange(1, n_maps + 1)
+    np.testing.assert_allclose(store["roi_q"], expected_q)
+    assert store.attrs["normalization"] == "classical" and store.attrs["dt"] == 0.5
+
+
+def test_export_of_rings_and_sectors_reads_back_each_bins_ring(tmp_path):
+    np.save(tmp_path / "s.npy", np.random.default_rng(2).poisson(5, (30, 40, 40)).astype(np.float32))
+    run_cli("import-frames", tmp_path / "s.npy", tmp_path / "f.zarr", "--dt", "0.1", check=True)
+    run_cli("correlate", tmp_path / "f.zarr", tmp_path / "c2.zarr", "--q-first", "4", "--q-width", "4",
+            "--q-step", "4", "--n-rings", "3", "--n-sectors", "4", check=True)
+    run_cli("export-aps", tmp_path / "c2.zarr", tmp_path / "o.hdf", "--frames", tmp_path / "f.zarr", check=True)
+    with h5py.File(tmp_path / "o.hdf", "r") as handle:
+        np.testing.assert_allclose(handle["/xpcs/qmap/dynamic_v_list_dim0"][()], [6, 10, 14])
+        np.testing.assert_array_equal(handle["/xpcs/qmap/dynamic_num_pts"][()], [3, 4])
+        np.testing.assert_allclose(handle["/xpcs/qmap/dynamic_v_list_dim1"][()], [-135, -45, 45, 135])
+    run_cli("import-c2", tmp_path / "o.hdf", tmp_path / "back.zarr", check=True)
+    from speckleml.stores import read_c2
+
+    np.testing.assert_allclose(read_c2(tmp_path / "back.zarr")["roi_q"], np.repeat([6, 10, 14], 4))
+
+
+def test_unreadable_user_files_name_the_file(tmp_path):
+    (tmp_path / "e.npy").write_bytes(b"")
+    out = tmp_path / "o.zarr"
+    assert_error(run_cli("import-frames", tmp_path / "e.npy", out), out, "e.npy", "cannot read frames")
+    (tmp_path / "n.csv").write_text("lag,g2\n1,abc\n2,1.2\n3,1.1\n4,1.0\n5,1.0\n")
+    out = tmp_path / "fits.csv"
+    assert_error(run_cli("fit-g2", tmp_path / "n.csv", out), out, "n.csv", "'g2'", "not a number")

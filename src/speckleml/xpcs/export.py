@@ -117,6 +117,7 @@ def qmap_from_frames(frames: str | os.PathLike, rois: dict) -> dict:
                                        float(rois.get("min_pixel_mean", 0)))
     qmap = {"dynamic_roi_map": labels, "static_roi_map": labels, "mask": mask.astype(np.int32),
             "dynamic_num_pts": np.array([len(rois["q_edges"]), n_sectors]),
+            "dynamic_v_list_dim0": np.asarray(rois["q_edges"], float).mean(axis=1),
             "dynamic_v_list_dim1": np.rad2deg(np.asarray(rois.get("phi_centres", [0.0]))),
             "map_names": np.array([b"q", b"phi"]), "map_units": np.array([b"1/A", b"deg"])}
     geometry = store.attrs.get("geometry")
