@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
+from speckleml.xpcs import fit
 
 RINGS = ("--q-first", "1", "--q-width", "2", "--q-step", "2", "--n-rings", "3")
 
@@ -255,3 +256,28 @@ def test_unreadable_user_files_name_the_file(tmp_path):
     (tmp_path / "n.csv").write_text("lag,g2\n1,abc\n2,1.2\n3,1.1\n4,1.0\n5,1.0\n")
     out = tmp_path / "fits.csv"
     assert_error(run_cli("fit-g2", tmp_path / "n.csv", out), out, "n.csv", "'g2'", "not a number")
+
+
+def test_cli_schema_and_library_state_the_same_ranges_and_names():
+    """The CLI keeps literal copies (its module imports no numpy); they must not drift."""
+    from speckleml import correlation
+    from speckleml.schema import load_schema
+    from speckleml.xpcs import cli, fit
+
+    schema = load_schema("xpcs")["properties"]
+    gamma = schema["fit"]["properties"]["fix_gamma"]
+    assert cli.GAMMA_RANGE == fit.GAMMA_RANGE == (gamma["minimum"], gamma["maximum"])
+    assert cli.NORMALIZATIONS == correlation.NORMALIZATIONS
+    assert tuple(schema["correlate"]["properties"]["normalization"]["enum"]) == correlation.NORMALIZATIONS
+    clustering = load_schema("clustering")["properties"]["normalization"]["enum"]
+    assert set(clustering) == set(correlation.NORMALIZATIONS)
+
+
+def test_a_held_gamma_outside_the_fit_bounds_is_refused_by_the_library(tmp_path):
+    from speckleml.errors import InputError
+
+    (tmp_path / "g.csv").write_text("lag,g2\n" + "".join(f"{t},{1 + 0.3 * np.exp(-2 * t)}\n" for t in (0.1, 0.3, 1, 3)))
+    for gamma in (0.0, 0.1, 4.5):
+        with pytest.raises(InputError, match="fix_gamma"):
+            fit.fit_g2_curves(tmp_path / "g.csv", tmp_path / "f.csv", max_lag_fraction=0.5, fix_gamma=gamma)
+    assert not (tmp_path / "f.csv").exists()
