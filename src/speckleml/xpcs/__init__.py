@@ -1,7 +1,7 @@
 """The measured-data door: detector frames in, two-time C2 / g2 / fits and APS files out.
 
 - :mod:`.frames` -- read detector frame stacks (npy, npy.zip, HDF5, zarr) and beam geometry.
-- :mod:`.ingest` -- frame stacks (measured or synthetic) into frames stores.
+- :mod:`.ingest`, :mod:`.synthetic_stack` -- measured or synthetic frame stacks into frames stores.
 - :mod:`.correlate` -- q-ring ROIs and the two-time C2 / g2 of a frames store.
 - :mod:`.fit` -- KWW fits of g2 curves (c2 stores or g2 tables).
 - :mod:`.export` -- measured C2 into c2 stores, c2 stores into APS-layout HDF5.

@@ -72,7 +72,7 @@ def import_frames(args) -> int:
 
 def synthetic_frames(args) -> int:
     from ..provenance import provenance_from_args
-    from .ingest import synthetic_frames as run
+    from .synthetic_stack import synthetic_frames as run
 
     run(args.output, frames=args.frames, size=args.size, tau=args.tau, mean_counts=args.mean_counts, dt=args.dt,
         seed=args.seed, provenance=provenance_from_args(args))
