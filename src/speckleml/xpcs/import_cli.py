@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from ..cli import add_config_option, add_stage, finite_float, int_at_least, positive_float, positive_int
+from . import cli as xpcs_cli  # registered with these commands, so every xpcs stage imports it
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ def register(commands) -> None:
     add_config_option(parser, "--dt", key="xpcs.dt", type=positive_float,
                       help="frame time in seconds (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    from . import cli as xpcs_cli
-
     xpcs_cli.register(commands)
 
 
