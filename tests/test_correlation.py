@@ -223,3 +223,20 @@ def test_skbeam_stack_g2_equals_an_independent_per_lag_pixel_average():
             # g2(lag) = < <I(t) I(t+lag)>_pixels / (<I(t)>_pixels <I(t+lag)>_pixels) >_t
             ratios = [np.mean(x[t] * x[t + lag]) / (mean[t] * mean[t + lag]) for t in range(100 - lag)]
             assert g2[r, lag] == pytest.approx(np.mean(ratios), rel=1e-5)
+
+
+def test_frozen_speckle_is_high_and_flat_with_ring_mean_and_zero_with_pixel_mean():
+    """Paper 001: a frozen sample is the high, flat class; eq. 2 (ring_mean) keeps the static
+    speckle contrast (fully developed speckle: var/mean^2 = 1), pixel_mean removes it."""
+    rng = np.random.default_rng(8)
+    speckle = rng.exponential(20.0, (32, 32))                      # one static pattern
+    frames = rng.poisson(speckle, (80, 32, 32)).astype(np.float32)  # shot noise only
+    yy, xx = np.indices((32, 32)) - 15.5
+    labels, _ = q_ring_rois(np.hypot(yy, xx), ring_edges(2, 12, 12, 1))
+    off = ~np.eye(80, dtype=bool)
+    ring = two_time(frames, labels, "ring_mean")[0]
+    pixel = two_time(frames, labels, "pixel_mean")[0]
+    pixels = speckle[labels == 1]
+    assert ring[off].mean() == pytest.approx(pixels.var() / pixels.mean() ** 2, rel=0.05)
+    assert ring[off].std() < 0.05 * ring[off].mean()                  # flat
+    assert abs(pixel[off].mean()) < 0.01

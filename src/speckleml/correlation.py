@@ -15,9 +15,11 @@ For the pixels ``p`` of one region of interest (ROI, a ring of equal ``|q|``) an
     ``D(p, t) = (I(p, t) - <I(Q)>_t) / <I(Q)>_t`` with ``<I(Q)>_t`` the 1-D SAXS intensity,
     "the azimuthal average of the time-average": one number per ring, the mean over all
     frames and all valid pixels of the ring (all its azimuthal sectors, see
-    ``mean_groups`` of :func:`two_time`). ``C2 = <D(t1) D(t2)>_p``. Baseline 0 up to the
-    pixel-to-pixel variance of the time-mean image within the ring (``var_p <I(p)>_t /
-    <I(Q)>_t^2``), which :func:`two_time`'s ``"pixel_mean"`` removes.
+    ``mean_groups`` of :func:`two_time`). ``C2 = <D(t1) D(t2)>_p``. Baseline 0 plus the
+    pixel-to-pixel variance of the time-mean image within the ring over the squared ring
+    mean (``var_p <I(p)>_t / <I(Q)>_t^2``: static speckle and ring structure), so frozen
+    speckle gives a high, flat C2; ``"pixel_mean"`` removes that term. Every ROI pixel
+    counts, dark ones included (``D = -1``).
 ``"covariance"`` — paper 000 Methods eq. 19
     ``C2(t1, t2) = (<I1 I2>_p - <I1>_p <I2>_p) / (sigma_p(t1) sigma_p(t2))``: the Pearson
     correlation of the frames at ``t1`` and ``t2`` over the ROI pixels; 1 on the diagonal,
