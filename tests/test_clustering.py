@@ -38,14 +38,14 @@ def test_reference_architecture_has_the_published_parameter_count():
 
 def test_simulated_diffusion_c2_matches_the_analytic_decay():
     # Noise-free OU field, constant rate: per pixel C2 = exp(-2 lag Gamma (q/q0)^2), so the
-    # APS map of a sector is that decay averaged over the sector's pixels (contrast 1).
+    # pixel_mean map of a sector is that decay averaged over the sector's pixels (contrast 1).
     detector = Detector(48)
     rng = np.random.default_rng(3)
     tau = 8.0
     frames = evolve_field(np.full(400, 1.0 / tau), rate_map(detector), rng)
     axis = detector.axis
     labels, _ = sector_labels(axis, axis, detector.q_edges, 18)
-    c2 = sector_c2(frames.astype(np.float32), labels, "aps")
+    c2 = sector_c2(frames.astype(np.float32), labels, "pixel_mean")
     lags, measured = diagonal_profiles(c2, 12)
     spatial = rate_map(detector)
     for sector in (0, 9):

@@ -91,8 +91,8 @@ def register(commands) -> None:
     p.add_argument("--sectors", type=int, default=18, help="azimuthal sectors of the q-ring (default %(default)s)")
     p.add_argument("--q-edges", type=float, nargs=2, metavar=("INNER", "OUTER"),
                    help="ring edges in the store's q units (default: the simulator's ring)")
-    p.add_argument("--normalization", choices=("aps", "classical", "covariance"), default="aps",
-                   help="C2 normalisation (default %(default)s, paper 001 eq. 1-2)")
+    p.add_argument("--normalization", choices=("pixel_mean", "ring_mean", "classical", "covariance"),
+                   default="pixel_mean", help="C2 normalisation (default %(default)s; ring_mean = paper 001 eq. 1-2)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--per-map", type=int, default=1, help="random crops per C2 map (default %(default)s)")
     group.add_argument("--stride", type=int, help="sliding crops every STRIDE frames instead of random ones")

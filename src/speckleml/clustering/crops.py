@@ -54,16 +54,18 @@ def sector_labels(qx: np.ndarray, qy: np.ndarray, q_edges: tuple[float, float], 
     return labels, np.asarray(roi_q, np.float64)
 
 
-def sector_c2(frames, labels: np.ndarray, normalization: str = "aps") -> np.ndarray:
+def sector_c2(frames, labels: np.ndarray, normalization: str = "pixel_mean") -> np.ndarray:
     """Two-time maps (n_sectors, T, T) float32 of one series ``frames`` (T, y, x).
 
-    ``"aps"`` is paper 001 eq. 1-2 as the shared engine implements it (pixel time means).
+    ``labels`` are the sectors of one ring: ``"ring_mean"`` (paper 001 eq. 1-2) divides every
+    sector by the ring's time-and-azimuthal mean; ``"pixel_mean"`` by each pixel's time mean.
     """
     from ..correlation import two_time
 
     # budget: whole-series panels (no re-reads); the maps are small next to the frames
-    return np.asarray(two_time(frames, labels, normalization=normalization, desc="c2", max_memory=1 << 28),
-                      np.float32)
+    one_ring = np.zeros(int(np.max(labels)), np.int64)
+    return np.asarray(two_time(frames, labels, normalization=normalization, desc="c2", max_memory=1 << 28,
+                               mean_groups=one_ring), np.float32)
 
 
 def random_starts(n_frames: int, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
