@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from conftest import run_cli  # noqa: E402
 from speckleml.shear.dataset import chunk_draws, simulate_draws  # noqa: E402
 from speckleml.shear.inversion import calibration, fit_target, relative_error, train_test_split  # noqa: E402
-from speckleml.shear.simulate import polar_intensity, simulate_correlation  # noqa: E402
+from speckleml.shear.simulate import simulate_correlation  # noqa: E402
 from speckleml.shear.system import PARAM_NAMES, PolarGrid, ShearSystem, theory_g  # noqa: E402
 
 torch.set_num_threads(1)
@@ -31,20 +31,6 @@ def finite_size_eq5(system: ShearSystem, grid: PolarGrid) -> np.ndarray:
     phi2 = theory_g(grid.q(), grid.theta(), system.d2, system.gamma_l) - 1.0
     f = 1.0 - (system.gamma_l / 4 + 2 * 0.8 * system.d2) / grid.beam
     return 1.0 + phi2 * (f * f - f / system.density)
-
-
-def test_polar_intensity_equals_shared_point_intensity():
-    from speckleml.scattering import point_intensity, polar_q_grid
-
-    gen = torch.Generator().manual_seed(0)
-    positions = (torch.rand(3, 40, 2, generator=gen, dtype=torch.float64) - 0.5) * 800
-    q = torch.as_tensor(GRID.q())
-    theta = torch.as_tensor(GRID.theta())
-    amplitude = torch.rand(3, 40, len(q), generator=gen, dtype=torch.float64)
-    ours = polar_intensity(positions, amplitude, q, theta, q_chunk=7)
-    per_q = amplitude[..., None].expand(3, 40, len(q), len(theta)).reshape(3, 40, -1)
-    shared = point_intensity(positions, polar_q_grid(q, theta), per_q)
-    torch.testing.assert_close(ours, shared, rtol=1e-9, atol=1e-9 * float(shared.max()))
 
 
 @pytest.mark.parametrize("params", [(150, 0, 1, 10), (120, 0, 0.5, 25), (180, 0, 2, 5)])
@@ -150,4 +136,6 @@ def test_cli_chain_and_invert(tmp_path):
     proc = run_cli("shear", "invert", tmp_path / "gpr.pkl", tmp_path / "bad.npy")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "expects 11" in proc.stderr
     proc = run_cli("shear", "dataset", tmp_path / "x.zarr", "--draws", "4", "--chunks", "2", "--chunk", "5")
-    assert proc.returncode == 2 and "--chunk" in proc.stderr and not (tmp_path / "x.zarr").exists()
+    assert proc.returncode == 2 and "chunk 5 of 2" in proc.stderr and not (tmp_path / "x.zarr").exists()
+    proc = run_cli("shear", "dataset", tmp_path / "x.zarr", "--draws", "4", "--chunk", "1")
+    assert proc.returncode == 2 and "--chunks and --chunk" in proc.stderr and not (tmp_path / "x.zarr").exists()

@@ -84,6 +84,120 @@ def simulate_draws(draws: Sequence[int], seed: int, n_configs: int, grid: PolarG
     return arrays
 
 
+def check_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    """Validate the uniform ranges of the four parameters (units of R0).
+
+    Returns
+    -------
+    dict ``{name: (low, high)}`` in :data:`PARAM_NAMES` order.
+
+    Raises
+    ------
+    InputError
+        A parameter is missing, or ``low > high``, or a range allows ``nL^2 <= 0``,
+        ``R_s < 0`` or ``D2 < 0``.
+    """
+    from ..errors import InputError
+
+    out = {}
+    for name in PARAM_NAMES:
+        if name not in ranges or len(ranges[name]) != 2:
+            raise InputError(f"range of {name}: need two numbers LOW HIGH")
+        low, high = (float(v) for v in ranges[name])
+        if not low <= high or (name != "gamma_L" and low < 0) or (name == "nL2" and low <= 0):
+            raise InputError(f"range of {name}: need 0 <= LOW <= HIGH, got {low:g} {high:g}")
+        out[name] = (low, high)
+    return out
+
+
+def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges: Mapping[str, Sequence[float]],
+                   estimator: str, nonaffine_scaling: str, batch: int, dtype: str, device: str, seed: int,
+                   provenance: dict, chunks: int = 1, chunk: int = 0) -> range:
+    """The ``dataset`` stage: simulate one chunk of the data set and write it as a :data:`DATASET` store.
+
+    Parameters
+    ----------
+    output : path
+        Chunk store to write (``*.zarr``), atomically.
+    draws : int
+        Draws in the whole data set (paper: 6000).
+    configs : int
+        Monte Carlo configurations per draw (paper: 1e4).
+    grid : PolarGrid
+    ranges : mapping ``{"nL2" | "R_s" | "D2" | "gamma_L": (low, high)}``
+        Uniform ranges of the parameters (paper: :data:`PAPER_RANGES`).
+    estimator : {"speckle", "pairs"}
+    nonaffine_scaling : {"paper", "reference"}
+    batch : int
+        Configurations per vectorised batch.
+    dtype : {"float32", "float64"}
+    device : {"auto", "cpu", "cuda"}
+    seed : int
+        Draw ``i`` is seeded by ``SeedSequence([seed, i, ...])`` whatever the chunking.
+    provenance : dict
+        Written into the store.
+    chunks, chunk : int
+        Split of the draws into ``chunks`` contiguous parts, and which one to compute (0-based).
+
+    Returns
+    -------
+    range
+        The global draw indices written.
+
+    Raises
+    ------
+    InputError
+        Invalid chunking, ranges, batch, configs, dtype or device.
+    """
+    from ..errors import InputError
+    from ..progress import progress
+    from ..runtime import seed_everything
+    from .simulate import mc_settings, monte_carlo_attrs
+
+    settings = mc_settings(batch=batch, configs=configs, dtype=dtype, device=device)
+    try:
+        indices = chunk_draws(draws, chunks, chunk)
+    except ValueError as exc:
+        raise InputError(f"draws/chunks/chunk: {exc}") from None
+    ranges = check_ranges(ranges)
+    seed_everything(seed)
+    arrays = simulate_draws(indices, seed, configs, grid, ranges, estimator, nonaffine_scaling, batch,
+                            iterate=lambda it, n: progress(it, f"chunk {chunk} draws", total=n), **settings)
+    attrs = {**monte_carlo_attrs(grid, estimator, nonaffine_scaling), "param_names": list(PARAM_NAMES),
+             "configs": configs, "ranges": {k: list(v) for k, v in ranges.items()}, "chunk": chunk,
+             "draws_total": draws}
+    write_dataset(output, arrays, attrs, provenance)
+    log.info("wrote %s: draws %d..%d", output, indices.start, indices.stop - 1)
+    return indices
+
+
+def merge_dataset(chunk_paths: Sequence, output, provenance: dict) -> int:
+    """The ``merge`` stage: concatenate chunk stores into one :data:`DATASET` store.
+
+    Parameters
+    ----------
+    chunk_paths : sequence of paths
+        Chunk stores written by :func:`simulate_chunk`, in any order.
+    output : path
+        Merged store to write.
+    provenance : dict
+
+    Returns
+    -------
+    int
+        Number of draws written.
+
+    Raises
+    ------
+    InputError
+        No chunks, chunks with different settings or grids, or overlapping draws.
+    """
+    arrays, attrs = merge_chunks(chunk_paths)
+    write_dataset(output, arrays, attrs, provenance)
+    log.info("wrote %s: %d draws from %d chunks", output, len(arrays["params"]), len(chunk_paths))
+    return len(arrays["params"])
+
+
 def merge_chunks(paths: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
     """Concatenate chunk stores (in draw order); check they share grid and settings."""
     from ..errors import InputError

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..plotting import figure, save_figure
 from .dataset import read_dataset
-from .figures_data import read_simulation
+from .cases import read_simulation
 from .inversion import ANALYSIS
 from .system import PARAM_LABELS, PARAM_NAMES, theory_g
 

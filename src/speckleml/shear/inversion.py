@@ -158,7 +158,7 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
     return TargetModel(name, gpr, mean, std)
 
 
-def lml_grid(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:
+def lml_surface(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:
     """Log marginal likelihood of the fitted GPR's training data on a ``(noise, length)`` grid."""
     out = np.empty((len(noises), len(lengths)))
     for a, noise in enumerate(noises):

@@ -5,9 +5,8 @@ A configuration is ``4 nL^2`` particles uniform in ``[-L, L]^2`` with log-normal
 ``x' = x + gamma y`` (``gamma = (gamma L) / L``) plus Gaussian non-affine steps of standard
 deviation ``D2``. Only particles inside the beam ``[-L/2, L/2]^2`` scatter, before and after.
 The intensity is eq. 1-2 (volume-weighted sphere amplitudes normalised by ``sum V^2``, the form
-factor from :func:`speckleml.scattering.sphere_form_factor`) on the polar ``(q, theta)`` grid;
-:func:`polar_intensity` is a polar-grid fast path equal to
-:func:`speckleml.scattering.point_intensity` (tested).
+factor from :func:`speckleml.scattering.sphere_form_factor`) on the polar ``(q, theta)`` grid,
+summed by the polar fast path :func:`speckleml.scattering.polar_intensity`.
 
 Two estimators of the ensemble correlation ``g(q) = <I I'> / <I>^2`` (eq. 4):
 
@@ -29,14 +28,14 @@ the default ``"paper"`` follows eq. 3.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..progress import progress
-from ..scattering import sphere_form_factor
+from ..scattering import polar_intensity, sphere_form_factor, sphere_volume
 
 from .system import ESTIMATORS, PARAM_LABELS, PARAM_NAMES, SCALINGS, PolarGrid, ShearSystem, theory_g  # noqa: F401
 
@@ -91,45 +90,26 @@ def pack(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]
 
 
 def particle_amplitudes(radii: torch.Tensor, mask: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 1-2 weights ``V_j F(q R_j)`` (zero outside the beam) and ``sum_j V_j^2`` per configuration."""
-    volume = (4.0 * math.pi / 3.0) * radii**3 * mask
-    amplitude = volume[..., None] * sphere_form_factor(q, radii[..., None])
-    return amplitude, (volume**2).sum(dim=1)
-
-
-def polar_intensity(positions: torch.Tensor, amplitude: torch.Tensor, q: torch.Tensor,
-                    theta: torch.Tensor, q_chunk: int = 10) -> torch.Tensor:
-    """``|sum_j a_j(q) exp(i q.r_j)|^2`` on a polar grid for weights that depend on ``|q|`` only.
-
-    Same result as :func:`speckleml.scattering.point_intensity` with per-(particle, q)
-    amplitudes repeated over theta (a test checks it), 2-3x faster on a CPU: the projections
-    ``s = x cos(theta) + y sin(theta)`` are computed once, the phase of a chunk of ``q`` is one
-    product ``q s``, and the weighted sum over particles is a batched GEMM with the
-    ``(1, N)`` weight row of each ``q``, so no weight-times-phase temporaries are made.
+    """Eq. 1-2 weights ``a_j(q) = V_j F(q R_j)`` and the normalisation ``sum_j V_j^2`` (paper 003).
 
     Parameters
     ----------
-    positions : torch.Tensor, (B, N, 2)
-    amplitude : torch.Tensor, (B, N, n_q)
-        Real weights ``a_j(q)`` (zero for particles that do not scatter).
-    q, theta : torch.Tensor, 1-D
-    q_chunk : int
-        Wave-vector magnitudes per chunk (bounds memory to ``B N q_chunk n_theta``).
+    radii : torch.Tensor, (B, N)
+        Radii (units of R0).
+    mask : torch.Tensor, bool, (B, N)
+        Particles that scatter (in the beam); the others get zero weight.
+    q : torch.Tensor, (n_q,)
+        Wave-vector magnitudes (1/R0).
 
     Returns
     -------
-    torch.Tensor, (B, n_q, n_theta)
+    amplitude : torch.Tensor, (B, N, n_q)
+    norm : torch.Tensor, (B,)
+        ``sum_j V_j^2`` over the masked particles.
     """
-    projection = positions[..., 0:1] * torch.cos(theta) + positions[..., 1:2] * torch.sin(theta)
-    rows = amplitude.transpose(1, 2).unsqueeze(-2)  # (B, n_q, 1, N)
-    out = torch.empty(positions.shape[0], len(q), len(theta), dtype=positions.dtype, device=positions.device)
-    for start in range(0, len(q), q_chunk):
-        stop = min(start + q_chunk, len(q))
-        phase = q[start:stop, None, None] * projection[:, None]  # (B, k, N, n_theta)
-        real = (rows[:, start:stop] @ torch.cos(phase)).squeeze(-2)
-        imag = (rows[:, start:stop] @ torch.sin(phase, out=phase)).squeeze(-2)
-        out[:, start:stop] = real * real + imag * imag
-    return out
+    volume = sphere_volume(radii) * mask
+    amplitude = volume[..., None] * sphere_form_factor(q, radii[..., None])
+    return amplitude, (volume**2).sum(dim=1)
 
 
 def speckle_patterns(positions: torch.Tensor, radii: torch.Tensor, beam: float, q: torch.Tensor,
@@ -137,7 +117,7 @@ def speckle_patterns(positions: torch.Tensor, radii: torch.Tensor, beam: float, 
     """Normalised intensity of eq. 1 for each configuration, (configs, n_q, n_theta)."""
     mask, positions, radii = pack(in_beam(positions, beam), positions, radii)
     amplitude, norm = particle_amplitudes(radii, mask, q)
-    intensity = polar_intensity(positions, amplitude, q, theta, q_chunk)
+    intensity = polar_intensity(positions, q, theta, amplitude, q_chunk=q_chunk)
     return intensity / norm.clamp_min(torch.finfo(norm.dtype).tiny)[:, None, None]
 
 
@@ -156,7 +136,7 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
     both = before & after
     # one form-factor evaluation for every particle, then masks select the scatterers
     amplitude, _ = particle_amplitudes(radii, torch.ones_like(before), q)
-    volume2 = ((4.0 * math.pi / 3.0) * radii**3) ** 2
+    volume2 = sphere_volume(radii) ** 2
     norm_before = (volume2 * before).sum(dim=1)
     norm_after = (volume2 * after).sum(dim=1)
     squared = amplitude**2
@@ -164,7 +144,7 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
     incoherent_after = (squared * after[..., None]).sum(dim=1)
     mask, shift, weight = pack(both, moved - positions, squared)
     weight = weight * mask[..., None]
-    coherent = polar_intensity(shift, weight, q, theta, q_chunk)
+    coherent = polar_intensity(shift, q, theta, weight, q_chunk=q_chunk)
     self_term = (weight**2).sum(dim=1)
     norm = (norm_before * norm_after).clamp_min(torch.finfo(norm_before.dtype).tiny)[:, None]
     product = (incoherent_before * incoherent_after - self_term)[..., None] + coherent
@@ -266,6 +246,30 @@ def simulate_correlation(system: ShearSystem, n_configs: int, grid: PolarGrid, s
     out["g_q"] = out["g"].mean(axis=1)
     out["g_theta"] = out["g"].mean(axis=0)
     return out
+
+
+def mc_settings(*, batch: int, configs: int, dtype: str, device: str) -> dict:
+    """Torch ``dtype`` and ``device`` of the Monte Carlo sums, checked once.
+
+    Raises
+    ------
+    InputError
+        ``batch < 1``, ``configs < 1``, a dtype other than float32/float64, or an unknown or
+        unavailable device.
+    """
+    from ..errors import InputError
+    from ..runtime import resolve_device
+
+    if batch < 1 or configs < 1:
+        raise InputError(f"batch and configs must be >= 1, got {batch} and {configs}")
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
+    return {"dtype": getattr(torch, dtype), "device": resolve_device(device)}
+
+
+def monte_carlo_attrs(grid: PolarGrid, estimator: str, nonaffine_scaling: str) -> dict:
+    """Store attributes that say how ``g`` was estimated and on which grid."""
+    return {"estimator": estimator, "nonaffine_scaling": nonaffine_scaling, "grid": dataclasses.asdict(grid)}
 
 
 def make_generator(seed: int | np.random.SeedSequence) -> torch.Generator:
