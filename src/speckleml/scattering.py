@@ -22,7 +22,7 @@ Two evaluators:
   ``Q`` grid (Cartesian :func:`detector_q_grid` or polar :func:`polar_q_grid`).
 * **Polar fast path** (:func:`polar_intensity`): the same sum on a polar grid
   ``(|q|, theta)`` for amplitudes that depend on ``|q|`` only (isotropic form factors, as
-  in paper 003); equal to :func:`point_intensity` and 2-2.5x faster on a CPU.
+  in paper 003); equal to :func:`point_intensity` and 2-4x faster on a CPU.
 
 Measurement effects: :func:`coherence_blur` (Gaussian mutual-coherence function),
 :func:`detector_blur` (Gaussian point-spread), :func:`beamstop_mask`,
@@ -943,7 +943,7 @@ def point_intensity(positions: torch.Tensor, q: torch.Tensor,
     ``q = detector_q_grid(shape, dq)`` and apply :func:`coherence_blur`,
     :func:`detector_blur` and :func:`beamstop_mask` to the result as needed. On a polar grid
     with amplitudes that depend on ``|q|`` only, :func:`polar_intensity` gives the same
-    result 2-2.5x faster.
+    result 2-4x faster.
 
     Parameters
     ----------
@@ -982,7 +982,7 @@ def polar_intensity(positions: torch.Tensor, q: torch.Tensor | Sequence[float],
     ``I(q, theta) = |sum_j a_j(q) exp(i q (x_j cos theta + y_j sin theta))|^2`` (paper 000
     eq. 16, paper 003 eq. 1-2 with ``a_j(q) = V_j F(q R_j)``). Equal to
     ``point_intensity(positions, polar_q_grid(q, theta), a)`` with ``a_j(q)`` repeated over
-    ``theta`` (a test checks it), 2-2.5x faster on a CPU: the projections
+    ``theta`` (a test checks it), 2-4x faster on a CPU: the projections
     ``s_j(theta) = x_j cos theta + y_j sin theta`` are computed once, the phase of a chunk of
     ``q`` is one product ``q s``, and the weighted sum over particles is a batched GEMM with
     the ``(1, N)`` weight row of each ``q``, so no weight-times-phase temporaries are made.

@@ -38,7 +38,22 @@ DATASET = register_schema(StoreSchema(
 
 
 def chunk_draws(n_draws: int, n_chunks: int, chunk: int) -> range:
-    """Global draw indices of one chunk (contiguous, sizes differ by at most one)."""
+    """Global draw indices of one chunk (contiguous, sizes differ by at most one).
+
+    Parameters
+    ----------
+    n_draws, n_chunks, chunk : int
+        Draws in all, chunks, and the chunk (0-based).
+
+    Returns
+    -------
+    range
+
+    Raises
+    ------
+    ValueError
+        ``chunk`` outside ``[0, n_chunks)`` or more chunks than draws.
+    """
     if not 0 <= chunk < n_chunks or n_chunks < 1 or n_draws < n_chunks:
         raise ValueError(f"chunk {chunk} of {n_chunks} for {n_draws} draws is not valid")
     bounds = np.linspace(0, n_draws, n_chunks + 1).round().astype(int)
@@ -46,7 +61,18 @@ def chunk_draws(n_draws: int, n_chunks: int, chunk: int) -> range:
 
 
 def draw_parameters(seed: int, draw: int, ranges: Mapping[str, Sequence[float]] = PAPER_RANGES) -> ShearSystem:
-    """Uniform parameters of one draw from ``SeedSequence([seed, draw])``."""
+    """Uniform parameters of one draw from ``SeedSequence([seed, draw, 0])`` (paper Sec. III B).
+
+    Parameters
+    ----------
+    seed, draw : int
+    ranges : mapping ``{name: (low, high)}``
+        For every name of :data:`PARAM_NAMES` (units of R0).
+
+    Returns
+    -------
+    ShearSystem
+    """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(draw), 0]))
     values = [rng.uniform(*ranges[name]) for name in PARAM_NAMES]
     return ShearSystem.from_array(values)
@@ -58,7 +84,22 @@ def simulate_draws(draws: Sequence[int], seed: int, n_configs: int, grid: PolarG
                    iterate=lambda it, n: it) -> dict[str, np.ndarray]:
     """Simulate ``g`` for each draw; returns the arrays of a :data:`DATASET` store.
 
-    ``iterate(iterable, total)`` wraps the loop over draws (progress reporting).
+    Parameters
+    ----------
+    draws : sequence of int
+        Global draw indices; draw ``i`` uses ``SeedSequence([seed, i, 0])`` for its parameters and
+        ``SeedSequence([seed, i, 1])`` for its configurations.
+    seed, n_configs, grid, ranges, estimator, nonaffine_scaling, batch, dtype, device
+        See :func:`simulate_chunk` (``dtype`` a torch dtype here, default float32).
+    iterate : callable ``(iterable, total) -> iterable``
+        Wraps the loop over draws (progress reporting).
+
+    Returns
+    -------
+    dict
+        ``params`` (draws, 4), ``g_theta`` (draws, n_theta), ``g_q`` (draws, n_q),
+        ``g_theta_err`` (draws, n_theta), ``mean_i_q`` (draws, n_q), ``draw_index`` (draws,),
+        ``q`` and ``theta``.
     """
     import torch
 
@@ -199,7 +240,19 @@ def merge_dataset(chunk_paths: Sequence, output, provenance: dict) -> int:
 
 
 def merge_chunks(paths: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
-    """Concatenate chunk stores (in draw order); check they share grid and settings."""
+    """Concatenate chunk stores (in draw order); check they share grid and settings.
+
+    Returns
+    -------
+    arrays : dict of ndarray
+    attrs : dict
+        The first chunk's attributes without ``chunk`` and provenance.
+
+    Raises
+    ------
+    InputError
+        No chunks, different settings or grids, or a draw in two chunks.
+    """
     from ..errors import InputError
 
     stores = [read_store(p, DATASET) for p in paths]
@@ -227,10 +280,18 @@ def merge_chunks(paths: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def write_dataset(path, arrays, attrs, provenance):
-    """Write a :data:`DATASET` store (one chunk or the merged set)."""
+    """Write a :data:`DATASET` store (one chunk or the merged set), atomically.
+
+    Parameters
+    ----------
+    path : path
+    arrays : dict of ndarray
+        As :func:`simulate_draws` returns.
+    attrs, provenance : dict
+    """
     return write_store(path, DATASET, arrays, attrs=attrs, provenance=provenance)
 
 
 def read_dataset(path):
-    """Read and validate a :data:`DATASET` store."""
+    """Read and validate a :data:`DATASET` store (raises InputError when it is not one)."""
     return read_store(path, DATASET)

@@ -40,7 +40,26 @@ ANALYSIS = register_schema(StoreSchema(
 
 
 def train_test_split(n: int, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random split of ``range(n)`` (paper: 70/30), sorted indices."""
+    """Random split of ``range(n)`` into training and test draws (paper: 70/30).
+
+    Parameters
+    ----------
+    n : int
+        Number of draws.
+    train_fraction : float
+        In (0, 1).
+    seed : int
+        The permutation comes from ``SeedSequence([seed, 2])``.
+
+    Returns
+    -------
+    train, test : ndarray of int, sorted
+
+    Raises
+    ------
+    ValueError
+        ``train_fraction`` outside (0, 1) or fewer than 2 training / 1 test draws.
+    """
     if not 0 < train_fraction < 1:
         raise ValueError(f"train fraction must be in (0, 1), got {train_fraction}")
     order = np.random.default_rng(np.random.SeedSequence([int(seed), 2])).permutation(n)
@@ -51,7 +70,23 @@ def train_test_split(n: int, train_fraction: float, seed: int) -> tuple[np.ndarr
 
 
 def svd(features: np.ndarray, components: int = 3):
-    """``F = U S V^T``: singular values, top ``components`` vectors and the projections ``F V``."""
+    """``F = U S V^T`` of the feature matrix (paper 003 Sec. III A, Fig. 4-5).
+
+    Parameters
+    ----------
+    features : ndarray, (draws, n)
+    components : int
+        Right singular vectors kept.
+
+    Returns
+    -------
+    values : ndarray, (min(draws, n),)
+        Singular values, descending.
+    vectors : ndarray, (components, n)
+        Top right singular vectors, each with its largest entry positive.
+    projections : ndarray, (draws, components)
+        ``F V``.
+    """
     _, values, vt = np.linalg.svd(features, full_matrices=False)
     vectors = vt[:components]
     # fix the sign so that each vector's largest entry is positive (SVD signs are arbitrary)
@@ -61,7 +96,18 @@ def svd(features: np.ndarray, components: int = 3):
 
 
 def pair_distances(features: np.ndarray) -> np.ndarray:
-    """Euclidean distances between all pairs of rows (upper triangle, i < j)."""
+    """Euclidean distances between all pairs of rows (upper triangle, i < j).
+
+    Parameters
+    ----------
+    features : ndarray, (M, F)
+
+    Returns
+    -------
+    distances : ndarray, (M (M - 1) / 2,)
+    i, j : ndarray of int
+        Row indices of each pair.
+    """
     sq = (features**2).sum(axis=1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * features @ features.T, 0.0)
     i, j = np.triu_indices(len(features), k=1)
@@ -99,7 +145,22 @@ def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50):
 
 
 def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: int = 0, optimize: bool = True):
-    """Unfitted ``GaussianProcessRegressor`` with ``RBF(length) + WhiteKernel(noise)``."""
+    """Unfitted scikit-learn ``GaussianProcessRegressor`` with ``RBF(length) + WhiteKernel(noise)``.
+
+    The paper's kernel ``k = exp(-|x - x'|^2 / 2 l^2) + sigma delta`` (Sec. II C) on standardised
+    targets; bounds :data:`LENGTH_BOUNDS`, :data:`NOISE_BOUNDS`.
+
+    Parameters
+    ----------
+    length, noise : float
+        Initial ``l`` (feature units) and ``sigma`` (standardised target variance).
+    restarts : int
+        Optimiser restarts from random initial values.
+    seed : int
+        Seeds the restarts.
+    optimize : bool
+        False keeps ``length`` and ``noise`` fixed.
+    """
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
@@ -111,7 +172,17 @@ def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: 
 
 @dataclass
 class TargetModel:
-    """A fitted GPR for one target with the standardisation of its values."""
+    """A fitted GPR for one target with the standardisation of its values.
+
+    Attributes
+    ----------
+    name : str
+        Target (a :data:`~.system.PARAM_NAMES` entry).
+    gpr : sklearn.gaussian_process.GaussianProcessRegressor
+        Fitted on ``(values - mean) / std``.
+    mean, std : float
+        Standardisation, in the target's units.
+    """
 
     name: str
     gpr: object
@@ -120,25 +191,47 @@ class TargetModel:
 
     @property
     def length_scale(self) -> float:
+        """Fitted RBF length ``l`` (feature units; paper Table I)."""
         return float(self.gpr.kernel_.k1.length_scale)
 
     @property
     def noise_level(self) -> float:
+        """Fitted white-noise level ``sigma`` (standardised units; paper Table I)."""
         return float(self.gpr.kernel_.k2.noise_level)
 
     @property
     def log_marginal_likelihood(self) -> float:
+        """Log marginal likelihood at the optimum."""
         return float(self.gpr.log_marginal_likelihood_value_)
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predictive mean and standard deviation in the target's units."""
+        """Predictive mean and standard deviation in the target's units.
+
+        Parameters
+        ----------
+        features : ndarray, (M, n) or (n,)
+
+        Returns
+        -------
+        mean, std : ndarray, (M,)
+        """
         mean, std = self.gpr.predict(np.atleast_2d(features), return_std=True)
         return mean * self.std + self.mean, std * self.std
 
 
 @dataclass
 class InversionModel:
-    """GPRs for several targets on one kind of feature (``angular`` g(theta) or ``radial`` g(q))."""
+    """GPRs for several targets on one kind of feature (``angular`` g(theta) or ``radial`` g(q)).
+
+    Attributes
+    ----------
+    features : {"angular", "radial"}
+    axis : ndarray, (n,)
+        ``theta`` (radians) or ``q`` (1/R0) of the training features.
+    targets : dict ``{name: TargetModel}``
+    train_index, test_index : ndarray of int
+        Draws of the data set used for training and held out.
+    """
 
     features: str
     axis: np.ndarray
@@ -147,11 +240,27 @@ class InversionModel:
     test_index: np.ndarray | None = None
 
     def predict(self, features: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{target: (mean, std)}`` for features ``(M, n)``; see :meth:`TargetModel.predict`."""
         return {name: model.predict(features) for name, model in self.targets.items()}
 
 
 def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: int, seed: int) -> TargetModel:
-    """Standardise ``values`` and fit one GPR by maximum log marginal likelihood."""
+    """Standardise ``values`` and fit one GPR by maximum log marginal likelihood (paper Sec. II C).
+
+    Parameters
+    ----------
+    name : str
+        Target name.
+    features : ndarray, (M, n)
+    values : ndarray, (M,)
+        Target values (their units).
+    restarts : int
+    seed : int
+
+    Returns
+    -------
+    TargetModel
+    """
     mean, std = float(values.mean()), float(values.std())
     std = std if std > 0 else 1.0
     gpr = make_gpr(restarts=restarts, seed=seed).fit(features, (values - mean) / std)
@@ -159,7 +268,18 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
 
 
 def lml_surface(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:
-    """Log marginal likelihood of the fitted GPR's training data on a ``(noise, length)`` grid."""
+    """Log marginal likelihood of the fitted GPR's training data on a ``(noise, length)`` grid (Fig. 6).
+
+    Parameters
+    ----------
+    model : TargetModel
+    lengths, noises : ndarray, 1-D
+        Values of ``l`` and ``sigma``.
+
+    Returns
+    -------
+    ndarray, (len(noises), len(lengths))
+    """
     out = np.empty((len(noises), len(lengths)))
     for a, noise in enumerate(noises):
         for b, length in enumerate(lengths):
@@ -168,19 +288,55 @@ def lml_surface(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> 
 
 
 def relative_error(true: np.ndarray, predicted: np.ndarray) -> float:
-    """Paper's ``Err = < |mu - mu_hat| / max(mu, mu_hat) >`` (absolute values guard the sign)."""
+    """Paper 003's ``Err = < |mu - mu_hat| / max(mu, mu_hat) >`` (Sec. III C; absolute values guard the sign).
+
+    Parameters
+    ----------
+    true, predicted : ndarray, (M,)
+
+    Returns
+    -------
+    float
+        Mean relative error (0 when both are 0).
+    """
     denominator = np.maximum(np.abs(true), np.abs(predicted))
     return float(np.mean(np.abs(true - predicted) / np.where(denominator > 0, denominator, 1.0)))
 
 
 def calibration(true: np.ndarray, predicted: np.ndarray, std: np.ndarray) -> tuple[float, float]:
-    """Fractions of points within 1 and 2 predictive standard deviations (ideal 0.683, 0.954)."""
+    """Fractions of points within 1 and 2 predictive standard deviations (ideal 0.683, 0.954).
+
+    Parameters
+    ----------
+    true, predicted, std : ndarray, (M,)
+
+    Returns
+    -------
+    within_1sigma, within_2sigma : float
+    """
     z = np.abs(true - predicted) / np.maximum(std, 1e-300)
     return float(np.mean(z <= 1)), float(np.mean(z <= 2))
 
 
 def resample_feature(axis: np.ndarray, values: np.ndarray, target_axis: np.ndarray) -> np.ndarray:
-    """Linear interpolation of a measured feature onto the training grid (paper Sec. IV)."""
+    """Linear interpolation of a measured feature onto the training grid (paper Sec. IV).
+
+    Parameters
+    ----------
+    axis, values : ndarray, (m,)
+        Measured axis (any order) and feature.
+    target_axis : ndarray, (n,)
+        The model's axis.
+
+    Returns
+    -------
+    ndarray, (n,)
+
+    Raises
+    ------
+    InputError
+        When ``axis`` does not cover ``target_axis``.
+    """
     from ..errors import InputError
 
     order = np.argsort(axis)

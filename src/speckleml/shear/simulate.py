@@ -42,13 +42,34 @@ from .system import ESTIMATORS, PARAM_LABELS, PARAM_NAMES, SCALINGS, PolarGrid, 
 
 def sample_configurations(system: ShearSystem, n_configs: int, beam: float, generator: torch.Generator,
                           nonaffine_scaling: str = "paper", dtype=torch.float64, device="cpu"):
-    """Draw configurations and their transformed copies (eq. 3).
+    """Draw configurations and their transformed copies (paper 003 eq. 3).
+
+    Parameters
+    ----------
+    system : ShearSystem
+        ``(nL^2, R_s, D2, gamma L)`` in units of R0.
+    n_configs : int
+        Configurations to draw.
+    beam : float
+        Beam size L (R0); particles fill ``[-L, L]^2``.
+    generator : torch.Generator
+        CPU generator; every number is drawn from it in float64 (device- and dtype-independent).
+    nonaffine_scaling : {"paper", "reference"}
+        Steps ``N(0, D2)`` (eq. 3) or times ``sqrt(R0 / R)`` (reference code).
+    dtype, device
+        Of the returned tensors.
 
     Returns
     -------
     positions, moved : torch.Tensor, (n_configs, 4 nL^2, 2)
-        Coordinates before and after the transformation, in ``[-L, L]^2`` (before).
+        Coordinates (R0) before and after the transformation, in ``[-L, L]^2`` before.
     radii : torch.Tensor, (n_configs, 4 nL^2)
+        ``ln R ~ N(0, R_s)`` (R0).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``nonaffine_scaling``.
     """
     if nonaffine_scaling not in SCALINGS:
         raise ValueError(f"nonaffine_scaling must be one of {SCALINGS}, got {nonaffine_scaling!r}")
@@ -69,7 +90,18 @@ def sample_configurations(system: ShearSystem, n_configs: int, beam: float, gene
 
 
 def in_beam(positions: torch.Tensor, beam: float) -> torch.Tensor:
-    """Mask of particles inside the illuminated square ``[-L/2, L/2]^2``."""
+    """Mask of particles inside the illuminated square ``[-L/2, L/2]^2``.
+
+    Parameters
+    ----------
+    positions : torch.Tensor, (..., N, 2)
+    beam : float
+        Beam size L (same units).
+
+    Returns
+    -------
+    torch.Tensor, bool, (..., N)
+    """
     return (positions.abs() < beam / 2).all(dim=-1)
 
 
@@ -78,6 +110,16 @@ def pack(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]
 
     Padding keeps its values but gets ``mask`` False, so callers zero its weights. Cuts the work
     of a configuration from ``4 nL^2`` particles to the ``~nL^2`` that scatter.
+
+    Parameters
+    ----------
+    mask : torch.Tensor, bool, (B, N)
+    *tensors : torch.Tensor, (B, N, ...)
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        The packed mask ``(B, W)`` and each tensor ``(B, W, ...)``, ``W`` = largest count (>= 1).
     """
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
     width = max(int(mask.sum(dim=1).max()), 1)
@@ -114,7 +156,24 @@ def particle_amplitudes(radii: torch.Tensor, mask: torch.Tensor, q: torch.Tensor
 
 def speckle_patterns(positions: torch.Tensor, radii: torch.Tensor, beam: float, q: torch.Tensor,
                      theta: torch.Tensor, q_chunk: int = 10) -> torch.Tensor:
-    """Normalised intensity of eq. 1 for each configuration, (configs, n_q, n_theta)."""
+    """Normalised intensity of paper 003 eq. 1-2, ``|sum_j V_j F(q R_j) e^{i q.r_j}|^2 / sum_j V_j^2``.
+
+    Parameters
+    ----------
+    positions : torch.Tensor, (configs, N, 2)
+        Positions (R0); only those in the beam scatter.
+    radii : torch.Tensor, (configs, N)
+    beam : float
+        Beam size L (R0).
+    q, theta : torch.Tensor, 1-D
+        Polar grid (1/R0, radians).
+    q_chunk : int
+        Magnitudes per chunk of :func:`speckleml.scattering.polar_intensity`.
+
+    Returns
+    -------
+    torch.Tensor, (configs, n_q, n_theta)
+    """
     mask, positions, radii = pack(in_beam(positions, beam), positions, radii)
     amplitude, norm = particle_amplitudes(radii, mask, q)
     intensity = polar_intensity(positions, q, theta, amplitude, q_chunk=q_chunk)
@@ -124,6 +183,15 @@ def speckle_patterns(positions: torch.Tensor, radii: torch.Tensor, beam: float, 
 def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Tensor, beam: float,
                   q: torch.Tensor, theta: torch.Tensor, q_chunk: int = 10):
     """Position-averaged ``I``, ``I'`` and ``I I'`` of each configuration (``pairs`` estimator).
+
+    Parameters
+    ----------
+    positions, moved : torch.Tensor, (configs, N, 2)
+        Positions before and after eq. 3 (R0).
+    radii : torch.Tensor, (configs, N)
+    beam : float
+    q, theta : torch.Tensor, 1-D
+    q_chunk : int
 
     Returns
     -------
@@ -155,7 +223,13 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
 
 
 class CorrelationAccumulator:
-    """Running sums of ``I``, ``I^2``, ``P = I I'``, ``P^2`` and ``I P`` (float64) for eq. 4 and its error."""
+    """Running sums of ``I``, ``I^2``, ``P = I I'``, ``P^2`` and ``I P`` (float64) for eq. 4 and its error.
+
+    Parameters
+    ----------
+    shape : (n_q, n_theta)
+        Grid of the sums.
+    """
 
     def __init__(self, shape: tuple[int, int]):
         self.count = 0
@@ -187,7 +261,25 @@ def correlation_batches(system: ShearSystem, n_configs: int, batch: int, grid: P
                         generator: torch.Generator, estimator: str = "speckle",
                         nonaffine_scaling: str = "paper", dtype=torch.float32,
                         device="cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(intensity, product)`` for batches of configurations of one system."""
+    """Yield ``(intensity, product)`` for batches of configurations of one system.
+
+    Parameters
+    ----------
+    system, n_configs, batch, grid, generator, estimator, nonaffine_scaling, dtype, device
+        See :func:`simulate_correlation`.
+
+    Yields
+    ------
+    intensity : torch.Tensor, (B, n_q, n_theta) or (B, n_q, 1)
+        ``I`` before the move (speckle) or its position average (pairs).
+    product : torch.Tensor, (B, n_q, n_theta)
+        ``I I'`` (speckle) or its position average (pairs).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``estimator``.
+    """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     q = torch.as_tensor(grid.q(), dtype=dtype, device=device)
@@ -251,6 +343,19 @@ def simulate_correlation(system: ShearSystem, n_configs: int, grid: PolarGrid, s
 def mc_settings(*, batch: int, configs: int, dtype: str, device: str) -> dict:
     """Torch ``dtype`` and ``device`` of the Monte Carlo sums, checked once.
 
+    Parameters
+    ----------
+    batch, configs : int
+        Configurations per batch and per system (>= 1).
+    dtype : {"float32", "float64"}
+    device : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    dict
+        ``dtype`` (torch.dtype) and ``device`` (torch.device), keyword arguments of
+        :func:`simulate_correlation`.
+
     Raises
     ------
     InputError
@@ -268,12 +373,24 @@ def mc_settings(*, batch: int, configs: int, dtype: str, device: str) -> dict:
 
 
 def monte_carlo_attrs(grid: PolarGrid, estimator: str, nonaffine_scaling: str) -> dict:
-    """Store attributes that say how ``g`` was estimated and on which grid."""
+    """Store attributes that say how ``g`` was estimated and on which grid.
+
+    Returns
+    -------
+    dict
+        ``estimator``, ``nonaffine_scaling`` and ``grid`` (beam, q_min, q_max, n_q, n_theta).
+    """
     return {"estimator": estimator, "nonaffine_scaling": nonaffine_scaling, "grid": dataclasses.asdict(grid)}
 
 
 def make_generator(seed: int | np.random.SeedSequence) -> torch.Generator:
-    """A torch CPU generator seeded from an int or a :class:`numpy.random.SeedSequence`."""
+    """A torch CPU generator seeded from an int or a :class:`numpy.random.SeedSequence`.
+
+    Returns
+    -------
+    torch.Generator
+        On the CPU (configurations are drawn there whatever the device of the sums).
+    """
     if isinstance(seed, np.random.SeedSequence):
         seed = int(seed.generate_state(1, dtype=np.uint64)[0] % (2**63))
     generator = torch.Generator(device="cpu")
