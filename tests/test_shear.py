@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
 from speckleml.shear.dataset import chunk_draws, simulate_draws  # noqa: E402
-from speckleml.shear.inversion import calibration, fit_target, relative_error, train_test_split  # noqa: E402
+from speckleml.shear.inversion import (calibration, feature_rank, fit_target, profile_likelihood_rank,  # noqa: E402
+                                      relative_error, train_test_split)
 from speckleml.shear.simulate import simulate_correlation  # noqa: E402
 from speckleml.shear.system import PARAM_NAMES, PolarGrid, ShearSystem, theory_g  # noqa: E402
 
@@ -108,6 +109,39 @@ def test_gpr_recovers_held_out_parameters(small_dataset):
         assert within2 > 0.6
 
 
+def _low_rank_plus_noise(rank, rng, offset=0.0):
+    """(400, 60) matrix of known rank (singular values 40..25) plus N(0, 0.05^2) noise (its
+    singular values are at most ~0.05 (sqrt(400) + sqrt(60)) ~ 1.4)."""
+    u = np.linalg.qr(rng.normal(size=(400, rank)))[0]
+    v = np.linalg.qr(rng.normal(size=(60, rank)))[0]
+    return offset + u @ np.diag(np.linspace(40, 25, rank)) @ v.T + 0.05 * rng.normal(size=(400, 60))
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3, 5])
+def test_profile_likelihood_recovers_known_rank(rank):
+    rng = np.random.default_rng(rank)
+    values = np.linalg.svd(_low_rank_plus_noise(rank, rng), compute_uv=False)
+    chosen, log_likelihood = profile_likelihood_rank(values)
+    assert chosen == rank and log_likelihood.shape == (59,)
+
+
+def test_profile_likelihood_of_two_exact_levels():
+    """Two groups of equal values: the split between them has zero within-group variance."""
+    chosen, log_likelihood = profile_likelihood_rank([1.0, 9.0, 9.0, 1.0, 1.0, 9.0, 1.0])
+    assert chosen == 3 and np.argmax(log_likelihood) == 2
+    with pytest.raises(ValueError):
+        profile_likelihood_rank([1.0, 2.0])
+
+
+def test_feature_rank_counts_the_mean_direction_once():
+    """g(theta)-like data (a large constant plus rank-3 structure): the uncentred scree stops at
+    the mean, feature_rank sees the structure and counts the mean as one more component."""
+    rng = np.random.default_rng(7)
+    features = _low_rank_plus_noise(3, rng, offset=1.3)
+    assert profile_likelihood_rank(np.linalg.svd(features, compute_uv=False))[0] == 1
+    assert feature_rank(features)[0] == 4
+
+
 def test_relative_error_is_the_papers_definition():
     assert relative_error(np.array([1.0, 2.0]), np.array([2.0, 2.0])) == pytest.approx(0.25)
 
@@ -128,9 +162,14 @@ def test_cli_chain_and_invert(tmp_path):
     np.savetxt(tmp_path / "m.csv", np.column_stack([theta, g]), delimiter=",", header="theta,g", comments="")
     proc = run_cli("shear", "invert", tmp_path / "gpr.pkl", tmp_path / "m.csv", "--json", tmp_path / "r.json",
                    check=True)
-    assert "D2 =" in proc.stdout and "+/-" in proc.stdout
+    assert "D2 =" in proc.stdout and "+/-" in proc.stdout and "(paper 3)" in proc.stdout
     result = json.loads((tmp_path / "r.json").read_text())
-    assert set(result) == {"R_s", "D2", "gamma_L"} and all(v["std"] > 0 for v in result.values())
+    parameters, model = result["parameters"], result["model"]
+    assert set(parameters) == {"R_s", "D2", "gamma_L"} and all(v["std"] > 0 for v in parameters.values())
+    # the model's rank and held-out calibration come along (30 draws: 21 train, 9 held out)
+    assert model["features"] == "angular" and 1 <= model["rank"] <= 10 and model["n_train"] == 21
+    for held in model["held_out"].values():
+        assert held["n_test"] == 9 and 0 <= held["within_1sigma"] <= held["within_2sigma"] <= 1
     # bad input: one line, exit 2, nothing written
     np.save(tmp_path / "bad.npy", np.ones(5))
     proc = run_cli("shear", "invert", tmp_path / "gpr.pkl", tmp_path / "bad.npy")

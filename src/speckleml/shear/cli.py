@@ -229,15 +229,15 @@ def figures(args) -> int:
 
 
 def invert(args) -> int:
-    """Print R_s, D2, gamma L (and any other fitted target) with 1-sigma uncertainties."""
+    """Print R_s, D2, gamma L (and any other fitted target) with 1-sigma uncertainties, the model's
+    SVD rank and its held-out calibration."""
     import json
 
     from ..atomic import write_text
-    from .models import invert_measurement
+    from .models import format_inversion, invert_measurement
 
     result = invert_measurement(args.model, args.measured, args.features)
-    for name, (mean, std) in result.items():
-        print(f"{name} = {mean:.4g} +/- {std:.2g}")
+    print(format_inversion(result))
     if args.json:
-        write_text(json.dumps({k: {"mean": m, "std": s} for k, (m, s) in result.items()}, indent=2) + "\n", args.json)
+        write_text(json.dumps(result, indent=2) + "\n", args.json)
     return 0

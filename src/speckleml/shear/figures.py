@@ -96,6 +96,7 @@ def fig3(sim, path):
             g = sim["g"][k]
             axes[row, 0].semilogx(q, g.mean(axis=1), color=color, label=label)
             axes[row, 1].plot(theta / np.pi, g.mean(axis=0), color=color, label=label)
+        _log_q_ticks(axes[row, 0], q)
         axes[row, 0].set_xlabel(r"$q\ (1/R_0)$")
         axes[row, 0].set_ylabel(r"$g(q)$")
         axes[row, 1].set_xlabel(r"$\theta/\pi$")
@@ -108,14 +109,41 @@ def fig3(sim, path):
     return save_figure(fig, path)
 
 
+def _log_q_ticks(ax, q):
+    """Labels at 1-2-5 values only on a log q axis (the default labels every minor tick of a
+    one-decade range, and they overlap)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if q.min() <= t <= q.max()]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _sparse_log_ticks(axis, low, high):
+    """At most ~4 labelled ticks on a log axis from ``low`` to ``high`` (no minor labels)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    if np.log10(high / low) >= 1.5:
+        axis.set_major_locator(LogLocator(base=10, numticks=5))
+    else:  # less than ~one decade: three rounded values inside
+        axis.set_major_locator(FixedLocator([float(f"{v:.1g}") for v in np.geomspace(low, high, 5)[1:4]]))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def fig4(analysis, path, features):
-    """Singular values and the top singular vectors of the feature matrix."""
+    """Singular values (the rank chosen by profile likelihood marked) and the top singular vectors."""
     fig, axes = figure(1, 2, width=3.4, height=2.8)
     values = analysis["singular_values"]
     ax = axes[0, 0]
     ax.semilogy(np.arange(1, len(values) + 1), values, "o--", mfc="none", ms=3)
     top = len(analysis["singular_vectors"])
-    ax.semilogy(np.arange(1, top + 1), values[:top], "o", mfc="none", mec="red", ms=8)
+    ax.semilogy(np.arange(1, top + 1), values[:top], "o", mfc="none", mec="red", ms=8, label=f"top {top} shown")
+    rank = analysis.attrs["rank"]
+    ax.axvline(rank + 0.5, color="k", ls=":", lw=1,
+               label=f"rank {rank} by profile likelihood (paper {analysis.attrs['rank_paper']})")
+    ax.legend(fontsize=6)
     ax.set_xlabel("singular value rank")
     ax.set_ylabel(r"$\Sigma$")
     ax.set_title("(a) singular values")
@@ -161,22 +189,28 @@ def fig6(analysis, path):
     ax = axes[0, 0]
     ax.plot(z, analysis["pddf"] / analysis["pddf"].max(), "k", label="p(z)/max")
     for name, acf in zip(targets, analysis["acf"]):
-        ax.plot(z, acf, label=f"ACF {PARAM_LABELS[name]}")
+        ax.plot(z, acf, label=f"ACF {PARAM_LABELS[name]}")  # NaN (gaps) where a bin has < 1 % of the pairs
     ax.set_xlabel("z (feature distance)")
     ax.legend(fontsize=6)
     ax.set_title("(a) PDDF and ACF")
-    lengths, noises = analysis["length_grid"], analysis["noise_grid"]
     for k, name in enumerate(targets):
         ax = axes[0, k + 1]
-        lml = analysis["lml"][k]
-        finite = lml[np.isfinite(lml)]
-        levels = np.linspace(np.percentile(finite, 20), finite.max(), 25) if finite.size else 10
-        contour = ax.contour(lengths, noises, lml, levels=levels, cmap="viridis")
+        lengths, noises, lml = analysis["length_grid"][k], analysis["noise_grid"][k], analysis["lml"][k]
+        # levels below the grid's maximum: closed curves around it (likelihood-ratio spacing)
+        top = np.nanmax(lml)
+        drops = np.array([0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
+        levels = np.sort(top - drops[drops < top - np.nanmin(lml)]) if np.isfinite(top) else 10
+        contour = ax.contourf(lengths, noises, lml, levels=levels if len(np.atleast_1d(levels)) > 1 else 10,
+                              cmap="viridis", extend="both")
         fig.colorbar(contour, ax=ax, label="LML", shrink=0.8)
+        a, b = np.unravel_index(np.nanargmax(lml), lml.shape)
+        ax.plot([lengths[b]], [noises[a]], "k+", ms=9, mew=2, label="grid maximum (subsample)")
         l_opt, s_opt = analysis["optimum"][k]
-        ax.plot([l_opt], [s_opt], "rx", ms=9, mew=2, label=f"l={l_opt:.3g}, σ={s_opt:.3g}")
+        ax.plot([l_opt], [s_opt], "rx", ms=9, mew=2, label=f"fit: l={l_opt:.3g}, σ={s_opt:.3g}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _sparse_log_ticks(ax.xaxis, lengths[0], lengths[-1])
+        _sparse_log_ticks(ax.yaxis, noises[0], noises[-1])
         ax.set_xlabel("l")
         ax.set_ylabel(r"$\sigma$")
         ax.legend(fontsize=6)

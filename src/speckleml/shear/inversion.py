@@ -20,10 +20,11 @@ LENGTH_BOUNDS = (1e-3, 1e2)
 NOISE_BOUNDS = (1e-6, 1e1)
 
 ANALYSIS = register_schema(StoreSchema(
-    name="shear_analysis", version=1,
-    description="SVD of the feature matrix, PDDF/ACF and log-marginal-likelihood grids",
+    name="shear_analysis", version=2,
+    description="SVD of the feature matrix and its rank, PDDF/ACF and log-marginal-likelihood grids",
     arrays={
         "singular_values": ArraySpec(("rank",), ("float64",)),
+        "profile_log_likelihood": ArraySpec(("split",), ("float64",)),
         "singular_vectors": ArraySpec(("component", "feature"), ("float64",)),
         "projections": ArraySpec(("draw", "component"), ("float64",)),
         "axis": ArraySpec(("feature",), ("float64",)),
@@ -31,11 +32,11 @@ ANALYSIS = register_schema(StoreSchema(
         "pddf": ArraySpec(("z",), ("float64",)),
         "acf": ArraySpec(("target", "z"), ("float64",)),
         "lml": ArraySpec(("target", "noise", "length"), ("float64",)),
-        "length_grid": ArraySpec(("length",), ("float64",)),
-        "noise_grid": ArraySpec(("noise",), ("float64",)),
+        "length_grid": ArraySpec(("target", "length"), ("float64",)),
+        "noise_grid": ArraySpec(("target", "noise"), ("float64",)),
         "optimum": ArraySpec(("target", "hyper"), ("float64",)),
     },
-    required_attrs=("targets", "features"),
+    required_attrs=("targets", "features", "rank", "rank_paper"),
 ))
 
 
@@ -67,6 +68,73 @@ def train_test_split(n: int, train_fraction: float, seed: int) -> tuple[np.ndarr
     if n_train < 2 or n - n_train < 1:
         raise ValueError(f"{n} draws are too few for a {train_fraction:.0%} split")
     return np.sort(order[:n_train]), np.sort(order[n_train:])
+
+
+#: Components the paper keeps (Sec. III B, Fig. 4): the mean-like first vector and two more.
+PAPER_RANK = 3
+
+
+def profile_likelihood_rank(values: np.ndarray) -> tuple[int, np.ndarray]:
+    """Number of leading values that stand out, by the profile likelihood of Zhu & Ghodsi (2006).
+
+    M. Zhu and A. Ghodsi, "Automatic dimensionality selection from the scree plot via the use of
+    profile likelihood", Comput. Stat. Data Anal. 51, 918 (2006): for each ``q`` the values are
+    split into ``d_1..d_q`` and ``d_{q+1}..d_p``, each group modelled as normal with its own mean
+    and a common variance (maximum likelihood), and ``q`` maximises the profile log likelihood.
+
+    Parameters
+    ----------
+    values : ndarray, (p,)
+        Singular values (or eigenvalues), p >= 3; sorted descending here.
+
+    Returns
+    -------
+    rank : int
+        The ``q`` in ``[1, p - 1]`` of largest profile log likelihood.
+    log_likelihood : ndarray, (p - 1,)
+        Profile log likelihood of ``q = 1 .. p - 1``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 values or non-finite values.
+    """
+    d = np.sort(np.asarray(values, np.float64).ravel())[::-1]
+    if len(d) < 3 or not np.isfinite(d).all():
+        raise ValueError(f"need >= 3 finite values, got {len(d)}")
+    p = len(d)
+    # within-group sums of squares of every split from cumulative sums (O(p))
+    q = np.arange(1, p)
+    c1, c2 = np.cumsum(d)[:-1], np.cumsum(d**2)[:-1]
+    t1, t2 = d.sum() - c1, (d**2).sum() - c2
+    within = (c2 - c1**2 / q) + (t2 - t1**2 / (p - q))
+    variance = np.maximum(within / p, 1e-300)
+    log_likelihood = -0.5 * p * (np.log(2 * np.pi * variance) + 1.0)
+    return int(np.argmax(log_likelihood)) + 1, log_likelihood
+
+
+def feature_rank(features: np.ndarray) -> tuple[int, np.ndarray]:
+    """SVD rank of a feature matrix chosen by the data, in the paper's (uncentred) counting.
+
+    The uncentred SVD of ``g(theta)`` (paper Fig. 4) has a first singular value ~40x the others:
+    its vector is the mean ``g(theta)``, and a scree test on those values always stops there. So
+    the profile likelihood (:func:`profile_likelihood_rank`) is applied to the singular values of
+    the centred matrix, and the mean direction is counted once: ``rank = 1 + q``, comparable with
+    the paper's three components (:data:`PAPER_RANK`).
+
+    Parameters
+    ----------
+    features : ndarray, (draws, n)
+
+    Returns
+    -------
+    rank : int
+    log_likelihood : ndarray, (min(draws, n) - 1,)
+        Profile log likelihood of ``q = 1, 2, ...`` centred components.
+    """
+    values = np.linalg.svd(features - features.mean(axis=0), compute_uv=False)
+    q, log_likelihood = profile_likelihood_rank(values)
+    return q + 1, log_likelihood
 
 
 def svd(features: np.ndarray, components: int = 3):
@@ -114,7 +182,7 @@ def pair_distances(features: np.ndarray) -> np.ndarray:
     return np.sqrt(d2[i, j]), i, j
 
 
-def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50):
+def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50, min_share: float = 0.01):
     """Eq. 7 pair distance distribution ``p(z)`` and eq. 8 autocorrelation ``C_mu(z)`` per target.
 
     Parameters
@@ -122,11 +190,14 @@ def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50):
     features : (M, F) array
     targets : (M, T) array
     bins : int
+    min_share : float
+        The ACF of a bin holding less than this share of the pairs is NaN: at the largest
+        distances a handful of pairs gives values far outside [-1, 1] (noise ~ 1/sqrt(pairs)).
 
     Returns
     -------
     z : (bins,) bin centres; pddf : (bins,) density (integrates to 1 over pairs i != j);
-    acf : (T, bins), NaN where a bin has no pairs.
+    acf : (T, bins), NaN where a bin has no pairs or fewer than ``min_share`` of them.
     """
     dist, i, j = pair_distances(features)
     edges = np.linspace(0.0, dist.max() * (1 + 1e-9) if len(dist) else 1.0, bins + 1)
@@ -141,6 +212,7 @@ def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50):
         for t in range(targets.shape[1]):
             product = np.bincount(index, weights=mu[i, t] * mu[j, t], minlength=bins)
             acf[t] = product / counts / variance[t]
+    acf[:, counts < max(min_share * counts.sum(), 1.0)] = np.nan
     return 0.5 * (edges[1:] + edges[:-1]), pddf, acf
 
 
@@ -231,6 +303,11 @@ class InversionModel:
     targets : dict ``{name: TargetModel}``
     train_index, test_index : ndarray of int
         Draws of the data set used for training and held out.
+    rank : int or None
+        SVD rank of the training features chosen by :func:`feature_rank`.
+    scores : dict ``{name: dict}``
+        Held-out ``err``, ``within_1sigma``, ``within_2sigma`` and ``n_test`` per target
+        (:func:`score`), so that whoever applies the model knows its calibration.
     """
 
     features: str
@@ -238,6 +315,8 @@ class InversionModel:
     targets: dict[str, TargetModel] = field(default_factory=dict)
     train_index: np.ndarray | None = None
     test_index: np.ndarray | None = None
+    rank: int | None = None
+    scores: dict[str, dict] = field(default_factory=dict)
 
     def predict(self, features: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{target: (mean, std)}`` for features ``(M, n)``; see :meth:`TargetModel.predict`."""
@@ -316,6 +395,29 @@ def calibration(true: np.ndarray, predicted: np.ndarray, std: np.ndarray) -> tup
     """
     z = np.abs(true - predicted) / np.maximum(std, 1e-300)
     return float(np.mean(z <= 1)), float(np.mean(z <= 2))
+
+
+def score(model: TargetModel, features: np.ndarray, true: np.ndarray) -> dict:
+    """Held-out error and calibration of one target's GPR (paper Fig. 7 and Table I).
+
+    Parameters
+    ----------
+    model : TargetModel
+    features : ndarray, (M, n)
+        Held-out features.
+    true : ndarray, (M,)
+        Their true target values.
+
+    Returns
+    -------
+    dict
+        ``err`` (:func:`relative_error`), ``within_1sigma``, ``within_2sigma``
+        (:func:`calibration`), ``n_test``, and the predictions ``mean`` and ``std`` (M,).
+    """
+    mean, std = model.predict(features)
+    within1, within2 = calibration(true, mean, std)
+    return {"err": relative_error(true, mean), "within_1sigma": within1, "within_2sigma": within2,
+            "n_test": len(true), "mean": mean, "std": std}
 
 
 def resample_feature(axis: np.ndarray, values: np.ndarray, target_axis: np.ndarray) -> np.ndarray:

@@ -19,8 +19,8 @@ from ..atomic import atomic_output, write_csv
 from ..errors import InputError
 from ..stores import write_store
 from .dataset import read_dataset
-from .inversion import ANALYSIS, InversionModel, calibration, fit_target, lml_surface, pddf_acf, relative_error, \
-    resample_feature, svd, train_test_split
+from .inversion import (ANALYSIS, LENGTH_BOUNDS, NOISE_BOUNDS, PAPER_RANK, InversionModel, feature_rank, fit_target,
+                        lml_surface, pddf_acf, resample_feature, score, svd, train_test_split)
 from .system import PARAM_NAMES
 
 log = logging.getLogger(__name__)
@@ -107,23 +107,31 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     models = {}
     for name in features:
         x, axis = feature_matrix(store, name)
-        fitted = InversionModel(name, axis, train_index=train, test_index=test)
+        fitted = InversionModel(name, axis, train_index=train, test_index=test, rank=feature_rank(x)[0])
+        log.info("%s: SVD rank %d by profile likelihood (paper %d)", name, fitted.rank, PAPER_RANK)
         for k, target in enumerate(targets):
             tm = fitted.targets[target] = fit_target(target, x[train], values[train, k], restarts, seed)
-            log.info("%s %s: l=%.4g sigma=%.4g LML=%.1f", name, target, tm.length_scale, tm.noise_level,
-                     tm.log_marginal_likelihood)
+            scores = score(tm, x[test], values[test, k])
+            fitted.scores[target] = {key: scores[key] for key in ("err", "within_1sigma", "within_2sigma", "n_test")}
+            log.info("%s %s: l=%.4g sigma=%.4g LML=%.1f; held out: Err %.3f, within 1/2 sigma %.2f/%.2f", name,
+                     target, tm.length_scale, tm.noise_level, tm.log_marginal_likelihood, scores["err"],
+                     scores["within_1sigma"], scores["within_2sigma"])
         models[name] = fitted
     save_models(model, models, targets=targets, main=features[0], dataset=dataset)
     arrays = analysis_arrays(store, models[features[0]], values, components=components, lml_grid=lml_grid,
                              lml_points=lml_points, pddf_points=pddf_points, pddf_bins=pddf_bins, seed=seed)
-    write_store(analysis, ANALYSIS, arrays, attrs={"targets": list(targets), "features": features[0]},
-                provenance=provenance)
+    write_store(analysis, ANALYSIS, arrays, provenance=provenance,
+                attrs={"targets": list(targets), "features": features[0], "rank": models[features[0]].rank,
+                       "rank_paper": PAPER_RANK})
     return models
 
 
 def analysis_arrays(store, model: InversionModel, targets: np.ndarray, *, components: int, lml_grid: int,
                     lml_points: int, pddf_points: int, pddf_bins: int, seed: int) -> dict[str, np.ndarray]:
-    """What Fig. 4-6 draw: SVD of the features, PDDF/ACF (eq. 7-8) and LML grids around the optimum.
+    """What Fig. 4-6 draw: SVD of the features and its rank, PDDF/ACF (eq. 7-8), LML grids around each optimum.
+
+    The LML grid of a target spans 1.5 decades of ``l`` and 2 of ``sigma`` either side of its
+    fitted optimum (clipped to the kernel bounds), so its contours close around the maximum.
 
     Parameters
     ----------
@@ -147,19 +155,26 @@ def analysis_arrays(store, model: InversionModel, targets: np.ndarray, *, compon
     pick = rng.permutation(len(x))[:pddf_points]
     z, pddf, acf = pddf_acf(x[pick], targets[pick], pddf_bins)
     optimum = np.array([[m.length_scale, m.noise_level] for m in model.targets.values()])
-    lengths = np.logspace(np.log10(optimum[:, 0].min()) - 1, np.log10(optimum[:, 0].max()) + 1, lml_grid)
-    noises = np.logspace(np.log10(optimum[:, 1].min()) - 1.5, np.log10(optimum[:, 1].max()) + 1.5, lml_grid)
     sub = rng.permutation(model.train_index)[:lml_points]
-    grids = []
+    grids, lengths, noises = [], [], []
     for k, (name, tm) in enumerate(model.targets.items()):
+        lengths.append(_log_axis(optimum[k, 0], 1.5, LENGTH_BOUNDS, lml_grid))
+        noises.append(_log_axis(optimum[k, 1], 2.0, NOISE_BOUNDS, lml_grid))
         # LML on a subsample keeps the grid affordable at paper scale (O(n^3) per point)
         gpr = deepcopy(tm.gpr)
         gpr.X_train_ = x[sub]
         gpr.y_train_ = (targets[sub, k] - tm.mean) / tm.std
-        grids.append(lml_surface(type(tm)(name, gpr, tm.mean, tm.std), lengths, noises))
-    return {"singular_values": values, "singular_vectors": vectors, "projections": projections, "axis": axis,
-            "z": z, "pddf": pddf, "acf": acf, "lml": np.stack(grids), "length_grid": lengths,
-            "noise_grid": noises, "optimum": optimum}
+        grids.append(lml_surface(type(tm)(name, gpr, tm.mean, tm.std), lengths[-1], noises[-1]))
+    return {"singular_values": values, "profile_log_likelihood": feature_rank(x)[1], "singular_vectors": vectors,
+            "projections": projections, "axis": axis, "z": z, "pddf": pddf, "acf": acf, "lml": np.stack(grids),
+            "length_grid": np.stack(lengths), "noise_grid": np.stack(noises), "optimum": optimum}
+
+
+def _log_axis(centre: float, decades: float, bounds: tuple[float, float], points: int) -> np.ndarray:
+    """``points`` log-spaced values ``decades`` either side of ``centre``, inside ``bounds``."""
+    low = max(np.log10(centre) - decades, np.log10(bounds[0]))
+    high = min(np.log10(centre) + decades, np.log10(bounds[1]))
+    return np.logspace(low, high, points)
 
 
 def save_models(path, models: dict[str, InversionModel], *, targets: Sequence[str], main: str, dataset) -> None:
@@ -220,7 +235,7 @@ def evaluate_models(dataset_path, model_path, predictions_path, table_path):
         Model file from :func:`fit_models`.
     predictions_path, table_path : path
         CSVs to write: one row per (feature set, target, test draw); Table I, one row per
-        (feature set, target) with our and the paper's Err, l and sigma.
+        (feature set, target) with our Err, l, sigma and SVD rank each beside the paper's.
 
     Returns
     -------
@@ -244,17 +259,18 @@ def evaluate_models(dataset_path, model_path, predictions_path, table_path):
             raise InputError(f"{model_path}: test indices exceed {dataset_path} ({len(x)} draws); refit")
         for name, tm in model.targets.items():
             true = store["params"][test, PARAM_NAMES.index(name)]
-            mean, std = tm.predict(x[test])
-            within1, within2 = calibration(true, mean, std)
+            scores = score(tm, x[test], true)
             paper = PAPER.get(name, (np.nan, np.nan, np.nan))
-            table.append({"features": features, "target": name, "length_scale": tm.length_scale,
-                          "noise_level": tm.noise_level, "log_marginal_likelihood": tm.log_marginal_likelihood,
-                          "err": relative_error(true, mean), "err_paper": paper[0],
-                          "length_scale_paper": paper[1], "noise_level_paper": paper[2],
-                          "within_1sigma": within1, "within_2sigma": within2,
+            # each of our values beside the paper's (Table I and Fig. 7)
+            table.append({"features": features, "target": name, "err": scores["err"], "err_paper": paper[0],
+                          "length_scale": tm.length_scale, "length_scale_paper": paper[1],
+                          "noise_level": tm.noise_level, "noise_level_paper": paper[2],
+                          "rank": getattr(model, "rank", None), "rank_paper": PAPER_RANK,
+                          "log_marginal_likelihood": tm.log_marginal_likelihood,
+                          "within_1sigma": scores["within_1sigma"], "within_2sigma": scores["within_2sigma"],
                           "n_train": len(model.train_index), "n_test": len(test)})
             rows.append(pd.DataFrame({"features": features, "target": name, "draw": store["draw_index"][test],
-                                      "true": true, "predicted": mean, "std": std}))
+                                      "true": true, "predicted": scores["mean"], "std": scores["std"]}))
     write_csv(pd.concat(rows, ignore_index=True), predictions_path)
     frame = pd.DataFrame(table)
     write_csv(frame, table_path)
@@ -312,10 +328,12 @@ def read_measurement(path) -> tuple[np.ndarray | None, np.ndarray]:
     return axis, values
 
 
-def invert_measurement(model_path, measured_path, features: str | None = None) -> dict[str, tuple[float, float]]:
+def invert_measurement(model_path, measured_path, features: str | None = None) -> dict:
     """The ``invert`` stage: every fitted target (mean, 1-sigma) from a measured g(theta) or g(q).
 
-    Paper 003 Sec. IV: a measurement on another grid is interpolated onto the model's.
+    Paper 003 Sec. IV: a measurement on another grid is interpolated onto the model's. The
+    result also says which model answered: its SVD rank (chosen by the data, beside the
+    paper's 3) and its calibration on the held-out draws of its data set.
 
     Parameters
     ----------
@@ -328,7 +346,10 @@ def invert_measurement(model_path, measured_path, features: str | None = None) -
 
     Returns
     -------
-    dict ``{target: (mean, std)}`` in the target's units (R0 for D2 and gamma L).
+    dict
+        ``parameters``: ``{target: {"mean", "std"}}`` in the target's units (R0 for D2 and
+        gamma L); ``model``: ``features``, ``rank``, ``rank_paper``, ``n_train`` and
+        ``held_out`` (``{target: {"err", "within_1sigma", "within_2sigma", "n_test"}}``).
 
     Raises
     ------
@@ -348,4 +369,22 @@ def invert_measurement(model_path, measured_path, features: str | None = None) -
                              f"(give two columns axis,g to interpolate)")
     else:
         values = resample_feature(axis, values, model.axis)
-    return {name: (float(m[0]), float(s[0])) for name, (m, s) in model.predict(values[None]).items()}
+    parameters = {name: {"mean": float(m[0]), "std": float(s[0])}
+                  for name, (m, s) in model.predict(values[None]).items()}
+    rank = getattr(model, "rank", None)  # None for model files written before ranks were recorded
+    return {"parameters": parameters,
+            "model": {"features": features, "rank": rank, "rank_paper": PAPER_RANK,
+                      "n_train": len(model.train_index), "held_out": getattr(model, "scores", {})}}
+
+
+def format_inversion(result: dict) -> str:
+    """Human-readable lines of an :func:`invert_measurement` result (parameters, then the model)."""
+    lines = [f"{name} = {p['mean']:.4g} +/- {p['std']:.2g}" for name, p in result["parameters"].items()]
+    model = result["model"]
+    rank = "not recorded" if model["rank"] is None else str(model["rank"])
+    lines.append(f"model: {model['features']} features, {model['n_train']} training draws, SVD rank {rank} by "
+                 f"profile likelihood (paper {model['rank_paper']})")
+    for name, held in model["held_out"].items():
+        lines.append(f"  {name} on {held['n_test']} held-out draws: Err {held['err']:.1%}, within 1/2 sigma "
+                     f"{held['within_1sigma']:.0%}/{held['within_2sigma']:.0%} (ideal 68%/95%)")
+    return "\n".join(lines)
