@@ -1,4 +1,8 @@
-"""Figures 1-7 of paper 003 from the shear stores and tables."""
+"""Figures 1-7 of paper 003 from the shear stores and tables.
+
+Every ``figN(..., path)`` draws one PNG from already-computed stores (no simulation or fitting
+here) and returns the path written (:func:`speckleml.plotting.save_figure`, atomic).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,13 @@ def _params_text(params) -> str:
 
 
 def fig1(sim, path):
-    """A configuration before/after the move, its two speckle patterns and their product."""
+    """Fig. 1: a configuration before/after the move (eq. 3), its two speckle patterns and their product.
+
+    Parameters
+    ----------
+    sim : simulation store (:data:`~.cases.SIMULATION`)
+    path : path of the PNG
+    """
     fig, axes = figure(1, 4, width=3.3, height=3.0)
     before, after = sim["example_before"], sim["example_after"]
     beam = sim.attrs["grid"]["beam"]
@@ -59,7 +69,13 @@ def _case_indices(sim, group):
 
 
 def fig2(sim, path):
-    """Averaged <I>, g from the configured estimator (and the speckle one) and eq. 5."""
+    """Fig. 2: averaged ``<I>``, ``g(q)`` from the configured estimator (and the speckle one) and eq. 5.
+
+    Parameters
+    ----------
+    sim : simulation store
+    path : path of the PNG
+    """
     q, theta = sim["q"], sim["theta"]
     main = _case_indices(sim, "fig2")[0]
     speckle = _case_indices(sim, "fig2_speckle")
@@ -82,7 +98,13 @@ def fig2(sim, path):
 
 
 def fig3(sim, path):
-    """g(q) and g(theta) around the baseline for R_s, D2, gamma L (and the non-affine scaling)."""
+    """Fig. 3: ``g(q)`` and ``g(theta)`` around the baseline for R_s, D2, gamma L (and the other scaling).
+
+    Parameters
+    ----------
+    sim : simulation store
+    path : path of the PNG
+    """
     groups = [("R_s", 1), ("D2", 2), ("gamma_L", 3)]
     extra = [g for g in ("R_s_reference", "R_s_paper") if _case_indices(sim, g)]
     fig, axes = figure(len(groups) + len(extra), 2, width=3.4, height=2.5)
@@ -133,7 +155,15 @@ def _sparse_log_ticks(axis, low, high):
 
 
 def fig4(analysis, path, features):
-    """Singular values (the rank chosen by profile likelihood marked) and the top singular vectors."""
+    """Fig. 4: singular values (the rank chosen by profile likelihood marked) and the top singular vectors.
+
+    Parameters
+    ----------
+    analysis : analysis store (:data:`~.inversion.ANALYSIS`)
+    path : path of the PNG
+    features : {"angular", "radial"}
+        Feature set of the analysis (sets the axis of the vectors).
+    """
     fig, axes = figure(1, 2, width=3.4, height=2.8)
     values = analysis["singular_values"]
     ax = axes[0, 0]
@@ -159,7 +189,14 @@ def fig4(analysis, path, features):
 
 
 def fig5(analysis, dataset, path):
-    """Every draw in the space of its projections (FV0, FV1, FV2), coloured by each parameter."""
+    """Fig. 5: every draw in the space of its projections (FV0, FV1, FV2), coloured by each parameter.
+
+    Parameters
+    ----------
+    analysis : analysis store
+    dataset : dataset store (its ``params``, in the order of the projections)
+    path : path of the PNG
+    """
     import matplotlib.pyplot as plt
 
     from ..plotting import use_style
@@ -182,7 +219,13 @@ def fig5(analysis, dataset, path):
 
 
 def fig6(analysis, path):
-    """PDDF and ACF of the features; LML contours in (l, sigma) with the optimum per target."""
+    """Fig. 6: PDDF and ACF of the features (eq. 7-8); LML in (l, sigma) around the optimum of each target.
+
+    Parameters
+    ----------
+    analysis : analysis store
+    path : path of the PNG
+    """
     targets = analysis.attrs["targets"]
     fig, axes = figure(1, 1 + len(targets), width=3.3, height=2.9)
     z = analysis["z"]
@@ -219,7 +262,14 @@ def fig6(analysis, path):
 
 
 def fig7(predictions, table, path):
-    """Predicted vs true on the test set with the paper's Err, one row per feature set."""
+    """Fig. 7: predicted vs true on the test set with Err beside the paper's, one row per feature set.
+
+    Parameters
+    ----------
+    predictions, table : pandas.DataFrame
+        As written by :func:`~.models.evaluate_models`.
+    path : path of the PNG
+    """
     feature_sets = list(dict.fromkeys(predictions["features"]))
     targets = list(dict.fromkeys(predictions["target"]))
     fig, axes = figure(len(feature_sets), len(targets), width=3.0, height=2.9)
@@ -241,7 +291,24 @@ def fig7(predictions, table, path):
 
 
 def draw_all(simulation, dataset, analysis, predictions, table, outdir) -> list[Path]:
-    """Write fig1.png ... fig7.png into ``outdir``."""
+    """The ``figures`` stage: write fig1.png ... fig7.png into ``outdir``.
+
+    Parameters
+    ----------
+    simulation, dataset, analysis : paths of the stores
+    predictions, table : paths of the CSVs of :func:`~.models.evaluate_models`
+    outdir : path of the directory (created when missing)
+
+    Returns
+    -------
+    list of Path
+        The seven PNGs.
+
+    Raises
+    ------
+    InputError
+        When a store is missing or not of its schema.
+    """
     import pandas as pd
 
     from ..stores import read_store
