@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
 from speckleml.shear.dataset import chunk_draws, simulate_draws  # noqa: E402
-from speckleml.shear.inversion import (calibration, feature_rank, fit_target, profile_likelihood_rank,  # noqa: E402
-                                      relative_error, train_test_split)
+from speckleml.shear.inversion import (calibration, feature_rank, fit_target, pddf_acf,  # noqa: E402
+                                      profile_likelihood_rank, relative_error, train_test_split)
 from speckleml.shear.simulate import simulate_correlation  # noqa: E402
 from speckleml.shear.system import PARAM_NAMES, PolarGrid, ShearSystem, theory_g  # noqa: E402
 
@@ -140,6 +140,39 @@ def test_feature_rank_counts_the_mean_direction_once():
     features = _low_rank_plus_noise(3, rng, offset=1.3)
     assert profile_likelihood_rank(np.linalg.svd(features, compute_uv=False))[0] == 1
     assert feature_rank(features)[0] == 4
+
+
+def test_pddf_acf_of_a_uniform_line():
+    """Points uniform on [0, 1] with the target equal to the position: p(z) = 2 (1 - z) (eq. 7) and
+    C(z) = (1 - z)^2 - 3 z^2 (eq. 8 with the global mean and variance, as the paper writes it: pairs
+    at distance z are u, u + z with u uniform on [0, 1 - z]); bins with < 1 % of the pairs left out."""
+    x = np.linspace(0, 1, 401)[:, None]
+    z, pddf, acf = pddf_acf(x, x, bins=20)
+    np.testing.assert_allclose(pddf, 2 * (1 - z), atol=0.02)
+    kept = np.isfinite(acf[0])
+    np.testing.assert_allclose(acf[0, kept], (1 - z[kept]) ** 2 - 3 * z[kept] ** 2, atol=0.03)
+    # eq. 8 is not bounded by -1: far pairs sit at opposite ends of the target
+    assert np.nanmin(acf) < -1.5
+    # the last bins hold ~(1 - z)^2 share of the pairs: those under 1 % are NaN
+    share = 2 * (1 - z) * (z[1] - z[0])
+    assert not kept[share < 0.008].any() and kept[share > 0.012].all()
+
+
+def test_figure_cases_without_argparse():
+    from speckleml.shear.cases import figure_cases
+    from speckleml.errors import InputError
+
+    base = ShearSystem(150, 0, 1, 10)
+    cases = figure_cases(ShearSystem(150, 0, 0.5, 10), base, {"R_s": [0, 0.3], "D2": [2.0], "gamma_L": [20]},
+                         configs=5, estimator="pairs", nonaffine_scaling="paper", speckle_configs=7,
+                         compare_scaling=True)
+    assert [c["group"] for c in cases] == ["fig2", "fig2_speckle", "R_s", "R_s_reference", "R_s",
+                                          "R_s_reference", "D2", "gamma_L"]
+    assert cases[1]["estimator"] == "speckle" and cases[1]["configs"] == 7
+    assert cases[4]["system"] == ShearSystem(150, 0.3, 1, 10) and cases[5]["scaling"] == "reference"
+    assert cases[6]["system"].d2 == 2.0 and cases[7]["system"].gamma_l == 20
+    with pytest.raises(InputError, match="D2=-1"):
+        figure_cases(base, base, {"D2": [-1]}, configs=1, estimator="pairs", nonaffine_scaling="paper")
 
 
 def test_relative_error_is_the_papers_definition():
