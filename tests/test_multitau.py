@@ -81,3 +81,85 @@ def test_lags_follow_scikit_beam_multi_tau_lags():
     assert multitau_lags(100, buffers=8, n_levels=2)[0][-1] == 14
     with pytest.raises(ValueError, match="even"):
         multitau_lags(100, buffers=5)
+
+
+def test_dark_pixels_are_left_out_of_the_pixel_mean(stack):
+    frames, labels = stack
+    frames = frames.copy()
+    ring = np.argwhere(labels == 2)
+    frames[:, ring[0][0], ring[0][1]] = 0.0        # never lit: IP = IF = 0 at every lag
+    frames[:100, ring[1][0], ring[1][1]] = 0.0     # dark at first: excluded only where IP IF = 0
+    lag, g2, err = multitau_g2(frames, labels, buffers=4)
+    ref_lag, ref_g2, ref_err = reference_multitau(frames, labels, 4)
+    np.testing.assert_allclose(g2, ref_g2, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(err, ref_err, rtol=1e-8)
+    assert np.isfinite(g2).all()
+
+
+def test_streaming_is_independent_of_blocks_and_source(stack, tmp_path):
+    frames, labels = stack
+    whole = multitau_g2(frames, labels, block=frames.shape[0], dt=0.25)
+    for block in (1, 2, 5, 64):
+        for got, want in zip(multitau_g2(frames, labels, block=block, dt=0.25), whole):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    pieces = (frames[t:t + 9] for t in range(0, frames.shape[0], 9))
+    for got, want in zip(multitau_g2(pieces, labels, dt=0.25), whole):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    series = np.stack([frames[::-1], frames])
+    path = write_frames(tmp_path / "frames.zarr", series, attrs={"dt": 0.25})
+    for got, want in zip(multitau_g2_store(path, labels, series=1), whole):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    # A series read back from the store is the one asked for, not the first.
+    assert not np.allclose(multitau_g2_store(path, labels, series=0)[1], whole[1])
+
+
+def test_ou_speckle_recovers_the_analytic_g2_and_tau():
+    # Field OU with tau = 20 frames: every pixel has g2 - 1 = exp(-2 t / tau), contrast 1.
+    frames = ou_speckle(4000, 32, 20.0, seed=11)[0]
+    yy, xx = np.indices((32, 32)) - 16
+    labels, _ = q_ring_rois(np.hypot(yy, xx), ring_edges(2, 4, 4, 3))
+    dt = 0.01
+    lag, g2, err = multitau_g2(frames, labels, dt=dt)
+    analytic = 1 + np.exp(-2 * lag / (20 * dt))
+    # Finite-series bias (T = 200 tau) and the binning of higher levels stay below 0.03.
+    assert np.abs(g2 - analytic).max() < 0.03
+    for r in range(3):
+        fit = fit_g2(lag, g2[r], err[r], offset=1.0, fit_gamma=False, fit_baseline=False)
+        assert fit.success
+        assert fit["tau"] == pytest.approx(20 * dt, rel=0.07)
+        assert fit["beta"] == pytest.approx(1.0, abs=0.03)
+
+
+def test_accumulator_reports_partial_results_and_validates():
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(3.0, (40, 6, 6)).astype(np.float32)
+    labels = np.ones((6, 6), np.int32)
+    correlator = MultiTauAccumulator(labels, buffers=4)
+    correlator.update(frames[:20])
+    early = correlator.result()
+    correlator.update(frames[20:])
+    assert correlator.n_frames == 40
+    np.testing.assert_allclose(early[1], multitau_g2(frames[:20], labels, buffers=4)[1], rtol=1e-12)
+    with pytest.raises(ValueError, match="do not match"):
+        correlator.update(np.ones((3, 5, 5)))
+    with pytest.raises(ValueError, match="non-finite"):
+        correlator.update(np.full((1, 6, 6), np.nan))
+    with pytest.raises(ValueError, match="no ROI"):
+        MultiTauAccumulator(np.zeros((6, 6), int))
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        multitau_g2(frames[:1], labels)
+    with pytest.raises(ValueError, match="normalization"):
+        multitau_g2(frames, labels, normalization="classical")
+    with pytest.raises(ValueError, match="dt"):
+        multitau_g2(frames, labels, dt=0.0)
+    # n_roi beyond the labels gives an all-NaN ROI rather than an error.
+    assert np.isnan(multitau_g2(frames, labels, n_roi=2)[1][1]).all()
+
+
+def test_matches_scikit_beam_multi_tau_auto_corr(stack):
+    correlation = pytest.importorskip("skbeam.core.correlation")
+    frames, labels = stack
+    g2, lag_steps = correlation.multi_tau_auto_corr(6, 8, labels.astype(np.int64), frames.astype(np.float64))
+    lag, ours, _ = multitau_g2(frames, labels, buffers=8, n_levels=6, normalization="roi")
+    np.testing.assert_array_equal(lag, lag_steps)
+    np.testing.assert_allclose(ours, g2.T, rtol=1e-10)
