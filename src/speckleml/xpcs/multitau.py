@@ -38,8 +38,6 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 #: Buffers (channels) per level, as scikit-beam's examples and boost_corr use.
@@ -113,17 +111,32 @@ def multitau_lags(n_frames: int, buffers: int = DEFAULT_BUFFERS,
             np.concatenate(pairs).astype(np.int64))
 
 
-@dataclass
 class _Level:
-    """Running state of one multi-tau level (all float64, ``P`` = ROI pixels)."""
+    """Running state of one multi-tau level (float64, ``P`` = ROI pixels, ``h = buffers - 1``).
 
-    lags: np.ndarray                 # lags of this level, in level frames
-    products: np.ndarray             # (n_lags, P) sums of B_t B_{t+i}
-    total: np.ndarray                # (P,) sum of all frames of the level
-    head: list = field(default_factory=list)   # first buffers-1 frames, (P,) each
-    tail: np.ndarray | None = None   # last <= buffers-1 frames, (k, P)
-    pending: np.ndarray | None = None  # unpaired frame awaiting its partner for the next level
-    count: int = 0
+    ``frames[:kept]`` holds the level's last ``kept <= h`` frames (the history that pairs
+    with new frames); new frames are written after them, correlated, and the last ``h``
+    rows are moved back to the front.
+    """
+
+    def __init__(self, lags: np.ndarray, history: int, n_pixels: int, capacity: int):
+        self.lags = lags
+        self.history = history
+        self.frames = np.empty((history + capacity, n_pixels))
+        self.kept = 0
+        self.head = np.zeros((history, n_pixels))   # the level's first h frames
+        self.products = np.zeros((lags.size, n_pixels))  # sums of B_t B_{t+i}
+        self.total = np.zeros(n_pixels)             # sum of all frames (level 0 only)
+        self.count = 0
+
+    def room(self, n_new: int) -> np.ndarray:
+        """The (n_new, P) rows after the history, growing the buffer when needed."""
+        need = self.kept + n_new
+        if need > self.frames.shape[0]:
+            grown = np.empty((need, self.frames.shape[1]))
+            grown[:self.kept] = self.frames[:self.kept]
+            self.frames = grown
+        return self.frames[self.kept:need]
 
 
 class MultiTauAccumulator:
@@ -199,38 +212,48 @@ class MultiTauAccumulator:
         if block.shape[0] == 0:
             return
         pixels = np.take(block.reshape(block.shape[0], self.n_detector), self.pixels, axis=1)
-        pixels = pixels.astype(np.float64, copy=False)
-        if not np.isfinite(pixels).all():
+        if pixels.dtype.kind not in "uifb":
+            raise ValueError(f"frames must be real numbers, got dtype {pixels.dtype}")
+        if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
             raise ValueError("frames contain non-finite values in the ROI pixels")
-        self._feed(0, pixels)
+        if not self.levels:
+            self._add_level(block.shape[0])
+        level = self.levels[0]
+        level.room(pixels.shape[0])[...] = pixels
+        level.total += level.frames[level.kept:level.kept + pixels.shape[0]].sum(axis=0)
+        self._correlate(0, pixels.shape[0])
 
-    def _feed(self, level: int, frames: np.ndarray) -> None:
-        """Correlate ``frames`` (b, P) at ``level`` and pass their pair averages up."""
-        if self.n_levels is not None and level >= self.n_levels:
-            return
-        if level == len(self.levels):
-            lags = _level_lags(level, self.buffers)
-            self.levels.append(_Level(lags, np.zeros((lags.size, frames.shape[1])), np.zeros(frames.shape[1])))
+    def _add_level(self, capacity: int) -> _Level:
+        level = len(self.levels)
+        self.levels.append(_Level(_level_lags(level, self.buffers), self.buffers - 1, self.pixels.size,
+                                  max(1, capacity)))
+        return self.levels[-1]
+
+    def _correlate(self, level: int, n_new: int) -> None:
+        """Correlate the ``n_new`` frames written after the history of ``level``; pass pairs up."""
         state = self.levels[level]
-        history = self.buffers - 1
-        if len(state.head) < history:
-            state.head.extend(frames[:history - len(state.head)].copy())
-        both = frames if state.tail is None else np.concatenate([state.tail, frames])
-        old = both.shape[0] - frames.shape[0]
+        rows, kept = state.frames, state.kept
+        stop = kept + n_new
+        if state.count < state.history:
+            take = min(state.history - state.count, n_new)
+            state.head[state.count:state.count + take] = rows[kept:kept + take]
         for k, lag in enumerate(state.lags):
-            # Pairs (t - lag, t) whose later frame is new: t >= old and t - lag >= 0.
-            start = max(old, int(lag))
-            if start < both.shape[0]:
-                state.products[k] += np.einsum("tp,tp->p", both[start - lag:both.shape[0] - lag], both[start:])
-        state.total += frames.sum(axis=0)
-        state.count += frames.shape[0]
-        state.tail = both[-history:].copy()
-        if state.pending is not None:
-            frames = np.concatenate([state.pending[None], frames])
-        even = frames.shape[0] // 2 * 2
-        state.pending = frames[even].copy() if even < frames.shape[0] else None
-        if even:
-            self._feed(level + 1, 0.5 * (frames[0:even:2] + frames[1:even:2]))
+            # Pairs (t - lag, t) whose later frame is new: t >= kept and t - lag >= 0.
+            start = max(kept, int(lag))
+            if start < stop:
+                state.products[k] += np.einsum("tp,tp->p", rows[start - lag:stop - lag], rows[start:stop])
+        # Level frames pair as (2j, 2j + 1): an odd count leaves the last old frame unpaired.
+        first = kept - state.count % 2
+        n_pairs = (stop - first) // 2
+        state.count += n_new
+        if n_pairs and (self.n_levels is None or level + 1 < self.n_levels):
+            upper = self.levels[level + 1] if level + 1 < len(self.levels) else self._add_level(n_pairs)
+            out = upper.room(n_pairs)
+            np.add(rows[first:stop - 1:2][:n_pairs], rows[first + 1:stop:2][:n_pairs], out=out)
+            out *= 0.5
+            self._correlate(level + 1, n_pairs)
+        state.kept = min(state.history, state.count)
+        rows[:state.kept] = rows[stop - state.kept:stop].copy()
 
     def result(self, dt: float = 1.0, normalization: str = "pixel") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalised ``g2`` of the frames fed so far.
@@ -268,15 +291,20 @@ class MultiTauAccumulator:
         g2 = np.full((self.n_roi, lag.size), np.nan)
         err = np.full_like(g2, np.nan)
         column = 0
+        total = self.levels[0].total
         for level, state in enumerate(self.levels):
+            if level:
+                # Level L sums its pair averages: half the level L-1 total without an unpaired last frame.
+                below = self.levels[level - 1]
+                total = 0.5 * (total - (below.frames[below.kept - 1] if below.count % 2 else 0.0))
             n_here = int(np.sum(level_of == level))
             for k in range(n_here):
                 i = int(state.lags[k])
                 pairs = state.count - i
-                head = np.sum(state.head[:i], axis=0) if i else 0.0
-                last = state.tail[state.tail.shape[0] - i:].sum(axis=0) if i else 0.0
-                past = (state.total - last) / pairs
-                future = (state.total - head) / pairs
+                first = state.head[:i].sum(axis=0)
+                last = state.frames[state.kept - i:state.kept].sum(axis=0)
+                past = (total - last) / pairs
+                future = (total - first) / pairs
                 g2[:, column], err[:, column] = self._normalise(state.products[k] / pairs, past, future,
                                                                 normalization)
                 column += 1
