@@ -38,6 +38,8 @@ Examples
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 #: Buffers (channels) per level, as scikit-beam's examples and boost_corr use.
@@ -348,8 +350,20 @@ def _blocks(frames, series: int, block: int | None):
     if block is None:
         block = int(chunks[len(index)]) if chunks else DEFAULT_BLOCK
     n_frames = shape[len(index)]
-    for t0 in range(0, n_frames, max(1, int(block))):
-        yield np.asarray(frames[index + (slice(t0, min(n_frames, t0 + block)),)])
+    block = max(1, int(block))
+
+    def read(t0):
+        return np.asarray(frames[index + (slice(t0, min(n_frames, t0 + block)),)])
+
+    # Read the next block in a thread while this one is correlated: zarr decompression and
+    # numpy release the GIL, so reading and correlating overlap on two cores.
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = reader.submit(read, 0)
+        for t0 in range(block, n_frames + block, block):
+            current = ahead.result()
+            if t0 < n_frames:
+                ahead = reader.submit(read, t0)
+            yield current
 
 
 def multitau_g2(frames, labels, *, buffers: int = DEFAULT_BUFFERS, n_levels: int | None = None,
