@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -163,3 +165,19 @@ def test_matches_scikit_beam_multi_tau_auto_corr(stack):
     lag, ours, _ = multitau_g2(frames, labels, buffers=8, n_levels=6, normalization="roi")
     np.testing.assert_array_equal(lag, lag_steps)
     np.testing.assert_allclose(ours, g2.T, rtol=1e-10)
+
+
+def test_memory_does_not_grow_with_the_number_of_frames():
+    # O(pixels x buffers x levels), not O(T x pixels): 4096 frames of 32 x 32 pixels are
+    # 32 MiB in float64; the correlator holds ~2 buffers + block / 2**L rows at level L (3.3 MiB).
+    labels = np.ones((32, 32), np.int32)
+    rng = np.random.default_rng(1)
+    pool = rng.poisson(2.0, (64, 32, 32)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        lag, g2, _ = multitau_g2((pool for _ in range(64)), labels, buffers=8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lag.size == 8 + 4 * 9 and lag[-1] == 7 * 2**9 and np.isfinite(g2).all()
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
