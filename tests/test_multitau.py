@@ -15,7 +15,7 @@ from speckleml.xpcs.multitau import (MultiTauAccumulator, multitau_g2, multitau_
                                      multitau_lags)
 
 
-def reference_multitau(frames, labels, buffers, normalization="pixel"):
+def reference_multitau(frames, labels, buffers, normalization="pixel", static=None):
     """Straight from the definition: bin 2**L frames, correlate every kept lag directly."""
     n_frames = frames.shape[0]
     x = frames.reshape(n_frames, -1).astype(np.float64)
@@ -41,8 +41,12 @@ def reference_multitau(frames, labels, buffers, normalization="pixel"):
                 pixel = G[ok] / (ip[ok] * if_[ok])
                 if normalization == "pixel":
                     row.append(pixel.mean())
-                else:
+                elif normalization == "roi":
                     row.append(G[sel].mean() / (ip[sel].mean() * if_[sel].mean()))
+                else:
+                    ratios = [G[part].mean() / (ip[part].mean() * if_[part].mean())
+                              for part in (sel & (static.ravel() == s) for s in np.unique(static[labels == r]))]
+                    row.append(np.mean(ratios))
                 row_err.append(pixel.std(ddof=1) / np.sqrt(pixel.size))
             lags.append(i * width)
             g2.append(row)
@@ -70,6 +74,27 @@ def test_equals_direct_float64_reference(stack, buffers, normalization):
     np.testing.assert_allclose(err, ref_err, rtol=1e-8, atol=1e-14)
     # Poisson frames of 2 counts: some pixels are dark at some levels and are excluded.
     assert np.isfinite(g2).all() and g2.shape == (3, lag.size)
+
+
+def test_static_partition_is_the_boost_corr_form_and_spans_pixel_and_roi(stack):
+    frames, labels = stack
+    yy, xx = np.indices(labels.shape) - 12
+    static = 1 + (np.arctan2(yy, xx) > 0) + 2 * (xx > 0)     # 4 quadrant-like bins per ring
+    lag, g2, err = multitau_g2(frames, labels, normalization="static", static_labels=static)
+    _, ref_g2, ref_err = reference_multitau(frames, labels, 8, "static", static)
+    np.testing.assert_allclose(g2, ref_g2, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(err, ref_err, rtol=1e-8)
+    as_roi = multitau_g2(frames, labels, normalization="static", static_labels=labels + 1)[1]
+    np.testing.assert_allclose(as_roi, multitau_g2(frames, labels, normalization="roi")[1], rtol=1e-12)
+    one_per_pixel = 1 + np.arange(labels.size).reshape(labels.shape)
+    as_pixel = multitau_g2(frames, labels, normalization="static", static_labels=one_per_pixel)[1]
+    np.testing.assert_allclose(as_pixel, multitau_g2(frames, labels)[1], rtol=1e-12)
+    # The conventions really differ on speckle (static contrast enters the ROI-level ratio).
+    assert np.abs(as_roi - as_pixel)[:, 1:].max() > 0.05
+    with pytest.raises(ValueError, match="static_labels"):
+        multitau_g2(frames, labels, normalization="static")
+    with pytest.raises(ValueError, match=">= 1"):
+        multitau_g2(frames, labels, normalization="static", static_labels=np.zeros_like(labels))
 
 
 def test_lags_follow_scikit_beam_multi_tau_lags():

@@ -14,16 +14,24 @@ Lumma, Lurio, Mochrie & Sutton, Rev. Sci. Instrum. 71, 3274 (2000)), as in sciki
   ``n = T // 2**L``) over the ``n - i`` pairs: ``G2 = <B_t B_{t+i}>``, ``IP = <B_t>``
   (past), ``IF = <B_{t+i}>`` (future), accumulated in float64.
 
-Symmetric normalisation, two conventions:
+Symmetric normalisation ``G2 / (IP IF)``: where the ratio is taken is a convention.
 
-``"pixel"`` (default; APS ``boost_corr`` / pyXpcsViewer, the issue-12 convention)
-    ``g2_p = G2_p / (IP_p IF_p)`` per pixel, then the mean over the ROI's pixels.
+``"pixel"`` (default; the issue-12 convention)
+    ``g2_p = G2_p / (IP_p IF_p)`` per pixel, then the mean over the ROI's pixels. Pixels
+    with ``IP IF = 0`` at a lag (never lit) are left out of that lag's mean.
 ``"roi"`` (scikit-beam ``multi_tau_auto_corr``)
     ``g2 = <G2_p>_roi / (<IP_p>_roi <IF_p>_roi)``: ROI means first, one ratio after.
+``"static"`` (APS ``boost_corr`` ``XpcsQPartitionMap.compute_g2``)
+    The ratio of means over each static bin (the pixels of an ROI that share a label of
+    ``static_labels``, the finer "static" q partition), then the mean over the ROI's static
+    bins. ``"pixel"`` and ``"roi"`` are its two limits (one pixel per bin, one bin per ROI).
+    Bins with ``IP IF = 0`` are left out (boost_corr sets their ratio to ~0 instead).
 
-``g2_err`` is, in both conventions, the standard deviation over the ROI's pixels of the
-per-pixel ``g2_p`` divided by ``sqrt(n_pixels)`` (the error ``boost_corr`` writes). Pixels
-whose ``IP IF`` is 0 at a lag (never lit) are left out of that lag's ``"pixel"`` mean.
+Speckle contrast makes the conventions differ: the ROI-level ratio adds the spatial variance
+of the mean intensity (static speckle) to ``g2``, the per-pixel ratio does not.
+
+``g2_err`` is, in every convention, the standard deviation over the ROI's pixels of the
+per-pixel ``g2_p`` divided by ``sqrt(n_pixels)`` (as boost_corr computes its error).
 
 Memory is ``O(pixels x buffers x levels)`` float64 (ring buffers, first frames and the
 ``G2`` sums of every level) plus one block of frames: never ``O(T^2)`` or ``O(T x pixels)``.
@@ -46,7 +54,7 @@ import numpy as np
 DEFAULT_BUFFERS = 8
 
 #: Normalisation conventions (see the module docstring).
-MULTITAU_NORMALIZATIONS = ("pixel", "roi")
+MULTITAU_NORMALIZATIONS = ("pixel", "roi", "static")
 
 #: Frames per block when the input array has no time chunking of its own.
 DEFAULT_BLOCK = 64
@@ -257,16 +265,20 @@ class MultiTauAccumulator:
         state.kept = min(state.history, state.count)
         rows[:state.kept] = rows[stop - state.kept:stop].copy()
 
-    def result(self, dt: float = 1.0, normalization: str = "pixel") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def result(self, dt: float = 1.0, normalization: str = "pixel",
+               static_labels=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalised ``g2`` of the frames fed so far.
 
         Parameters
         ----------
         dt : float
             Frame time in seconds (the lags are returned in seconds).
-        normalization : {"pixel", "roi"}
-            Per-pixel ratio then ROI mean (``"pixel"``) or ratio of ROI means (``"roi"``,
-            scikit-beam); see the module docstring.
+        normalization : {"pixel", "roi", "static"}
+            Where the ratio ``G2 / (IP IF)`` is taken: per pixel, per ROI (scikit-beam) or
+            per static bin (boost_corr); see the module docstring.
+        static_labels : array of int (y, x), optional
+            Static q partition, required for (and only for) ``"static"``: every ROI pixel
+            needs a label > 0; a static bin is a (ROI, static label) pair.
 
         Returns
         -------
@@ -281,10 +293,10 @@ class MultiTauAccumulator:
         Raises
         ------
         ValueError
-            For an unknown normalisation, a non-positive ``dt`` or fewer than 2 frames.
+            For an unknown normalisation, bad ``static_labels``, a non-positive ``dt`` or
+            fewer than 2 frames.
         """
-        if normalization not in MULTITAU_NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {MULTITAU_NORMALIZATIONS}, got {normalization!r}")
+        bin_of_pixel, roi_of_bin = self._bins(normalization, static_labels)
         if not np.isfinite(dt) or dt <= 0:
             raise ValueError(f"dt must be a positive number of seconds, got {dt}")
         if self.n_frames < 2:
@@ -299,37 +311,60 @@ class MultiTauAccumulator:
                 # Level L sums its pair averages: half the level L-1 total without an unpaired last frame.
                 below = self.levels[level - 1]
                 total = 0.5 * (total - (below.frames[below.kept - 1] if below.count % 2 else 0.0))
-            n_here = int(np.sum(level_of == level))
-            for k in range(n_here):
+            for k in range(int(np.sum(level_of == level))):
                 i = int(state.lags[k])
                 pairs = state.count - i
                 first = state.head[:i].sum(axis=0)
                 last = state.frames[state.kept - i:state.kept].sum(axis=0)
-                past = (total - last) / pairs
-                future = (total - first) / pairs
-                g2[:, column], err[:, column] = self._normalise(state.products[k] / pairs, past, future,
-                                                                normalization)
+                g2[:, column], err[:, column] = self._normalise(
+                    state.products[k] / pairs, (total - last) / pairs, (total - first) / pairs,
+                    bin_of_pixel, roi_of_bin)
                 column += 1
         return lag * float(dt), g2, err
 
-    def _normalise(self, product, past, future, normalization):
+    def _bins(self, normalization: str, static_labels) -> tuple[np.ndarray, np.ndarray]:
+        """Normalisation bin of every ROI pixel and the ROI (0-based) of every bin."""
+        if normalization not in MULTITAU_NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {MULTITAU_NORMALIZATIONS}, got {normalization!r}")
+        if (static_labels is not None) != (normalization == "static"):
+            raise ValueError('static_labels are required for, and only used by, normalization="static"')
+        roi = self.roi_of_pixel
+        if normalization == "pixel":
+            return np.arange(roi.size), roi
+        if normalization == "roi":
+            return roi, np.arange(self.n_roi)
+        static = np.asarray(static_labels)
+        if static.shape != self.shape_yx or static.dtype.kind not in "iu":
+            raise ValueError(f"static_labels must be integers of shape {self.shape_yx}, got "
+                             f"{static.dtype} {static.shape}")
+        static = static.ravel()[self.pixels].astype(np.int64)
+        if static.min() < 1:
+            raise ValueError("static_labels must be >= 1 on every ROI pixel")
+        keys, bin_of_pixel = np.unique(roi * (int(static.max()) + 1) + static, return_inverse=True)
+        return bin_of_pixel.ravel(), keys // (int(static.max()) + 1)
+
+    def _normalise(self, product, past, future, bin_of_pixel, roi_of_bin):
         """ROI g2 and its error at one lag from per-pixel ``G2``, ``IP``, ``IF`` (P,)."""
-        roi, n_roi = self.roi_of_pixel, self.n_roi
-        norm = past * future
-        valid = norm > 0
-        per_pixel = np.divide(product, norm, out=np.zeros_like(product), where=valid)
-        counts = np.bincount(roi, weights=valid, minlength=n_roi)
+        roi, n_roi, n_bins = self.roi_of_pixel, self.n_roi, roi_of_bin.size
         with np.errstate(invalid="ignore", divide="ignore"):
+            # Per-pixel g2 gives the error bar; pixels with IP IF = 0 (never lit) are left out.
+            norm = past * future
+            valid = norm > 0
+            per_pixel = np.divide(product, norm, out=np.zeros_like(product), where=valid)
+            counts = np.bincount(roi, weights=valid, minlength=n_roi)
             mean = np.bincount(roi, weights=per_pixel, minlength=n_roi) / counts
             spread = np.where(valid, per_pixel - mean[roi], 0.0)
             var = np.bincount(roi, weights=spread**2, minlength=n_roi) / (counts - 1)
             err = np.where(counts > 1, np.sqrt(var / counts), np.nan)
-            if normalization == "roi":
-                sizes = np.bincount(roi, minlength=n_roi)
-                mean = (np.bincount(roi, weights=product, minlength=n_roi) * sizes
-                        / (np.bincount(roi, weights=past, minlength=n_roi)
-                           * np.bincount(roi, weights=future, minlength=n_roi)))
-        return np.where(np.isfinite(mean), mean, np.nan), err
+            # Ratio of bin means (sums: the bin sizes cancel), then the mean over an ROI's bins.
+            sizes = np.bincount(bin_of_pixel, minlength=n_bins)
+            ratio = (np.bincount(bin_of_pixel, weights=product, minlength=n_bins) * sizes
+                     / (np.bincount(bin_of_pixel, weights=past, minlength=n_bins)
+                        * np.bincount(bin_of_pixel, weights=future, minlength=n_bins)))
+            usable = np.isfinite(ratio)
+            g2 = (np.bincount(roi_of_bin, weights=np.where(usable, ratio, 0.0), minlength=n_roi)
+                  / np.bincount(roi_of_bin, weights=usable, minlength=n_roi))
+        return np.where(np.isfinite(g2), g2, np.nan), err
 
 
 def _blocks(frames, series: int, block: int | None):
@@ -367,8 +402,8 @@ def _blocks(frames, series: int, block: int | None):
 
 
 def multitau_g2(frames, labels, *, buffers: int = DEFAULT_BUFFERS, n_levels: int | None = None,
-                dt: float = 1.0, normalization: str = "pixel", series: int = 0, n_roi: int | None = None,
-                block: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                dt: float = 1.0, normalization: str = "pixel", static_labels=None, series: int = 0,
+                n_roi: int | None = None, block: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Multi-tau one-time ``g2`` of every ROI, in one streamed pass over the frames.
 
     Parameters
@@ -384,8 +419,10 @@ def multitau_g2(frames, labels, *, buffers: int = DEFAULT_BUFFERS, n_levels: int
         Levels (default: as many as the series allows).
     dt : float
         Frame time in seconds.
-    normalization : {"pixel", "roi"}
-        See the module docstring (default ``"pixel"``, the APS convention).
+    normalization : {"pixel", "roi", "static"}
+        Where ``G2 / (IP IF)`` is taken; see the module docstring (default ``"pixel"``).
+    static_labels : array of int (y, x), optional
+        Static q partition for ``normalization="static"`` (every ROI pixel labelled > 0).
     series : int
         Series to correlate when ``frames`` is 4-D.
     n_roi : int, optional
@@ -408,11 +445,11 @@ def multitau_g2(frames, labels, *, buffers: int = DEFAULT_BUFFERS, n_levels: int
     correlator = MultiTauAccumulator(labels, buffers=buffers, n_levels=n_levels, n_roi=n_roi)
     for chunk in _blocks(frames, series, block):
         correlator.update(chunk)
-    return correlator.result(dt=dt, normalization=normalization)
+    return correlator.result(dt=dt, normalization=normalization, static_labels=static_labels)
 
 
 def multitau_g2_store(path, labels, *, series: int = 0, buffers: int = DEFAULT_BUFFERS,
-                      n_levels: int | None = None, normalization: str = "pixel",
+                      n_levels: int | None = None, normalization: str = "pixel", static_labels=None,
                       n_roi: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Multi-tau ``g2`` of one series of a frames store, read chunk by chunk.
 
@@ -423,7 +460,7 @@ def multitau_g2_store(path, labels, *, series: int = 0, buffers: int = DEFAULT_B
         default 1) sets the lag unit.
     labels : array of int (y, x)
         ROI labels, 0 = excluded.
-    series, buffers, n_levels, normalization, n_roi
+    series, buffers, n_levels, normalization, static_labels, n_roi
         As for :func:`multitau_g2`.
 
     Returns
@@ -443,4 +480,5 @@ def multitau_g2_store(path, labels, *, series: int = 0, buffers: int = DEFAULT_B
     store = read_frames(path, lazy=True)
     dt = float(store.attrs.get("dt", 1.0))
     return multitau_g2(store["frames"], labels, buffers=buffers, n_levels=n_levels, dt=dt,
-                       normalization=normalization, series=series, n_roi=n_roi)
+                       normalization=normalization, static_labels=static_labels, series=series,
+                       n_roi=n_roi)
