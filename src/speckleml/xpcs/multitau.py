@@ -33,8 +33,9 @@ of the mean intensity (static speckle) to ``g2``, the per-pixel ratio does not.
 ``g2_err`` is, in every convention, the standard deviation over the ROI's pixels of the
 per-pixel ``g2_p`` divided by ``sqrt(n_pixels)`` (as boost_corr computes its error).
 
-Frames are correlated as given; recent boost_corr (``multitau.py`` ``flush_level``) first divides every frame by its mean over
-the detector (a flux correction), which changes ``g2`` where the beam intensity drifts.
+Frames are correlated as given; recent boost_corr (``multitau.py``, ``flush_level``) first
+divides every frame by its mean over the detector (a flux correction), which changes ``g2``
+where the beam intensity drifts.
 
 Memory is ``O(pixels x buffers x levels)`` float64 (ring buffers, first frames and the
 ``G2`` sums of every level) plus one block of frames: never ``O(T^2)`` or ``O(T x pixels)``.
