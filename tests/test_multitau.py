@@ -206,3 +206,21 @@ def test_memory_does_not_grow_with_the_number_of_frames():
         tracemalloc.stop()
     assert lag.size == 8 + 4 * 9 and lag[-1] == 7 * 2**9 and np.isfinite(g2).all()
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.realdata
+def test_skbeam_real_stack_equals_the_direct_reference():
+    from conftest import real_file
+    from speckleml.xpcs.frames import Geometry, read_frame_array
+
+    frames = read_frame_array(real_file("skbeam_speckle_stack", "img_stack5301_5401.npy.zip"))
+    assert frames.dtype == np.uint16                                   # raw photon counts, 0.67 / px
+    geometry = Geometry(0.108, 2230.0, 1.546, (143, 123))             # PROVENANCE.md
+    labels, _ = q_ring_rois(geometry.q_map(frames.shape[1:]), ring_edges(0.0016, 2e-4, 2e-4, 8))
+    for normalization in ("pixel", "roi"):
+        lag, g2, err = multitau_g2(frames, labels, dt=1.30068e-3, normalization=normalization, block=10)
+        ref_lag, ref_g2, ref_err = reference_multitau(frames, labels, 8, normalization)
+        np.testing.assert_allclose(lag, ref_lag * 1.30068e-3, rtol=1e-15)
+        np.testing.assert_allclose(g2, ref_g2, rtol=1e-10, atol=0)
+        np.testing.assert_allclose(err, ref_err, rtol=1e-8)
+    assert lag.size == 8 + 4 * 4 - 2    # T = 100: levels 1-3 full, level 4 (6 frames) has lags 64, 80
