@@ -2,7 +2,7 @@
 
 Setting (issue 12): one series of T frames of 128 x 128 Poisson speckle (synthetic OU field,
 tau = 50 frames, 2 counts per pixel), 8 q rings from 6 to 62 px (11,948 pixels), 8 buffers
-per level, per-pixel symmetric normalisation. The frames store is written once per T in a
+per level, symmetric normalisation at the ROI level (the default, as scikit-beam). The frames store is written once per T in a
 temporary directory; :func:`speckleml.xpcs.multitau.multitau_g2_store` then runs in its own
 subprocess so that its peak resident memory (VmHWM, MiB) is its own. ``seconds`` is wall
 time, ``cpu_seconds`` user + system time of that subprocess.
@@ -87,8 +87,9 @@ def _direct(path: Path, buffers: int = 8):
         binned = x[:n * width].reshape(n, width, -1).mean(axis=1)
         for i in steps:
             past, future = binned[:n - i], binned[i:]
-            ratio = (past * future).mean(axis=0) / (past.mean(axis=0) * future.mean(axis=0))
-            out.append([ratio[roi == r].mean() for r in range(1, roi.max() + 1)])
+            product, ip, if_ = (past * future).mean(axis=0), past.mean(axis=0), future.mean(axis=0)
+            out.append([product[roi == r].mean() / (ip[roi == r].mean() * if_[roi == r].mean())
+                        for r in range(1, roi.max() + 1)])
         level += 1
     return np.array(out).T
 
