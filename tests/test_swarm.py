@@ -13,7 +13,7 @@ pytest.importorskip("torchdiffeq")
 from speckleml.dynamics.systems.swarm import (CUTOFF, SwarmGraphODE, SwarmRHS, cutoff_function,  # noqa: E402
                                               equilibrium_distance, normalization, pretrain_cutoff,
                                               pretrain_target, radius_graph, random_disk_positions,
-                                              render_frames, simulate_truth)
+                                              render_frames, ring_length_scale, simulate_truth)
 from speckleml.errors import InputError  # noqa: E402
 from speckleml.metrics import first_peak, pair_distance_histogram  # noqa: E402
 from speckleml.scattering import detector_q_grid, point_intensity  # noqa: E402
@@ -181,3 +181,17 @@ def test_frames_are_the_point_model_with_the_sphere_form_factor():
     frames = render_frames(pos, q, particle_radius=0.15)
     torch.testing.assert_close(frames, point_intensity(pos, q, radii=0.15, form_factor="sphere"))
     assert frames.shape == (2, 6, 6)
+
+
+@pytest.mark.parametrize("spacing", [0.6, 0.9])
+def test_ring_length_scale_recovers_the_spacing_of_a_lattice_of_clusters(spacing):
+    """Clusters on a square lattice of spacing a: the brightest ring off the centre is at Q = 2 pi / a."""
+    rng = np.random.default_rng(0)
+    grid = np.arange(-3, 4) * spacing
+    centres = np.array([[x, y] for x in grid for y in grid])
+    pos = (centres[:, None, :] + rng.normal(0, 0.02, (len(centres), 5, 2))).reshape(-1, 2)
+    dq = math.pi / 5.0
+    frame = render_frames(torch.tensor(pos), detector_q_grid(64, dq, dtype=torch.float64), probe_sigma=1.25)
+    assert ring_length_scale(frame.numpy(), dq, q_min=5 * dq) == pytest.approx(spacing, rel=0.03)
+    with pytest.raises(InputError):
+        ring_length_scale(frame.numpy(), dq, q_min=100.0)

@@ -313,6 +313,62 @@ def pretrain_cutoff(model: SwarmGraphODE, *, r_min: float, r_max: float, n_point
         return float(torch.mean((model.cutoff_function(r[positive]) - target[positive]) ** 2))
 
 
+def ring_length_scale(frame, dq: float, *, q_min: float = 0.0, mask=None) -> float:
+    """Length scale ``2 pi / Q*`` of the brightest diffraction ring (``R0`` of Supp. Fig. 8a-c).
+
+    ``Q*`` is the maximum of the azimuthal average of ``frame`` over rings one pixel wide
+    (``Q = dq * round(|k|)``, ``k`` the pixel offset from ``Q = 0`` at ``(ny // 2, nx // 2)``),
+    for ``Q > q_min`` (exclude the central peak and the beamstop), refined by a parabola through
+    the peak and its two neighbours. Paper 000 Methods: as clusters form, a bright ring appears
+    close to the central peak at the length scale of the spacing between neighbouring clusters,
+    which is the initial cutoff ``R^(0)`` used for pretraining (eq. 20).
+
+    Parameters
+    ----------
+    frame : array-like, (ny, nx)
+        One intensity pattern (e.g. the frame at ``t = 10``), ``Q = 0`` at ``(ny // 2, nx // 2)``.
+    dq : float
+        Pixel size in reciprocal length units.
+    q_min : float
+        Rings at ``Q <= q_min`` are ignored.
+    mask : array-like bool (ny, nx), optional
+        Valid pixels (True).
+
+    Returns
+    -------
+    float
+        ``2 pi / Q*`` in the length units of ``1 / dq``.
+
+    Raises
+    ------
+    InputError
+        A frame that is not 2-D, or fewer than three rings above ``q_min``.
+    """
+    image = np.asarray(frame, dtype=np.float64)
+    dq = _positive(dq, "dq")
+    if image.ndim != 2:
+        raise InputError(f"frame must be 2-D (ny, nx), got shape {image.shape}")
+    ny, nx = image.shape
+    ky, kx = np.mgrid[0:ny, 0:nx]
+    ring = np.rint(np.hypot(ky - ny // 2, kx - nx // 2)).astype(int)
+    valid = np.ones_like(image, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    valid &= ring * dq > q_min
+    total = np.bincount(ring[valid], weights=image[valid], minlength=ring.max() + 1)
+    count = np.bincount(ring[valid], minlength=ring.max() + 1)
+    rings = np.nonzero(count)[0]
+    if rings.size < 3:
+        raise InputError(f"ring_length_scale: fewer than three rings above q_min = {q_min}")
+    average = total[rings] / count[rings]
+    k = int(np.argmax(average))
+    peak = float(rings[k])
+    if 0 < k < rings.size - 1 and rings[k + 1] - rings[k - 1] == 2:
+        left, centre, right = average[k - 1:k + 2]
+        curvature = left - 2 * centre + right
+        if curvature < 0:
+            peak += 0.5 * (left - right) / curvature
+    return 2 * math.pi / (peak * dq)
+
+
 def random_disk_positions(n_series: int, rng: np.random.Generator, *, n_particles: int = N_PARTICLES,
                           radius: float = BOX_LENGTH / 2) -> np.ndarray:
     """Initial positions uniform in a disk of ``radius`` about the origin (paper: ``L/2``).
