@@ -28,10 +28,12 @@ object by ``s`` under a fixed probe is the same as moving the probe by ``-s`` ov
 object, so the frames are differentiable in the beam position through ``states``.
 
 Coordinates: the Lotka-Volterra state is the object's centre of mass plus a fixed
-``offset = (1, 1)`` (the public reference code's convention, ``x = mean(x_j) + 1``): an object
+``offset = (1, 1)`` (the public reference code's convention, ``x = mean(x_j) + L/2`` with
+``L = 2``): an object
 centred near the origin starts near ``(1, 1)``, on an orbit about the fixed point ``(1, 1/2)``
 (paper: "the sample centers are defined as the origin in each simulation and coincide
-roughly with the initial position of the probe"). The reference code uses an absolute particle
+roughly with the initial position of the probe"). That orbit's period is 16.05, longer than
+the small-orbit 15.39 the paper quotes (measured in ``tests/test_lotka_volterra.py``). The reference code uses an absolute particle
 radius of 0.07 with ``L = 2`` (i.e. 0.035 L); the default here follows the paper's text, 0.07 L.
 """
 
