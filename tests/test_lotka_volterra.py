@@ -152,3 +152,39 @@ def test_vector_field_grid_layout():
     grid = vector_field_grid((0.2, 2.0), (0.1, 1.2), 4)
     assert grid.shape == (4, 4, 2)
     assert grid[0, 3].tolist() == [2.0, 0.1] and grid[3, 0].tolist() == [0.2, 1.2]
+
+
+def test_training_through_speckle_reduces_the_vector_field_error():
+    """Tiny end-to-end check: the MLP, trained only on frames, moves toward eq. 7 along the orbits."""
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rng = np.random.default_rng(0)
+        objects = torch.tensor(random_objects(4, rng, n_particles=20))
+        t = torch.arange(0.0, 8.5, 1.0, dtype=torch.float64)
+        y0 = torch.tensor(initial_states(objects.numpy()))
+        truth = torch.tensor(simulate_truth(y0.numpy(), t.numpy()))               # (S, T, 2)
+        q = detector_q_grid(12, math.pi / 2.0, dtype=torch.float64)
+        observed = render_frames(objects, truth, q)
+        states = truth.reshape(-1, 2)
+
+        def field_error(model):
+            with torch.no_grad():
+                return float((model(0.0, states) - lotka_volterra_rhs(states)).abs().mean())
+
+        torch.manual_seed(0)
+        model = LotkaVolterraMLP()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        before = field_error(model)
+        for _ in range(30):
+            optimizer.zero_grad()
+            predicted = torchdiffeq.odeint(model, y0, t, method="dopri5", rtol=1e-5, atol=1e-7).movedim(0, 1)
+            loss = (render_frames(objects, predicted, q) - observed).abs().mean()
+            loss.backward()
+            optimizer.step()
+        # measured: 0.22 -> 0.05 (mean |F - f| over the true states); trajectories 0.5 -> 0.09
+        assert field_error(model) < 0.5 * before
+        assert float((predicted.detach() - truth).abs().mean()) < 0.2
+    finally:
+        torch.set_num_threads(threads)
