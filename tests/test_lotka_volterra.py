@@ -154,6 +154,7 @@ def test_vector_field_grid_layout():
     assert grid[0, 3].tolist() == [2.0, 0.1] and grid[3, 0].tolist() == [0.2, 1.2]
 
 
+@pytest.mark.slow
 def test_training_through_speckle_reduces_the_vector_field_error():
     """Tiny end-to-end check: the MLP, trained only on frames, moves toward eq. 7 along the orbits."""
     torchdiffeq = pytest.importorskip("torchdiffeq")
