@@ -74,7 +74,7 @@ rule disk_count_train:
         batch_size=DC["batch_size"],
         lr=DC["lr"],
         schedule=DC["schedule"],
-        augment="--augment" if DC["augment"] else "",
+        augment="--augment" if DC["augment"] else "--no-augment",
         seed=config["seed"],
         device=config["device"],
     threads: DC["threads"]

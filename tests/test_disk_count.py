@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import j1
 
-from speckleml.disk_count import data, evaluate, simulate
+from speckleml.disk_count import data, evaluate, moments, simulate
 from speckleml.errors import InputError
 
 torch = pytest.importorskip("torch")
@@ -109,7 +109,7 @@ def test_first_moments_follow_the_definitions():
     k = np.hypot(*np.indices((5, 5)) - 2.0)
     pattern = np.zeros((1, 5, 5))
     pattern[0, 0, 2] = 4.0  # one bright pixel at |k| = 2 outside a 1x1 block
-    values = data.first_moments(pattern, 1, k)
+    values = moments.first_moments(pattern, 1, k)
     assert values["raw"][0] == pytest.approx(2.0)  # all intensity at |k| = 2
     z = data.standardise(pattern, 1)[0].astype(float)
     keep = np.ones((5, 5), bool)
@@ -171,13 +171,13 @@ def test_classifier_separates_classes_well_above_chance():
 
 
 def test_checkpoint_round_trip_and_predict_cli(tmp_path):
-    from speckleml.disk_count.model import build_resnet, load_checkpoint, save_checkpoint
+    from speckleml.disk_count.model import build_resnet, load_model, save_model
 
     torch.manual_seed(0)
     model = build_resnet("resnet18", 3)
     meta = {"arch": "resnet18", "classes": [2, 6, 20], "block": 5, "bin": 1, "source_size": 33}
-    save_checkpoint(tmp_path / "m.pt", model, meta)
-    loaded, meta2 = load_checkpoint(tmp_path / "m.pt")
+    save_model(tmp_path / "m.pt", model, meta)
+    loaded, meta2 = load_model(tmp_path / "m.pt")
     x = torch.randn(2, 1, 33, 33)
     model.eval()
     torch.testing.assert_close(loaded(x), model(x))
@@ -211,7 +211,7 @@ def test_simulate_and_preprocess_cli_are_deterministic(tmp_path):
     a, b = (read_store(tmp_path / f"{n}.zarr", data.PATTERNS) for n in "ab")
     np.testing.assert_array_equal(a["patterns"], b["patterns"])
     assert a.provenance["seed"] == 3 and a.attrs["dispersity"] == "poly"
-    run_cli("disk-count", "preprocess", tmp_path / "a.zarr", tmp_path / "in.zarr", "--block", "3",
+    run_cli("disk-count", "preprocess", tmp_path / "a.zarr", tmp_path / "in.zarr", "--block", "3", "--bin", "1",
             "--split", "0.5", "0.25", "0.25", check=True)
     inputs = read_store(tmp_path / "in.zarr", data.INPUTS)
     assert inputs["inputs"].shape == (8, 21, 21)

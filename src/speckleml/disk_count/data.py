@@ -7,10 +7,14 @@ cannot use the overall intensity, only the structure of the pattern.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..errors import InputError
 from ..stores import FLOATS, ArraySpec, StoreSchema, register_schema
+
+log = logging.getLogger(__name__)
 
 #: Split codes stored in the ``split`` array of an inputs store.
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -159,31 +163,57 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
     return split
 
 
-def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray) -> dict[str, np.ndarray]:
-    """The four first-moment widths of paper 002 (Discussion, Fig. 6) for each pattern.
+def preprocess_store(source, output, *, block: int, bin_factor: int, split: tuple[float, float, float] | None,
+                     seed: int):
+    """Block, bin and standardise a patterns store into an inputs store with a split.
 
-    With ``I`` the centre-blocked raw intensity, ``Z`` its standardised form and ``|k|`` the
-    distance of each pixel from k = 0 (pixels inside the block are left out):
+    Paper 002 §2 "Data processing" (11 x 11 centre block, per-pattern standardisation) and
+    "Machine learning model and data" (test set of equal size per class).
 
-    - ``raw``: ``mean(I |k|) / mean(I)``
-    - ``shifted``: ``mean(Z |k|) / (mean(Z) + 1)`` ("shifted standardised", +1 avoids 0/0)
-    - ``absolute``: ``mean(|Z| |k|)`` ("absolute standardised")
-    - ``normalized``: ``mean(N |k|) / mean(N)`` with ``N = (Z - min Z) / (max Z - min Z)``
+    Parameters
+    ----------
+    source : path
+        Patterns store (:data:`PATTERNS`).
+    output : path
+        Inputs store to write (:data:`INPUTS`), atomically.
+    block : int
+        Side in k pixels of the blocked centre square (odd, or 0 for none).
+    bin_factor : int
+        Odd k-pixel binning factor (1 = none).
+    split : (train, val, test) fractions, or None
+        Fractions summing to 1 (see :func:`stratified_split`); ``None`` marks every pattern as
+        test (a transfer set classified by a model trained on another size).
+    seed : int
+        Seed of the split.
 
     Returns
     -------
-    dict of str to ndarray (batch,)
+    pathlib.Path
+        ``output``: ``inputs`` (pattern, y, x) float32, ``n_disks`` and ``split`` codes.
+
+    Raises
+    ------
+    InputError
+        Unreadable store, bad ``block``/``bin_factor``/``split``, constant pattern.
     """
-    raw = np.asarray(patterns, np.float64)
-    z = standardise(raw, block).astype(np.float64)
-    keep = ~centre_mask(raw.shape[1:], block)
-    k = np.asarray(k_norm, np.float64)[keep]
-    raw_kept, z_kept = raw[:, keep], z[:, keep]
-    lo, hi = z_kept.min(axis=1, keepdims=True), z_kept.max(axis=1, keepdims=True)
-    normalized = (z_kept - lo) / (hi - lo)
-    return {
-        "raw": (raw_kept * k).mean(axis=1) / raw_kept.mean(axis=1),
-        "shifted": (z_kept * k).mean(axis=1) / (z_kept.mean(axis=1) + 1.0),
-        "absolute": (np.abs(z_kept) * k).mean(axis=1),
-        "normalized": (normalized * k).mean(axis=1) / normalized.mean(axis=1),
-    }
+    from ..provenance import make_provenance
+    from ..stores import read_store, write_store
+
+    store = read_store(source, PATTERNS)
+    inputs = standardise(store["patterns"], block, bin_factor)
+    labels = store["n_disks"]
+    if split is None:
+        codes = np.full(labels.shape, SPLITS["test"], np.int8)
+    else:
+        codes = stratified_split(labels, tuple(split), np.random.default_rng(seed))
+    attrs = {"block": block, "bin": bin_factor, "dispersity": store.attrs["dispersity"],
+             "box": store.attrs["box"], "source_size": int(store["patterns"].shape[-1]),
+             "k_pixel": store.attrs.get("k_pixel", float(np.pi / store.attrs["box"])) * bin_factor,
+             "normalisation": "centre block set to 0, binned, per-pattern zero mean and unit variance",
+             "splits": SPLITS}
+    settings = {"block": block, "bin": bin_factor, "split": None if split is None else list(split), "seed": seed}
+    path = write_store(output, INPUTS, {"inputs": inputs, "n_disks": labels, "split": codes}, attrs=attrs,
+                       provenance=make_provenance(config=settings, seed=seed, inputs=[source]))
+    counts = {name: int((codes == code).sum()) for name, code in SPLITS.items()}
+    log.info("wrote %s inputs of %dx%d to %s", counts, *inputs.shape[1:], output)
+    return path

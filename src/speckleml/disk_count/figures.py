@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Figure kinds of :func:`figure_from_outputs`.
+KINDS = ("systems", "confusion", "moments", "maps", "history")
 
 from ..plotting import figure
 
@@ -122,3 +129,74 @@ def plot_history(history):
     axes[0, 1].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
     axes[0, 1].legend()
     return fig
+
+
+def read_csv(path, **kwargs):
+    """``pandas.read_csv`` with a one-line :class:`~speckleml.errors.InputError` for unreadable files."""
+    import pandas as pd
+
+    from ..errors import InputError
+
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+
+
+def figure_from_outputs(kind: str, source, output, *, title: str = "", bands: bool = False,
+                        show: list[int] = ()):
+    """Draw one figure of the study from a stage output and save it.
+
+    Parameters
+    ----------
+    kind : {"systems", "confusion", "moments", "maps", "history"}
+        ``systems``: Fig. 2 from a patterns store; ``confusion``: Fig. 3-5 from a confusion
+        CSV; ``moments``: Fig. 6 from the first-moments CSV; ``maps``: SI maps from a maps
+        store; ``history``: training curves from a history CSV.
+    source : path
+        The stage output the figure shows.
+    output : path
+        Image to write (.png, .pdf, .svg), atomically.
+    title : str
+        Title of a confusion matrix.
+    bands : bool
+        Confusion matrix: the paper's Fig. 5 marks (see :func:`plot_confusion`).
+    show : list of int
+        Systems figure: disk numbers shown (those simulated).
+
+    Returns
+    -------
+    pathlib.Path
+        ``output``.
+
+    Raises
+    ------
+    InputError
+        Unknown ``kind``, unreadable store or CSV.
+    """
+    from ..errors import InputError
+    from ..plotting import save_figure
+    from ..stores import read_store
+    from .data import MAPS, PATTERNS
+
+    if kind == "systems":
+        store = read_store(source, PATTERNS)
+        figure_ = plot_systems(store["patterns"], store["disks"], store["n_disks"], float(store.attrs["box"]),
+                               float(np.pi / store.attrs["box"]), list(show))
+    elif kind == "confusion":
+        table = read_csv(source, index_col=0)
+        figure_ = plot_confusion(table.to_numpy(), [int(c) for c in table.columns], title, bands=bands)
+    elif kind == "moments":
+        table = read_csv(source)
+        figure_ = plot_first_moments(table, table["n_disks"].to_numpy())
+    elif kind == "maps":
+        store = read_store(source, MAPS)
+        figure_ = plot_maps(store["inputs"], store["saliency"], store["gradcam"], store["n_disks"],
+                            store["predicted"])
+    elif kind == "history":
+        figure_ = plot_history(read_csv(source))
+    else:
+        raise InputError(f"figure kind must be one of {KINDS}, got {kind!r}")
+    path = save_figure(figure_, output)
+    log.info("wrote %s", output)
+    return path

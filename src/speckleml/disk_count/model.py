@@ -22,7 +22,30 @@ CHECKPOINT_FORMAT = "speckleml.disk_count.checkpoint/1"
 
 
 def build_resnet(arch: str, num_classes: int, in_channels: int = 1):
-    """A torchvision ResNet from scratch with ``in_channels`` inputs and ``num_classes`` logits."""
+    """A torchvision ResNet from scratch with ``in_channels`` inputs and ``num_classes`` logits.
+
+    Paper 002 §2 ("Machine learning model"): ResNet-50 trained from scratch; ResNet-18/-34 are
+    the cheaper members of the same family for CPU runs.
+
+    Parameters
+    ----------
+    arch : {"resnet18", "resnet34", "resnet50"}
+    num_classes : int
+        Number of logits (>= 2).
+    in_channels : int
+        Channels of the input images (1: a speckle intensity).
+
+    Returns
+    -------
+    torch.nn.Module
+        Takes (batch, in_channels, y, x) float32, any y, x >= 32 (global average pool),
+        returns (batch, num_classes) logits.
+
+    Raises
+    ------
+    InputError
+        Unknown ``arch`` or fewer than 2 classes.
+    """
     import torch
     import torchvision
 
@@ -38,14 +61,29 @@ def build_resnet(arch: str, num_classes: int, in_channels: int = 1):
     return model
 
 
-def save_checkpoint(path: str | os.PathLike, model, metadata: dict[str, Any]) -> Path:
-    """Save ``state_dict`` and metadata (classes, input size, normalisation...) atomically."""
+def save_model(path: str | os.PathLike, model, metadata: dict[str, Any]) -> Path:
+    """Save a classifier's ``state_dict`` and its metadata atomically.
+
+    Parameters
+    ----------
+    path : path
+        Checkpoint file to write (``*.pt``).
+    model : torch.nn.Module
+        A model from :func:`build_resnet`.
+    metadata : dict
+        JSON-like; :func:`load_model` needs ``arch``, ``classes`` (disk numbers in logit
+        order) and ``block``; evaluation also reads ``bin`` and ``source_size``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return save_torch({"format": CHECKPOINT_FORMAT, "state_dict": state, "metadata": dict(metadata)}, path)
 
 
-def load_checkpoint(path: str | os.PathLike, device=None):
-    """Load a checkpoint written by :func:`save_checkpoint`.
+def load_model(path: str | os.PathLike, device=None):
+    """Load a classifier written by :func:`save_model`.
 
     Returns
     -------
@@ -53,6 +91,11 @@ def load_checkpoint(path: str | os.PathLike, device=None):
         In eval mode on ``device``.
     metadata : dict
         Must hold ``arch``, ``classes`` (disk numbers, in logit order) and ``block``.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or foreign file, or metadata lacking a required key.
     """
     payload = load_torch(path, "disk_count checkpoint", fmt=CHECKPOINT_FORMAT, keys=("state_dict", "metadata"))
     metadata = payload["metadata"]
@@ -68,7 +111,21 @@ def load_checkpoint(path: str | os.PathLike, device=None):
 
 
 def predict_proba(model, inputs, device, batch_size: int = 64):
-    """Softmax class probabilities (numpy, (batch, classes)) of standardised inputs (batch, y, x)."""
+    """Softmax class probabilities of standardised patterns.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : array-like, float, shape (batch, y, x)
+        Standardised patterns (:func:`~speckleml.disk_count.data.standardise`).
+    device : torch.device or str
+    batch_size : int
+        Patterns per forward pass (memory only; the result does not depend on it).
+
+    Returns
+    -------
+    ndarray, float32, shape (batch, classes)
+    """
     import numpy as np
     import torch
 
@@ -79,3 +136,25 @@ def predict_proba(model, inputs, device, batch_size: int = 64):
             x = torch.as_tensor(np.asarray(inputs[start: start + batch_size]), dtype=torch.float32, device=device)
             outputs.append(torch.softmax(model(x[:, None]), dim=1).cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source) -> None:
+    """Check that an inputs store was preprocessed like the model's training inputs.
+
+    Parameters
+    ----------
+    metadata : dict
+        Model metadata (:func:`load_model`).
+    attrs : dict
+        Attributes of the inputs store.
+    source : path
+        The store, named in the error.
+
+    Raises
+    ------
+    InputError
+        ``block`` or ``bin`` differs (the model would see another kind of image).
+    """
+    for key in ("block", "bin"):
+        if int(attrs.get(key, 1)) != int(metadata.get(key, 1)):
+            raise InputError(f"{source}: {key} {attrs.get(key)} differs from the model's {metadata.get(key)}")

@@ -219,13 +219,36 @@ def raster_speckle(system: DiskSystem, size: int, pixels: int, box: float = BOX,
 
 def simulate_class(n: int, count: int, size: int, dispersity: str, rng: np.random.Generator,
                    box: float = BOX, batch: int = 16, dtype=None, device=None):
-    """Simulate ``count`` patterns of ``n``-disk systems.
+    """Simulate ``count`` patterns of ``n``-disk systems (paper 002 §2, model system and speckle).
+
+    Parameters
+    ----------
+    n : int
+        Disks per system.
+    count : int
+        Systems (patterns) to draw.
+    size : int
+        Pattern side in k pixels (odd, see :func:`k_axis`).
+    dispersity : {"mono", "poly"}
+    rng : numpy.random.Generator
+        Draws the radii and positions.
+    box : float
+        Box side ``L`` (box units); the k pixel is ``pi / L``.
+    batch : int
+        Systems per amplitude evaluation (memory vs speed; results do not depend on it).
+    dtype, device : torch dtype and device of the amplitude sum.
 
     Returns
     -------
     patterns : ndarray, float32, shape (count, size, size)
+        Intensities ``|A(k)|^2`` in (box unit)^4, indexed (ky, kx).
     disks : ndarray, float64, shape (count, n, 3)
-        Columns x, y, radius.
+        Columns x, y, radius (box units).
+
+    Raises
+    ------
+    InputError
+        Bad ``n``, ``dispersity`` or ``size``, or disks that cannot be placed.
     """
     systems = [random_system(n, dispersity, rng, box) for _ in range(count)]
     patterns = np.empty((count, size, size), np.float32)
@@ -234,3 +257,85 @@ def simulate_class(n: int, count: int, size: int, dispersity: str, rng: np.rando
         patterns[start: start + len(chunk)] = disk_speckle(chunk, size, box, dtype=dtype, device=device)
     disks = np.stack([np.column_stack([s.centres, s.radii]) for s in systems])
     return patterns, disks
+
+
+def simulate_store(output, *, dispersity: str, n_disks: list[int], per_class: int, size: int, box: float,
+                   precision: str, batch: int, seed: int, device: str):
+    """Simulate one data set (``per_class`` patterns per disk number) into a patterns store.
+
+    Paper 002 §2 ("Model system generation", "Speckle pattern dataset generation"): random
+    non-overlapping ``n``-disk systems of constant total area in an ``L x L`` box and their
+    exact far-field speckle on the k grid of :func:`k_axis`.
+
+    Parameters
+    ----------
+    output : path
+        Patterns store to write (:data:`speckleml.disk_count.data.PATTERNS`), atomically.
+    dispersity : {"mono", "poly"}
+    n_disks : list of int
+        Disk numbers, one class each; distinct and >= 1.
+    per_class : int
+        Patterns per disk number (>= 1).
+    size : int
+        Pattern side in k pixels (odd, >= 3).
+    box : float
+        Box side ``L`` in box units (> 0); the k pixel is ``pi / L``.
+    precision : {"float32", "float64"}
+        Real dtype of the amplitude sum.
+    batch : int
+        Systems per amplitude evaluation (>= 1).
+    seed : int
+        Seeds torch and the configuration stream; the stream also depends on ``size`` and
+        ``dispersity``, so data sets of other sizes or dispersities hold independent systems.
+    device : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    pathlib.Path
+        ``output``. The store holds ``patterns`` (pattern, ky, kx) float32, ``n_disks``
+        (pattern,), ``disks`` (pattern, max n, [x, y, r]) zero-padded, ``kx``, ``ky``.
+
+    Raises
+    ------
+    InputError
+        Non-positive counts or box, repeated or non-positive disk numbers, even ``size``.
+    """
+    import torch
+
+    from ..progress import progress
+    from ..provenance import make_provenance
+    from ..runtime import resolve_device, seed_everything
+    from ..stores import write_store
+    from .data import PATTERNS
+
+    if per_class < 1 or batch < 1:
+        raise InputError(f"--per-class and --batch must be >= 1, got {per_class} and {batch}")
+    if len(set(n_disks)) != len(n_disks) or min(n_disks) < 1:
+        raise InputError(f"--n-disks must be distinct positive integers, got {n_disks}")
+    if not box > 0:
+        raise InputError(f"--box must be positive, got {box}")
+    if dispersity not in DISPERSITIES:
+        raise InputError(f"dispersity must be one of {DISPERSITIES}, got {dispersity!r}")
+    k = k_axis(size, box)
+    seed_everything(seed)
+    rng = np.random.default_rng([seed, size, DISPERSITIES.index(dispersity)])
+    torch_device = resolve_device(device)
+    dtype = getattr(torch, precision)
+    classes = sorted(n_disks)
+    patterns = np.empty((len(classes) * per_class, size, size), np.float32)
+    disks = np.zeros((len(classes) * per_class, max(classes), 3))
+    for i, n in enumerate(progress(classes, desc="simulate", every=10.0)):
+        rows = slice(i * per_class, (i + 1) * per_class)
+        patterns[rows], disks[rows, :n] = simulate_class(n, per_class, size, dispersity, rng, box=box, batch=batch,
+                                                        dtype=dtype, device=torch_device)
+    labels = np.repeat(np.asarray(classes, np.int64), per_class)
+    attrs = {"box": box, "dispersity": dispersity, "k_pixel": float(np.pi / box), "total_area": TOTAL_AREA,
+             "classes": classes,
+             "units": {"k": "1/box unit", "intensity": "(box unit)^4, |sum_j pi r^2 2J1(kr)/(kr) exp(-ik.c)|^2"},
+             "disks_columns": ["x", "y", "radius"]}
+    settings = {"dispersity": dispersity, "n_disks": list(n_disks), "per_class": per_class, "size": size,
+                "box": box, "precision": precision, "batch": batch, "seed": seed, "device": device}
+    path = write_store(output, PATTERNS, {"patterns": patterns, "n_disks": labels, "disks": disks, "kx": k, "ky": k},
+                       attrs=attrs, provenance=make_provenance(config=settings, seed=seed))
+    log.info("wrote %d patterns (%d classes, %dx%d) to %s", len(labels), len(classes), size, size, output)
+    return path

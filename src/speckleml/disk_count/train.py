@@ -30,7 +30,13 @@ SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Hyper-parameters of one training run."""
+    """Hyper-parameters of one training run (paper 002 §2: Adam, lr 1e-3, 200 epochs, batch 40).
+
+    Raises
+    ------
+    InputError
+        ``epochs`` < 1, ``batch_size`` < 2, ``lr`` <= 0 or an unknown ``schedule``.
+    """
 
     epochs: int
     batch_size: int
@@ -48,7 +54,19 @@ class TrainSettings:
 
 
 def symmetry_augment(x, generator):
-    """Random flips and 90-degree rotations per sample (the 8 symmetries of the square)."""
+    """Random flips and 90-degree rotations per sample (the 8 symmetries of the square).
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (batch, channels, y, x), y == x
+    generator : torch.Generator
+        Draws the flips and turns.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape; each sample mirrored and/or rotated.
+    """
     import torch
 
     flips = torch.randint(0, 2, (2, x.shape[0]), generator=generator).bool()
@@ -64,7 +82,7 @@ def symmetry_augment(x, generator):
 
 
 def evaluate_loss(model, x, y, device, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on tensors ``x`` (n, 1, h, w), ``y`` (n,)."""
+    """Mean cross-entropy (nats) and accuracy of ``model`` on tensors ``x`` (n, 1, h, w), ``y`` (n,)."""
     import torch
 
     model.eval()
@@ -147,3 +165,83 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def train_store(source, output, *, history, arch: str, epochs: int, batch_size: int, lr: float, schedule: str,
+                augment: bool, seed: int, device: str):
+    """Train a ResNet on the train split of an inputs store; save the model and its history.
+
+    Paper 002 §2 ("Machine learning model and data"): ResNet from scratch, Adam, categorical
+    cross entropy. The weights kept are those of the best validation epoch (the paper kept the
+    final epoch); the model's metadata records the preprocessing it expects.
+
+    Parameters
+    ----------
+    source : path
+        Inputs store (:data:`~speckleml.disk_count.data.INPUTS`) with train and val splits.
+    output : path
+        Model file to write (:func:`~speckleml.disk_count.model.save_model`).
+    history : path
+        CSV of one row per epoch (:func:`train_classifier`).
+    arch : {"resnet18", "resnet34", "resnet50"}
+    epochs, batch_size : int
+    lr : float
+        Adam learning rate.
+    schedule : {"constant", "cosine"}
+    augment : bool
+        Random flips and 90-degree rotations (:func:`symmetry_augment`).
+    seed : int
+        Seeds the initial weights, the batch order and the augmentation.
+    device : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    list of dict
+        The history written.
+
+    Raises
+    ------
+    InputError
+        Fewer than 2 classes in the train split, an empty validation split or one with classes
+        the train split lacks, bad hyper-parameters.
+    """
+    import pandas as pd
+
+    from ..atomic import write_csv
+    from ..provenance import make_provenance
+    from ..runtime import resolve_device, seed_everything
+    from ..stores import read_store
+    from .data import INPUTS, SPLITS
+    from .model import build_resnet, save_model
+
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, schedule=schedule,
+                             seed=seed)
+    store = read_store(source, INPUTS)
+    labels, split, inputs = store["n_disks"], store["split"], store["inputs"]
+    train_rows, val_rows = split == SPLITS["train"], split == SPLITS["val"]
+    classes = sorted(int(c) for c in np.unique(labels[train_rows]))
+    if len(classes) < 2:
+        raise InputError(f"{source}: the train split holds {len(classes)} class(es); need at least 2")
+    if not val_rows.any():
+        raise InputError(f"{source}: the validation split is empty (use a non-zero VAL fraction)")
+    if not set(np.unique(labels[val_rows])) <= set(classes):
+        raise InputError(f"{source}: the validation split has classes missing from the train split")
+    index = {c: i for i, c in enumerate(classes)}
+    target = np.array([index.get(int(c), -1) for c in labels])
+    seed_everything(seed)
+    model = build_resnet(arch, len(classes))
+    rows = train_classifier(model, inputs[train_rows], target[train_rows], inputs[val_rows], target[val_rows],
+                            settings, resolve_device(device))
+    best = max(rows, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
+    config = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
+              "augment": augment, "seed": seed, "device": device}
+    metadata = {"arch": arch, "classes": classes, "input_size": list(inputs.shape[1:]),
+                "block": int(store.attrs["block"]), "bin": int(store.attrs.get("bin", 1)),
+                "source_size": store.attrs.get("source_size"), "k_pixel": store.attrs.get("k_pixel"),
+                "dispersity": store.attrs["dispersity"], "normalisation": store.attrs.get("normalisation"),
+                "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
+                "provenance": make_provenance(config=config, seed=seed, inputs=[source])}
+    write_csv(pd.DataFrame(rows), history)
+    save_model(output, model, metadata)
+    log.info("best epoch %d: val accuracy %.3f; wrote %s", best["epoch"], best["val_accuracy"], output)
+    return rows
