@@ -58,8 +58,8 @@ PREDICT_EXAMPLE = """\
 examples:
   speckleml disk-count predict results/disk_count/mono/model.pt my_patterns.npy
   speckleml disk-count predict model.pt results/xpcs/frames.zarr --output predictions.csv
-Patterns must be sampled on the training k grid (same k pixel pi / L, same k origin; odd
-side). A .npy holds one pattern (y, x) or a stack (n, y, x).
+Patterns must be sampled on the training k grid (same k pixel pi / L, same k origin: the
+model records it). A .npy holds one pattern (y, x) or a stack (n, y, x).
 """
 KEY = "disk_count."
 
@@ -76,9 +76,12 @@ def register(commands) -> None:
                       help="disk numbers, one class each (default %(default)s)")
     add_config_option(p, "--per-class", key=KEY + "per_class", type=positive_int,
                       help="patterns per disk number (default %(default)s)")
-    add_config_option(p, "--size", key=KEY + "size", type=int, help="pattern side in k pixels, odd (default %(default)s)")
+    add_config_option(p, "--size", key=KEY + "size", type=int, help="pattern side in k pixels (default %(default)s)")
     add_config_option(p, "--box", key=KEY + "box", type=float,
                       help="real-space box side L; k pixel = pi/L (default %(default)s)")
+    add_config_option(p, "--k-grid", key=KEY + "k_grid", choices=("quadrant", "centred"),
+                      help="k = n pi/L with n = 0..size-1 (the paper's quadrant) or centred on k = 0 "
+                      "(default %(default)s)")
     add_config_option(p, "--precision", key=KEY + "precision", choices=("float32", "float64"),
                       help="floating point precision of the amplitude sum (default %(default)s)")
     p.add_argument("--batch", type=positive_int, default=16,
@@ -91,7 +94,7 @@ def register(commands) -> None:
     p.add_argument("input", help="patterns store (from simulate)")
     p.add_argument("output", help="inputs store to write (*.zarr)")
     add_config_option(p, "--block", key=KEY + "block", type=int,
-                      help="side of the blocked centre square, odd (default %(default)s)")
+                      help="side of the blocked square around k = 0, odd (default %(default)s)")
     add_config_option(p, "--bin", key=KEY + "bin", type=int, help="odd k-pixel binning factor, 1 = none "
                       "(default %(default)s)")
     split = p.add_mutually_exclusive_group()
@@ -167,7 +170,7 @@ def simulate(args) -> int:
     from .simulate import simulate_store
 
     simulate_store(args.output, dispersity=args.dispersity, n_disks=args.n_disks, per_class=args.per_class,
-                   size=args.size, box=args.box, precision=args.precision, batch=args.batch, seed=args.seed,
+                   size=args.size, box=args.box, k_grid=args.k_grid, precision=args.precision, batch=args.batch, seed=args.seed,
                    device=args.device)
     return 0
 

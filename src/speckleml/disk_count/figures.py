@@ -14,17 +14,33 @@ KINDS = ("systems", "confusion", "moments", "maps", "history")
 from ..plotting import figure
 
 
-def plot_systems(patterns: np.ndarray, disks: np.ndarray, n_disks: np.ndarray, box: float, k_pixel: float,
-                 show: list[int]):
+def plot_systems(patterns: np.ndarray, disks: np.ndarray, n_disks: np.ndarray, box: float, kx: np.ndarray,
+                 ky: np.ndarray, show: list[int]):
     """Fig. 2: real-space disks and their speckle (log intensity) for selected disk numbers.
 
-    ``disks`` is (pattern, disk, [x, y, r]) with zero-radius padding.
+    Parameters
+    ----------
+    patterns : ndarray, shape (pattern, ky, kx)
+    disks : ndarray, shape (pattern, disk, 3)
+        x, y, r in box units, zero-radius padding.
+    n_disks : ndarray of int, shape (pattern,)
+    box : float
+        Box side (box units).
+    kx, ky : ndarray
+        k axes of the patterns (1 / box units; the paper's quadrant 0 .. k_max or centred).
+    show : list of int
+        Disk numbers to show (the first pattern of each that is present).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.patches import Circle
 
     chosen = [int(np.flatnonzero(n_disks == n)[0]) for n in show if (n_disks == n).any()]
     fig, axes = figure(2, len(chosen), width=2.3, height=2.3)
-    half = (patterns.shape[-1] - 1) / 2 * k_pixel
+    step_x, step_y = kx[1] - kx[0], ky[1] - ky[0]
+    extent = (kx[0] - step_x / 2, kx[-1] + step_x / 2, ky[0] - step_y / 2, ky[-1] + step_y / 2)
     for column, index in enumerate(chosen):
         ax = axes[0, column]
         for x, y, r in disks[index]:
@@ -34,7 +50,7 @@ def plot_systems(patterns: np.ndarray, disks: np.ndarray, n_disks: np.ndarray, b
         ax.set_xlabel("x")
         ax = axes[1, column]
         image = ax.imshow(np.log10(patterns[index] + 1e-12 * patterns[index].max()), origin="lower",
-                          extent=(-half, half, -half, half), cmap="magma")
+                          extent=extent, cmap="magma")
         ax.set_xlabel(r"$k_x$")
         fig.colorbar(image, ax=ax, shrink=0.8, label=r"$\log_{10} I$" if column == len(chosen) - 1 else None)
     axes[0, 0].set_ylabel("y (box units)")
@@ -42,17 +58,59 @@ def plot_systems(patterns: np.ndarray, disks: np.ndarray, n_disks: np.ndarray, b
     return fig
 
 
-def plot_confusion(matrix: np.ndarray, classes: list[int], title: str, bands: bool = False):
-    """Fig. 3-5: confusion matrix (counts, log colour), optional +/-1 band and error circles.
+#: Paper 002 Fig. 5 colour code of an error, by its size in disks (not class indices).
+ERROR_COLOURS = {2: "tab:red"}
+LARGE_ERROR_COLOUR = "tab:orange"
+BAND_COLOUR = "tab:green"
 
-    With ``bands``, green lines bound the cells one disk off the diagonal, red circles mark
-    errors of exactly 2 disks and orange circles errors of more than 2 (paper Fig. 5).
+
+def error_colour(offset: int) -> str | None:
+    """Colour of a confusion-matrix cell whose prediction is ``offset`` disks off (paper 002 Fig. 5).
+
+    Parameters
+    ----------
+    offset : int
+        ``|predicted - true|`` in disks.
+
+    Returns
+    -------
+    str or None
+        ``None`` within the +/-1-disk band (no circle), red for exactly 2 disks, orange for
+        more than 2.
+    """
+    offset = abs(int(offset))
+    if offset <= 1:
+        return None
+    return ERROR_COLOURS.get(offset, LARGE_ERROR_COLOUR)
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[int], title: str, bands: bool = False):
+    """Fig. 3-5: confusion matrix (counts, log colour) with the paper's colour code, in disks.
+
+    Parameters
+    ----------
+    matrix : ndarray of int, shape (classes, classes)
+        Counts; rows true, columns predicted.
+    classes : list of int
+        Disk numbers of the rows/columns.
+    title : str
+    bands : bool
+        Mark the errors (paper Fig. 5): a green outline around the cells within +/-1 disk of
+        the true number (with classes spaced by 2 that is the diagonal alone), red circles on
+        errors of exactly 2 disks, orange circles on errors of more than 2 (:func:`error_colour`),
+        and a legend. Offsets are counted in disks, not class indices.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.colors import LogNorm
-    from matplotlib.patches import Circle
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Circle, Rectangle
 
     n = len(classes)
-    fig, axes = figure(1, 1, width=0.28 * n + 2.2, height=0.28 * n + 1.6)
+    values = np.asarray(classes)
+    fig, axes = figure(1, 1, width=max(0.28 * n + 2.2, 4.2), height=0.28 * n + (2.0 if bands else 1.6))
     ax = axes[0, 0]
     shown = np.where(matrix > 0, matrix, np.nan)
     image = ax.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(int(matrix.max()), 2)))
@@ -62,14 +120,18 @@ def plot_confusion(matrix: np.ndarray, classes: list[int], title: str, bands: bo
                 ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=6,
                         color="white" if matrix[i, j] > 0.5 * matrix.max() else "black")
     if bands:
-        edges = np.arange(n + 1) - 0.5
-        ax.step(edges, np.clip(edges + 1, -0.5, n - 0.5), where="post", color="tab:green", lw=1)
-        ax.step(edges, np.clip(edges - 1, -0.5, n - 0.5), where="pre", color="tab:green", lw=1)
         for i in range(n):
+            near = np.flatnonzero(np.abs(values - values[i]) <= 1)
+            ax.add_patch(Rectangle((near.min() - 0.5, i - 0.5), near.max() - near.min() + 1, 1, fill=False,
+                                   edgecolor=BAND_COLOUR, lw=1))
             for j in range(n):
-                if matrix[i, j] and abs(i - j) >= 2:
-                    colour = "tab:red" if abs(i - j) == 2 else "tab:orange"
-                    ax.add_patch(Circle((j, i), 0.45, fill=False, color=colour, lw=1.2))
+                colour = error_colour(values[j] - values[i])
+                if matrix[i, j] and colour:
+                    ax.add_patch(Circle((j, i), 0.45, fill=False, edgecolor=colour, lw=1.2))
+        handles = [Line2D([], [], color=BAND_COLOUR, lw=1, label="within 1 disk"),
+                   Line2D([], [], ls="", marker="o", mfc="none", mec=ERROR_COLOURS[2], label="2 disks off"),
+                   Line2D([], [], ls="", marker="o", mfc="none", mec=LARGE_ERROR_COLOUR, label="> 2 disks off")]
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     ax.set_xticks(range(n), [str(c) for c in classes], fontsize=7)
     ax.set_yticks(range(n), [str(c) for c in classes], fontsize=7)
     ax.set(xlabel="predicted number of disks", ylabel="true number of disks", title=title)
@@ -99,22 +161,45 @@ def plot_first_moments(moments, labels: np.ndarray):
 
 
 def plot_maps(inputs: np.ndarray, saliency: np.ndarray, gradcam: np.ndarray, n_disks: np.ndarray,
-              predicted: np.ndarray):
-    """SI maps: input, saliency and Grad-CAM overlay for one test pattern per class."""
+              predicted: np.ndarray, feature_map: tuple[int, int] | None = None):
+    """SI maps: input, saliency and Grad-CAM overlay for one test pattern per class.
+
+    Parameters
+    ----------
+    inputs, saliency, gradcam : ndarray, shape (sample, y, x)
+        Standardised input, ``|d logit / d input|``, Grad-CAM in [0, 1].
+    n_disks, predicted : ndarray of int, shape (sample,)
+    feature_map : (int, int), optional
+        Size of the layer Grad-CAM is computed on. At 1 x 1 the Grad-CAM row is left out, and
+        the figure says why: the map would be one value per pattern (a constant), and an
+        input tinted by a constant looks like evidence while it is none.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     count = len(inputs)
-    fig, axes = figure(3, count, width=1.5, height=1.5)
+    constant_cam = feature_map is not None and tuple(feature_map) == (1, 1)
+    rows = 2 if constant_cam else 3
+    fig, axes = figure(rows, count, width=1.5, height=1.5)
     for column in range(count):
         axes[0, column].imshow(inputs[column], origin="lower", cmap="magma")
         axes[0, column].set_title(f"n={n_disks[column]} pred {predicted[column]}", fontsize=7)
         axes[1, column].imshow(saliency[column], origin="lower", cmap="inferno")
-        axes[2, column].imshow(inputs[column], origin="lower", cmap="gray")
-        axes[2, column].imshow(gradcam[column], origin="lower", cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        if not constant_cam:
+            axes[2, column].imshow(inputs[column], origin="lower", cmap="gray")
+            axes[2, column].imshow(gradcam[column], origin="lower", cmap="jet", alpha=0.45, vmin=0, vmax=1)
         for ax in axes[:, column]:
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("input (standardised)")
     axes[1, 0].set_ylabel("saliency |dS/dx|")
-    axes[2, 0].set_ylabel("Grad-CAM (layer4)")
+    if constant_cam:
+        fig.text(0.5, 0.005, f"Grad-CAM row omitted: layer4's output is 1 x 1 for "
+                 f"{inputs.shape[-2]} x {inputs.shape[-1]} inputs, so Grad-CAM is one value per pattern "
+                 "(a constant map), not a spatial map.", ha="center", va="bottom", fontsize=7)
+    else:
+        axes[2, 0].set_ylabel("Grad-CAM (layer4)")
     return fig
 
 
@@ -182,7 +267,7 @@ def figure_from_outputs(kind: str, source, output, *, title: str = "", bands: bo
     if kind == "systems":
         store = read_store(source, PATTERNS)
         figure_ = plot_systems(store["patterns"], store["disks"], store["n_disks"], float(store.attrs["box"]),
-                               float(np.pi / store.attrs["box"]), list(show))
+                               store["kx"], store["ky"], list(show))
     elif kind == "confusion":
         table = read_csv(source, index_col=0)
         figure_ = plot_confusion(table.to_numpy(), [int(c) for c in table.columns], title, bands=bands)
@@ -192,7 +277,7 @@ def figure_from_outputs(kind: str, source, output, *, title: str = "", bands: bo
     elif kind == "maps":
         store = read_store(source, MAPS)
         figure_ = plot_maps(store["inputs"], store["saliency"], store["gradcam"], store["n_disks"],
-                            store["predicted"])
+                            store["predicted"], store.attrs.get("feature_map"))
     elif kind == "history":
         figure_ = plot_history(read_csv(source))
     else:

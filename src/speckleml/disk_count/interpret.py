@@ -86,6 +86,29 @@ def gradcam_maps(model, inputs: np.ndarray, target: np.ndarray, device, layer=No
     return (cam / peak).detach().cpu().numpy().astype(np.float32)
 
 
+def feature_map_shape(model, input_shape: tuple[int, int], device, layer=None) -> tuple[int, int]:
+    """Spatial (y, x) size of ``layer``'s output (default ``model.layer4``) for one input of ``input_shape``.
+
+    Grad-CAM is upsampled from this map: at 1 x 1 it is one number per class, i.e. a constant
+    map that says nothing about where the evidence lies.
+    """
+    import torch
+
+    layer = layer if layer is not None else model.layer4
+    captured = {}
+    def keep_shape(_module, _inputs, output):  # returns None: the output is left as it is
+        captured["shape"] = output.shape
+
+    handle = layer.register_forward_hook(keep_shape)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, 1, *input_shape), device=device))
+    finally:
+        handle.remove()
+    return int(captured["shape"][-2]), int(captured["shape"][-1])
+
+
 def one_per_class(labels: np.ndarray, classes: list[int]) -> np.ndarray:
     """Index of the first pattern of every class present in ``labels`` (in class order).
 
@@ -110,7 +133,9 @@ def interpret_store(model_path, source, output, *, device: str):
         Inputs store with a test split, preprocessed like the model's training inputs.
     output : path
         Maps store to write (:data:`~speckleml.disk_count.data.MAPS`): ``inputs``,
-        ``saliency``, ``gradcam`` (sample, y, x); ``n_disks``, ``predicted``, ``probability``.
+        ``saliency``, ``gradcam`` (sample, y, x); ``n_disks``, ``predicted``, ``probability``;
+        attribute ``feature_map``: the (y, x) size of layer4's output, from which Grad-CAM
+        is upsampled (1 x 1 means a constant Grad-CAM map).
 
     Returns
     -------
@@ -143,7 +168,8 @@ def interpret_store(model_path, source, output, *, device: str):
               "predicted": np.asarray(classes, np.int64)[target],
               "probability": probability.max(1).astype(np.float32)}
     path = write_store(output, MAPS, arrays,
-                       attrs={"patterns": chosen.tolist(), "layer": "layer4", "explained_class": "predicted"},
+                       attrs={"patterns": chosen.tolist(), "layer": "layer4", "explained_class": "predicted",
+               "feature_map": list(feature_map_shape(model, inputs.shape[1:], torch_device))},
                        provenance=make_provenance(config={"device": device}, inputs=[source, model_path]))
     log.info("wrote maps of %d patterns to %s", len(chosen), output)
     return path

@@ -12,15 +12,16 @@ import logging
 import numpy as np
 
 from ..errors import InputError
-from .data import centre_mask, standardise
+from .data import standardise
+from .kgrid import block_mask
 
 log = logging.getLogger(__name__)
 
 
-def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray) -> dict[str, np.ndarray]:
+def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray, grid: str = "quadrant") -> dict[str, np.ndarray]:
     """The four first-moment widths of paper 002 (Discussion, Fig. 6) for each pattern.
 
-    With ``I`` the centre-blocked raw intensity, ``Z`` its standardised form and ``|k|`` the
+    With ``I`` the raw intensity blocked around k = 0, ``Z`` its standardised form and ``|k|`` the
     distance of each pixel from k = 0 (pixels inside the block are left out):
 
     - ``raw``: ``mean(I |k|) / mean(I)``
@@ -33,9 +34,11 @@ def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray) -> dict[
     patterns : ndarray, shape (batch, y, x)
         Raw intensities (>= 0).
     block : int
-        Side of the blocked centre square (odd, or 0).
+        Side of the blocked square around k = 0 (odd, or 0).
     k_norm : ndarray, shape (y, x)
         Distance of every pixel from k = 0, in the unit the widths are wanted in (k pixels).
+    grid : {"quadrant", "centred"}
+        k grid of the patterns (places the block).
 
     Returns
     -------
@@ -48,8 +51,8 @@ def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray) -> dict[
         Bad ``block`` or a constant pattern (see :func:`~speckleml.disk_count.data.standardise`).
     """
     raw = np.asarray(patterns, np.float64)
-    z = standardise(raw, block).astype(np.float64)
-    keep = ~centre_mask(raw.shape[1:], block)
+    z = standardise(raw, block, grid=grid).astype(np.float64)
+    keep = ~block_mask(raw.shape[1:], block, grid)
     k = np.asarray(k_norm, np.float64)[keep]
     raw_kept, z_kept = raw[:, keep], z[:, keep]
     lo, hi = z_kept.min(axis=1, keepdims=True), z_kept.max(axis=1, keepdims=True)
@@ -73,7 +76,7 @@ def moments_table(source, output, *, block: int, per_class: int, seed: int):
         CSV to write: ``pattern, n_disks, raw, shifted, absolute, normalized``; widths in k
         pixels (``pi / L``), the paper's "distance from q = 0".
     block : int
-        Blocked centre square (odd, or 0); its pixels are left out.
+        Blocked square around k = 0 (odd, or 0); its pixels are left out.
     per_class : int
         Patterns sampled per class without replacement (>= 1; all when a class has fewer).
     seed : int
@@ -104,7 +107,7 @@ def moments_table(source, output, *, block: int, per_class: int, seed: int):
                                         replace=False) for c in np.unique(labels)])
     k_pixel = float(np.pi / store.attrs["box"])
     k_norm = np.hypot(*np.meshgrid(store["ky"], store["kx"], indexing="ij")) / k_pixel
-    values = first_moments(store["patterns"][chosen], block, k_norm)
+    values = first_moments(store["patterns"][chosen], block, k_norm, store.attrs.get("k_grid", "centred"))
     table = pd.DataFrame({"pattern": chosen, "n_disks": labels[chosen], **values})
     write_csv(table, output)
     log.info("wrote first moments of %d patterns to %s", len(chosen), output)

@@ -1,7 +1,7 @@
 """Classify user patterns with a trained disk-count model (paper 002 applied to new data).
 
 Patterns must be sampled like the training patterns: same k pixel (``pi / L``) and the same
-k grid (see :func:`speckleml.disk_count.simulate.k_axis`); they are blocked, binned and
+k grid (:mod:`speckleml.disk_count.kgrid`, recorded in the model); they are blocked, binned and
 standardised exactly as the model's training inputs were.
 """
 
@@ -67,7 +67,8 @@ def predict_patterns(model_path, patterns_path, *, output=None, device: str):
     model_path : path
         Model file (:func:`~speckleml.disk_count.model.save_model`).
     patterns_path : path
-        See :func:`load_user_patterns`; square patterns of odd side.
+        See :func:`load_user_patterns`; square patterns (odd side on the centred grid), on the
+        model's k grid (metadata ``k_grid``; ``centred`` for models that lack it).
     output : path, optional
         Also write the table to this CSV.
     device : {"auto", "cpu", "cuda"}
@@ -80,7 +81,7 @@ def predict_patterns(model_path, patterns_path, *, output=None, device: str):
     Raises
     ------
     InputError
-        Unreadable model or patterns, patterns not square of odd side.
+        Unreadable model or patterns, patterns not square (of odd side on the centred grid).
     """
     import pandas as pd
 
@@ -93,9 +94,10 @@ def predict_patterns(model_path, patterns_path, *, output=None, device: str):
     model, metadata = load_model(model_path, torch_device)
     patterns, mask = load_user_patterns(patterns_path)
     ny, nx = patterns.shape[-2:]
-    if ny != nx or ny % 2 == 0:
-        raise InputError(f"{patterns_path}: patterns must be square with an odd side (k = 0 in the centre), "
-                         f"got {ny}x{nx}")
+    grid = metadata.get("k_grid", "centred")
+    if ny != nx or (grid == "centred" and ny % 2 == 0):
+        raise InputError(f"{patterns_path}: patterns must be square"
+                         f"{' with an odd side (k = 0 in the centre)' if grid == 'centred' else ''}, got {ny}x{nx}")
     if mask is not None:
         patterns = np.where(mask, patterns, 0.0)  # invalid detector pixels carry no intensity
     if np.nanmin(patterns) < 0:
@@ -103,7 +105,7 @@ def predict_patterns(model_path, patterns_path, *, output=None, device: str):
     if metadata.get("source_size") and ny != metadata["source_size"]:
         log.warning("patterns are %dx%d, the model was trained on %dx%d (same k pixel assumed)", ny, nx,
                     metadata["source_size"], metadata["source_size"])
-    inputs = standardise(patterns, int(metadata["block"]), int(metadata.get("bin", 1)))
+    inputs = standardise(patterns, int(metadata["block"]), int(metadata.get("bin", 1)), grid)
     probability = predict_proba(model, inputs, torch_device)
     classes = np.asarray(metadata["classes"])
     best = probability.argmax(1)

@@ -7,7 +7,9 @@ mean/3 and rescale them to the same total area.
 
 The far-field amplitude of a disk of radius ``r`` centred on ``c`` is exactly
 ``A(k) = pi r^2 * 2 J1(k r) / (k r) * exp(-i k.c)``; a pattern is ``|sum_j A_j(k)|^2`` on a
-centred grid ``k = (n_x, n_y) * pi / L`` (n = -(S-1)/2 ... (S-1)/2 for an S x S pattern).
+k grid of :mod:`speckleml.disk_count.kgrid`: by default the paper's quadrant
+``k = (n_x, n_y) * pi / L`` with ``n = 0 .. S-1`` for an S x S pattern (paper 002 §2), or the
+centred grid ``n = -(S-1)/2 .. (S-1)/2``.
 The sum goes through :mod:`speckleml.scattering` (``disk_form_factor`` and
 ``point_amplitude``). :func:`raster_speckle` computes the same pattern from a rasterised
 image with a zero-padded FFT; it is the independent cross-check used by the tests.
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .kgrid import k_axis as _k_axis
+from .kgrid import k_index
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +122,16 @@ def random_system(n: int, dispersity: str, rng: np.random.Generator, box: float 
     return DiskSystem(centres=place_disks(radii, rng, box), radii=radii)
 
 
-def k_axis(size: int, box: float = BOX) -> np.ndarray:
-    """Centred k values of one pattern axis: ``(i - (size-1)/2) * pi / box``, ``size`` odd."""
-    if size < 3 or size % 2 == 0:
-        raise InputError(f"pattern size must be odd and >= 3 (k = 0 in the centre pixel), got {size}")
-    half = (size - 1) // 2
-    return np.arange(-half, half + 1, dtype=np.float64) * (math.pi / box)
+def k_axis(size: int, box: float = BOX, grid: str = "quadrant") -> np.ndarray:
+    """k values of one pattern axis (1 / box units); see :func:`speckleml.disk_count.kgrid.k_axis`.
+
+    Quadrant grid (paper 002 §2): ``k = n pi / box``, ``n = 0 .. size-1``.
+    """
+    return _k_axis(size, box, grid)
 
 
-def disk_amplitudes(systems: list[DiskSystem], size: int, box: float = BOX, dtype=None, device=None):
+def disk_amplitudes(systems: list[DiskSystem], size: int, box: float = BOX, dtype=None, device=None,
+                    grid: str = "quadrant"):
     """Exact far-field amplitudes of a batch of disk systems with the same number of disks.
 
     Parameters
@@ -134,12 +139,14 @@ def disk_amplitudes(systems: list[DiskSystem], size: int, box: float = BOX, dtyp
     systems : list of DiskSystem
         All with the same ``n``.
     size : int
-        Pattern side (odd); the grid is :func:`k_axis` in both directions.
+        Pattern side; the grid is :func:`k_axis` in both directions.
     box : float
         Box side ``L`` that sets the k pixel ``pi / L``.
     dtype : torch.dtype, optional
         Real dtype of the computation (default float64).
     device : torch.device, optional
+    grid : {"quadrant", "centred"}
+        k grid (:mod:`speckleml.disk_count.kgrid`).
 
     Returns
     -------
@@ -148,14 +155,15 @@ def disk_amplitudes(systems: list[DiskSystem], size: int, box: float = BOX, dtyp
     """
     import torch
 
-    from ..scattering import detector_q_grid, point_amplitude
+    from ..scattering import point_amplitude
 
     dtype = dtype or torch.float64
     counts = {s.n for s in systems}
     if len(counts) != 1:
         raise ValueError(f"disk_amplitudes needs one disk number per batch, got {sorted(counts)}")
-    k_axis(size, box)  # validates the size
-    q = detector_q_grid(size, math.pi / box, dtype=dtype, device=device)             # (S, S, 2), (x, y)
+    k = torch.as_tensor(k_axis(size, box, grid), dtype=dtype, device=device)
+    grid_y, grid_x = torch.meshgrid(k, k, indexing="ij")
+    q = torch.stack((grid_x, grid_y), dim=-1)                                        # (S, S, 2), (x, y)
     # Centres relative to the box centre keep the phases k.c small (float32-friendly);
     # a translation changes only the phase of the amplitude, never the intensity.
     centres = torch.as_tensor(np.stack([s.centres for s in systems]) - box / 2, dtype=dtype, device=device)
@@ -166,9 +174,10 @@ def disk_amplitudes(systems: list[DiskSystem], size: int, box: float = BOX, dtyp
     return torch.conj(amplitude)
 
 
-def disk_speckle(systems: list[DiskSystem], size: int, box: float = BOX, dtype=None, device=None) -> np.ndarray:
+def disk_speckle(systems: list[DiskSystem], size: int, box: float = BOX, dtype=None, device=None,
+                 grid: str = "quadrant") -> np.ndarray:
     """Speckle intensities ``|A(k)|^2`` (batch, ky, kx) as float64 numpy (see :func:`disk_amplitudes`)."""
-    amplitude = disk_amplitudes(systems, size, box, dtype=dtype, device=device)
+    amplitude = disk_amplitudes(systems, size, box, dtype=dtype, device=device, grid=grid)
     return (amplitude.real**2 + amplitude.imag**2).cpu().double().numpy()
 
 
@@ -192,7 +201,8 @@ def rasterise(system: DiskSystem, pixels: int, box: float = BOX, supersample: in
     return image
 
 
-def raster_speckle(system: DiskSystem, size: int, pixels: int, box: float = BOX, supersample: int = 4) -> np.ndarray:
+def raster_speckle(system: DiskSystem, size: int, pixels: int, box: float = BOX, supersample: int = 4,
+                   grid: str = "quadrant") -> np.ndarray:
     """Speckle of a rasterised system by zero-padded FFT, on the same k grid as :func:`disk_speckle`.
 
     The ``pixels x pixels`` raster of the box is zero-padded to ``2 * pixels`` so that the FFT
@@ -203,22 +213,23 @@ def raster_speckle(system: DiskSystem, size: int, pixels: int, box: float = BOX,
     -------
     ndarray, shape (size, size)
     """
-    half = (size - 1) // 2
-    if 2 * half + 1 > 2 * pixels:
-        raise InputError(f"raster of {pixels} pixels is too coarse for a {size} pattern")
+    n = k_index(size, grid)
+    if np.abs(n).max() >= pixels:
+        raise InputError(f"raster of {pixels} pixels is too coarse for a {size} pattern on the {grid} grid")
     dx = box / pixels
     image = rasterise(system, pixels, box, supersample)
-    field = np.fft.fftshift(np.fft.fft2(image, s=(2 * pixels, 2 * pixels))) * dx**2
-    centre = pixels  # index of k = 0 after fftshift of an even-length axis
-    crop = field[centre - half: centre + half + 1, centre - half: centre + half + 1]
-    k = k_axis(size, box)
+    # FFT index m of a 2 * pixels transform is the frequency m pi / box (negative n wrap around)
+    field = np.fft.fft2(image, s=(2 * pixels, 2 * pixels)) * dx**2
+    index = n % (2 * pixels)
+    crop = field[np.ix_(index, index)]
+    k = n * (math.pi / box)
     pixel_transform = np.sinc(k * dx / (2 * np.pi))  # numpy sinc(x) = sin(pi x)/(pi x)
     crop = crop / (pixel_transform[:, None] * pixel_transform[None, :])
     return np.abs(crop) ** 2
 
 
 def simulate_class(n: int, count: int, size: int, dispersity: str, rng: np.random.Generator,
-                   box: float = BOX, batch: int = 16, dtype=None, device=None):
+                   box: float = BOX, batch: int = 16, dtype=None, device=None, grid: str = "quadrant"):
     """Simulate ``count`` patterns of ``n``-disk systems (paper 002 §2, model system and speckle).
 
     Parameters
@@ -237,6 +248,8 @@ def simulate_class(n: int, count: int, size: int, dispersity: str, rng: np.rando
     batch : int
         Systems per amplitude evaluation (memory vs speed; results do not depend on it).
     dtype, device : torch dtype and device of the amplitude sum.
+    grid : {"quadrant", "centred"}
+        k grid (:mod:`speckleml.disk_count.kgrid`).
 
     Returns
     -------
@@ -254,13 +267,13 @@ def simulate_class(n: int, count: int, size: int, dispersity: str, rng: np.rando
     patterns = np.empty((count, size, size), np.float32)
     for start in range(0, count, batch):
         chunk = systems[start: start + batch]
-        patterns[start: start + len(chunk)] = disk_speckle(chunk, size, box, dtype=dtype, device=device)
+        patterns[start: start + len(chunk)] = disk_speckle(chunk, size, box, dtype=dtype, device=device, grid=grid)
     disks = np.stack([np.column_stack([s.centres, s.radii]) for s in systems])
     return patterns, disks
 
 
 def simulate_store(output, *, dispersity: str, n_disks: list[int], per_class: int, size: int, box: float,
-                   precision: str, batch: int, seed: int, device: str):
+                   k_grid: str, precision: str, batch: int, seed: int, device: str):
     """Simulate one data set (``per_class`` patterns per disk number) into a patterns store.
 
     Paper 002 §2 ("Model system generation", "Speckle pattern dataset generation"): random
@@ -277,9 +290,12 @@ def simulate_store(output, *, dispersity: str, n_disks: list[int], per_class: in
     per_class : int
         Patterns per disk number (>= 1).
     size : int
-        Pattern side in k pixels (odd, >= 3).
+        Pattern side in k pixels (>= 3; odd on the centred grid).
     box : float
         Box side ``L`` in box units (> 0); the k pixel is ``pi / L``.
+    k_grid : {"quadrant", "centred"}
+        ``quadrant``: the paper's ``k = n pi / L``, ``n = 0 .. size-1``; ``centred``: k = 0 in
+        the centre pixel (:mod:`speckleml.disk_count.kgrid`).
     precision : {"float32", "float64"}
         Real dtype of the amplitude sum.
     batch : int
@@ -316,7 +332,7 @@ def simulate_store(output, *, dispersity: str, n_disks: list[int], per_class: in
         raise InputError(f"--box must be positive, got {box}")
     if dispersity not in DISPERSITIES:
         raise InputError(f"dispersity must be one of {DISPERSITIES}, got {dispersity!r}")
-    k = k_axis(size, box)
+    k = k_axis(size, box, k_grid)
     seed_everything(seed)
     rng = np.random.default_rng([seed, size, DISPERSITIES.index(dispersity)])
     torch_device = resolve_device(device)
@@ -327,14 +343,15 @@ def simulate_store(output, *, dispersity: str, n_disks: list[int], per_class: in
     for i, n in enumerate(progress(classes, desc="simulate", every=10.0)):
         rows = slice(i * per_class, (i + 1) * per_class)
         patterns[rows], disks[rows, :n] = simulate_class(n, per_class, size, dispersity, rng, box=box, batch=batch,
-                                                        dtype=dtype, device=torch_device)
+                                                        dtype=dtype, device=torch_device, grid=k_grid)
     labels = np.repeat(np.asarray(classes, np.int64), per_class)
-    attrs = {"box": box, "dispersity": dispersity, "k_pixel": float(np.pi / box), "total_area": TOTAL_AREA,
+    attrs = {"box": box, "dispersity": dispersity, "k_pixel": float(np.pi / box), "k_grid": k_grid,
+             "total_area": TOTAL_AREA,
              "classes": classes,
              "units": {"k": "1/box unit", "intensity": "(box unit)^4, |sum_j pi r^2 2J1(kr)/(kr) exp(-ik.c)|^2"},
              "disks_columns": ["x", "y", "radius"]}
     settings = {"dispersity": dispersity, "n_disks": list(n_disks), "per_class": per_class, "size": size,
-                "box": box, "precision": precision, "batch": batch, "seed": seed, "device": device}
+                "box": box, "k_grid": k_grid, "precision": precision, "batch": batch, "seed": seed, "device": device}
     path = write_store(output, PATTERNS, {"patterns": patterns, "n_disks": labels, "disks": disks, "kx": k, "ky": k},
                        attrs=attrs, provenance=make_provenance(config=settings, seed=seed))
     log.info("wrote %d patterns (%d classes, %dx%d) to %s", len(labels), len(classes), size, size, output)

@@ -5,8 +5,10 @@ scale. The weights of the epoch with the best validation accuracy (ties: lowest 
 loss) are kept, which is what a Keras ``ModelCheckpoint(save_best_only=True)`` run gives.
 
 Optional augmentation uses the symmetries of the problem: a mirrored or 90-degree-rotated
-disk configuration is another valid configuration with the same disk number, and its
-pattern is the mirrored/rotated pattern (the box is square and the k grid centred).
+disk configuration is another valid configuration with the same disk number. On the centred
+k grid its pattern is the mirrored/rotated pattern (the 8 symmetries of the square). On the
+paper's quadrant grid (k >= 0) only the diagonal mirror x <-> y maps the quadrant onto itself
+(a mirror x -> -x would need the k_x < 0 half), so the augmentation is a random transpose.
 """
 
 from __future__ import annotations
@@ -53,14 +55,17 @@ class TrainSettings:
             raise InputError(f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
 
-def symmetry_augment(x, generator):
-    """Random flips and 90-degree rotations per sample (the 8 symmetries of the square).
+def symmetry_augment(x, generator, grid: str = "quadrant"):
+    """Random symmetries of the pattern per sample.
 
     Parameters
     ----------
     x : torch.Tensor, shape (batch, channels, y, x), y == x
     generator : torch.Generator
         Draws the flips and turns.
+    grid : {"quadrant", "centred"}
+        ``centred``: random flips and 90-degree rotations (the 8 symmetries of the square);
+        ``quadrant``: random transpose (the diagonal mirror, the one that keeps k >= 0).
 
     Returns
     -------
@@ -69,6 +74,9 @@ def symmetry_augment(x, generator):
     """
     import torch
 
+    if grid == "quadrant":
+        swap = torch.randint(0, 2, (x.shape[0],), generator=generator).bool()
+        return torch.where(swap[:, None, None, None], x.transpose(-2, -1), x)
     flips = torch.randint(0, 2, (2, x.shape[0]), generator=generator).bool()
     turns = torch.randint(0, 4, (x.shape[0],), generator=generator)
     x = torch.where(flips[0][:, None, None, None], x.flip(-1), x)
@@ -98,7 +106,7 @@ def evaluate_loss(model, x, y, device, batch_size: int) -> tuple[float, float]:
 
 
 def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                     settings: TrainSettings, device):
+                     settings: TrainSettings, device, grid: str = "quadrant"):
     """Train ``model`` in place and load the best-validation weights.
 
     Parameters
@@ -110,6 +118,8 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
         Class indices (0 .. classes-1).
     settings : TrainSettings
     device : torch.device
+    grid : {"quadrant", "centred"}
+        k grid of the inputs; chooses the augmentation symmetries (:func:`symmetry_augment`).
 
     Returns
     -------
@@ -139,7 +149,7 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
                 continue  # BatchNorm cannot train on a batch of one
             xb = x_train[index]
             if settings.augment:
-                xb = symmetry_augment(xb, generator)
+                xb = symmetry_augment(xb, generator, grid)
             xb, yb = xb.to(device), y_train[index].to(device)
             optimiser.zero_grad(set_to_none=True)
             logits = model(xb)
@@ -189,7 +199,7 @@ def train_store(source, output, *, history, arch: str, epochs: int, batch_size: 
         Adam learning rate.
     schedule : {"constant", "cosine"}
     augment : bool
-        Random flips and 90-degree rotations (:func:`symmetry_augment`).
+        Random symmetries of the k grid (:func:`symmetry_augment`).
     seed : int
         Seeds the initial weights, the batch order and the augmentation.
     device : {"auto", "cpu", "cuda"}
@@ -230,13 +240,14 @@ def train_store(source, output, *, history, arch: str, epochs: int, batch_size: 
     target = np.array([index.get(int(c), -1) for c in labels])
     seed_everything(seed)
     model = build_resnet(arch, len(classes))
+    grid = store.attrs.get("k_grid", "centred")
     rows = train_classifier(model, inputs[train_rows], target[train_rows], inputs[val_rows], target[val_rows],
-                            settings, resolve_device(device))
+                            settings, resolve_device(device), grid)
     best = max(rows, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
     config = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
               "augment": augment, "seed": seed, "device": device}
     metadata = {"arch": arch, "classes": classes, "input_size": list(inputs.shape[1:]),
-                "block": int(store.attrs["block"]), "bin": int(store.attrs.get("bin", 1)),
+                "block": int(store.attrs["block"]), "bin": int(store.attrs.get("bin", 1)), "k_grid": grid,
                 "source_size": store.attrs.get("source_size"), "k_pixel": store.attrs.get("k_pixel"),
                 "dispersity": store.attrs["dispersity"], "normalisation": store.attrs.get("normalisation"),
                 "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
