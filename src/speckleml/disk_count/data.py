@@ -157,6 +157,20 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
     exactly 100 of the 1000 per class); train and validation are then split at random
     from the rest in the ratio of their fractions (paper: 15200 / 1900).
 
+    Parameters
+    ----------
+    labels : ndarray of int, shape (pattern,)
+        Disk numbers.
+    fractions : (train, val, test)
+        Non-negative, summing to 1.
+    rng : numpy.random.Generator
+        Draws the split.
+
+    Raises
+    ------
+    InputError
+        Fractions that are negative or do not sum to 1.
+
     Returns
     -------
     ndarray, int8

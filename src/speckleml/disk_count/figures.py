@@ -140,7 +140,20 @@ def plot_confusion(matrix: np.ndarray, classes: list[int], title: str, bands: bo
 
 
 def plot_first_moments(moments, labels: np.ndarray):
-    """Fig. 6: first moment vs disk number, four definitions; samples (left) and means (right)."""
+    """Fig. 6: first moment vs disk number, four definitions; samples (left) and means (right).
+
+    Parameters
+    ----------
+    moments : mapping or DataFrame
+        Columns ``raw, shifted, absolute, normalized`` (:func:`~.moments.first_moments`), k pixels.
+    labels : ndarray of int, shape (pattern,)
+        Disk number of each row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Means carry the standard error of the mean.
+    """
     names = {"raw": "raw intensity", "shifted": "shifted standardised",
              "absolute": "absolute standardised", "normalized": "normalised standardised"}
     fig, axes = figure(len(names), 2, width=3.0, height=2.0)
@@ -204,7 +217,18 @@ def plot_maps(inputs: np.ndarray, saliency: np.ndarray, gradcam: np.ndarray, n_d
 
 
 def plot_history(history):
-    """Training curves: loss and accuracy per epoch, train and validation."""
+    """Training curves: loss and accuracy per epoch, train and validation.
+
+    Parameters
+    ----------
+    history : DataFrame
+        Columns ``epoch, train_loss, val_loss, train_accuracy, val_accuracy``
+        (:func:`~.train.train_classifier`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     fig, axes = figure(1, 2, width=3.2, height=2.4)
     axes[0, 0].plot(history["epoch"], history["train_loss"], label="train")
     axes[0, 0].plot(history["epoch"], history["val_loss"], label="validation")
@@ -217,7 +241,23 @@ def plot_history(history):
 
 
 def read_csv(path, **kwargs):
-    """``pandas.read_csv`` with a one-line :class:`~speckleml.errors.InputError` for unreadable files."""
+    """``pandas.read_csv(path, **kwargs)`` with a one-line error for unreadable files.
+
+    Parameters
+    ----------
+    path : path
+    **kwargs
+        Passed to :func:`pandas.read_csv`.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    InputError
+        A file that is not a CSV, or empty.
+    """
     import pandas as pd
 
     from ..errors import InputError

@@ -91,6 +91,19 @@ def feature_map_shape(model, input_shape: tuple[int, int], device, layer=None) -
 
     Grad-CAM is upsampled from this map: at 1 x 1 it is one number per class, i.e. a constant
     map that says nothing about where the evidence lies.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    input_shape : (int, int)
+        (y, x) of one single-channel input.
+    device : torch.device or str
+    layer : torch.nn.Module, optional
+
+    Returns
+    -------
+    (int, int)
+        For a ResNet: about input / 32 per axis (27 -> 1, 53 -> 2, 257 -> 9).
     """
     import torch
 
@@ -111,6 +124,13 @@ def feature_map_shape(model, input_shape: tuple[int, int], device, layer=None) -
 
 def one_per_class(labels: np.ndarray, classes: list[int]) -> np.ndarray:
     """Index of the first pattern of every class present in ``labels`` (in class order).
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Disk numbers.
+    classes : list of int
+        Disk numbers in the order wanted; those absent from ``labels`` are skipped.
 
     Returns
     -------

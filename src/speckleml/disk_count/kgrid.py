@@ -67,6 +67,18 @@ def k_axis(size: int, box: float, grid: str) -> np.ndarray:
 
     Quadrant grid: first pixel k = 0, spacing ``pi / box``, last ``(size-1) pi / box``.
 
+    Parameters
+    ----------
+    size : int
+        Pixels along the axis (see :func:`k_index`).
+    box : float
+        Real-space box side ``L`` (box units).
+    grid : {"quadrant", "centred"}
+
+    Returns
+    -------
+    ndarray, float64, shape (size,)
+
     Raises
     ------
     InputError

@@ -85,6 +85,12 @@ def save_model(path: str | os.PathLike, model, metadata: dict[str, Any]) -> Path
 def load_model(path: str | os.PathLike, device=None):
     """Load a classifier written by :func:`save_model`.
 
+    Parameters
+    ----------
+    path : path
+    device : torch.device or str, optional
+        Where to put the model (default: stay on the CPU).
+
     Returns
     -------
     model : torch.nn.Module

@@ -40,7 +40,13 @@ DISPERSITIES = ("mono", "poly")
 
 @dataclass(frozen=True)
 class DiskSystem:
-    """One configuration: disk centres ``(n, 2)`` as (x, y) and radii ``(n,)``, box units."""
+    """One configuration: disk centres ``(n, 2)`` as (x, y) and radii ``(n,)``, box units.
+
+    Attributes
+    ----------
+    centres : ndarray, shape (n, 2)
+    radii : ndarray, shape (n,)
+    """
 
     centres: np.ndarray
     radii: np.ndarray
@@ -89,6 +95,21 @@ def place_disks(radii: np.ndarray, rng: np.random.Generator, box: float = BOX, m
     ``[r, box - r]^2`` and redrawn while it overlaps a placed disk. At the paper's area
     fraction (1.3 %) a redraw is rare.
 
+    Parameters
+    ----------
+    radii : ndarray, shape (n,)
+        Box units.
+    rng : numpy.random.Generator
+    box : float
+        Box side.
+    max_tries : int
+        Draws per disk before giving up.
+
+    Raises
+    ------
+    InputError
+        A disk larger than the box, or one that cannot be placed in ``max_tries`` draws.
+
     Returns
     -------
     ndarray, shape (n, 2)
@@ -117,7 +138,22 @@ def place_disks(radii: np.ndarray, rng: np.random.Generator, box: float = BOX, m
 
 def random_system(n: int, dispersity: str, rng: np.random.Generator, box: float = BOX,
                   total_area: float = TOTAL_AREA) -> DiskSystem:
-    """Draw radii then positions of one ``n``-disk system."""
+    """Draw radii (:func:`disk_radii`) then positions (:func:`place_disks`) of one ``n``-disk system.
+
+    Paper 002 §2 "Model system generation".
+
+    Parameters
+    ----------
+    n : int
+    dispersity : {"mono", "poly"}
+    rng : numpy.random.Generator
+    box, total_area : float
+        Box side and total disk area (box units, squared for the area).
+
+    Returns
+    -------
+    DiskSystem
+    """
     radii = disk_radii(n, dispersity, rng, total_area)
     return DiskSystem(centres=place_disks(radii, rng, box), radii=radii)
 
@@ -126,6 +162,16 @@ def k_axis(size: int, box: float = BOX, grid: str = "quadrant") -> np.ndarray:
     """k values of one pattern axis (1 / box units); see :func:`speckleml.disk_count.kgrid.k_axis`.
 
     Quadrant grid (paper 002 §2): ``k = n pi / box``, ``n = 0 .. size-1``.
+
+    Parameters
+    ----------
+    size : int
+    box : float
+    grid : {"quadrant", "centred"}
+
+    Returns
+    -------
+    ndarray, float64, shape (size,)
     """
     return _k_axis(size, box, grid)
 
@@ -176,7 +222,18 @@ def disk_amplitudes(systems: list[DiskSystem], size: int, box: float = BOX, dtyp
 
 def disk_speckle(systems: list[DiskSystem], size: int, box: float = BOX, dtype=None, device=None,
                  grid: str = "quadrant") -> np.ndarray:
-    """Speckle intensities ``|A(k)|^2`` (batch, ky, kx) as float64 numpy (see :func:`disk_amplitudes`)."""
+    """Speckle intensities ``|A(k)|^2`` of a batch of disk systems (paper 002 §2).
+
+    Parameters
+    ----------
+    systems, size, box, dtype, device, grid
+        As :func:`disk_amplitudes`.
+
+    Returns
+    -------
+    ndarray, float64, shape (batch, size, size)
+        Indexed (ky, kx), in (box unit)^4.
+    """
     amplitude = disk_amplitudes(systems, size, box, dtype=dtype, device=device, grid=grid)
     return (amplitude.real**2 + amplitude.imag**2).cpu().double().numpy()
 
@@ -186,6 +243,20 @@ def rasterise(system: DiskSystem, pixels: int, box: float = BOX, supersample: in
 
     Each pixel's value is the fraction of ``supersample^2`` sub-pixel centres inside a disk,
     an approximation of its area coverage; only pixels near each disk are evaluated.
+
+    Parameters
+    ----------
+    system : DiskSystem
+    pixels : int
+        Raster side; the pixel is ``box / pixels``.
+    box : float
+    supersample : int
+        Sub-pixels per axis.
+
+    Returns
+    -------
+    ndarray, float64, shape (pixels, pixels)
+        In [0, 1], indexed (y, x).
     """
     dx = box / pixels
     image = np.zeros((pixels, pixels))
@@ -208,6 +279,23 @@ def raster_speckle(system: DiskSystem, size: int, pixels: int, box: float = BOX,
     The ``pixels x pixels`` raster of the box is zero-padded to ``2 * pixels`` so that the FFT
     frequency step is ``2 pi / (2 box) = pi / box``; the pixel's box-filter transform
     (a sinc per axis) is divided out. What remains is the raster (staircase) error.
+
+    Parameters
+    ----------
+    system : DiskSystem
+    size : int
+        Pattern side.
+    pixels : int
+        Raster side; must exceed the largest ``|n|`` of the k grid.
+    box : float
+    supersample : int
+        See :func:`rasterise`.
+    grid : {"quadrant", "centred"}
+
+    Raises
+    ------
+    InputError
+        A raster too coarse for the k range.
 
     Returns
     -------

@@ -90,7 +90,22 @@ def symmetry_augment(x, generator, grid: str = "quadrant"):
 
 
 def evaluate_loss(model, x, y, device, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy (nats) and accuracy of ``model`` on tensors ``x`` (n, 1, h, w), ``y`` (n,)."""
+    """Mean cross-entropy and accuracy of ``model`` on a data set, in batches without gradients.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : torch.Tensor, shape (n, 1, h, w)
+    y : torch.Tensor of int64, shape (n,)
+        Class indices.
+    device : torch.device
+    batch_size : int
+
+    Returns
+    -------
+    (float, float)
+        Mean cross-entropy (nats) and accuracy (fraction).
+    """
     import torch
 
     model.eval()
