@@ -71,6 +71,7 @@ rule disk_count_train:
         history=f"{DC_OUT}/{{dc_dispersity}}/history.csv",
     params:
         arch=DC["arch"],
+        stem=DC["stem"],
         epochs=DC["epochs"],
         batch_size=DC["batch_size"],
         lr=DC["lr"],
@@ -89,7 +90,7 @@ rule disk_count_train:
         ENV
     shell:
         "speckleml disk-count train {input.inputs} {output.model} --history {output.history}"
-        " --arch {params.arch} --epochs {params.epochs} --batch-size {params.batch_size}"
+        " --arch {params.arch} --stem {params.stem} --epochs {params.epochs} --batch-size {params.batch_size}"
         " --lr {params.lr} --schedule {params.schedule} {params.augment} --threads {threads}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 

@@ -232,6 +232,7 @@ def test_maps_drop_gradcam_where_the_feature_map_is_one_pixel():
     model = build_resnet("resnet18", 3)
     assert feature_map_shape(model, (27, 27), "cpu") == (1, 1)
     assert feature_map_shape(model, (53, 53), "cpu") == (2, 2)
+    assert feature_map_shape(build_resnet("resnet18", 3, stem="small"), (27, 27), "cpu") == (4, 4)
     x = np.random.default_rng(1).normal(size=(2, 27, 27)).astype(np.float32)
     cam = gradcam_maps(model, x, np.array([0, 1]), "cpu")
     assert np.ptp(cam, axis=(1, 2)).max() == 0  # the constant map the row would show
@@ -277,6 +278,9 @@ def test_checkpoint_round_trip_and_predict_cli(tmp_path):
     x = torch.randn(2, 1, 33, 33)
     model.eval()
     torch.testing.assert_close(loaded(x), model(x))
+    small = build_resnet("resnet18", 3, stem="small").eval()
+    save_model(tmp_path / "s.pt", small, {**meta, "stem": "small"})
+    torch.testing.assert_close(load_model(tmp_path / "s.pt")[0](x), small(x))
     assert meta2["classes"] == [2, 6, 20]
     rng = np.random.default_rng(0)
     patterns = simulate.disk_speckle([simulate.random_system(6, "mono", rng)], 33)

@@ -109,6 +109,8 @@ def register(commands) -> None:
     p.add_argument("--history", required=True, help="CSV of per-epoch loss and accuracy to write")
     add_config_option(p, "--arch", key=KEY + "arch", choices=("resnet18", "resnet34", "resnet50"),
                       help="torchvision ResNet (default %(default)s; the paper's is resnet50)")
+    add_config_option(p, "--stem", key=KEY + "stem", choices=("imagenet", "small"),
+                      help="first layers: ImageNet (4x down-sampling) or small-image 3x3 (default %(default)s)")
     add_config_option(p, "--epochs", key=KEY + "epochs", type=positive_int, help="epochs (default %(default)s)")
     add_config_option(p, "--batch-size", key=KEY + "batch_size", type=int, help="batch size (default %(default)s)")
     add_config_option(p, "--lr", key=KEY + "lr", type=float, help="Adam learning rate (default %(default)s)")
@@ -187,7 +189,7 @@ def train(args) -> int:
     from .train import train_store
 
     set_torch_threads(args.threads)
-    train_store(args.input, args.output, history=args.history, arch=args.arch, epochs=args.epochs,
+    train_store(args.input, args.output, history=args.history, arch=args.arch, stem=args.stem, epochs=args.epochs,
                 batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, augment=args.augment,
                 seed=args.seed, device=args.device)
     return 0

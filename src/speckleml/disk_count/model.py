@@ -18,10 +18,14 @@ from ..checkpoints import load_torch, save_torch
 from ..errors import InputError
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
+#: First layers: torchvision's ImageNet stem (7x7 stride-2 convolution + stride-2 max pool, 4x
+#: down-sampling: a 27x27 input leaves layer4 at 1x1) or a small-image stem (3x3 stride-1
+#: convolution, no pool, as for CIFAR: 27x27 -> 4x4 at layer4; ResNet-18 trains ~4.5x slower on a CPU).
+STEMS = ("imagenet", "small")
 CHECKPOINT_FORMAT = "speckleml.disk_count.checkpoint/1"
 
 
-def build_resnet(arch: str, num_classes: int, in_channels: int = 1):
+def build_resnet(arch: str, num_classes: int, in_channels: int = 1, stem: str = "imagenet"):
     """A torchvision ResNet from scratch with ``in_channels`` inputs and ``num_classes`` logits.
 
     Paper 002 §2 ("Machine learning model"): ResNet-50 trained from scratch; ResNet-18/-34 are
@@ -34,6 +38,8 @@ def build_resnet(arch: str, num_classes: int, in_channels: int = 1):
         Number of logits (>= 2).
     in_channels : int
         Channels of the input images (1: a speckle intensity).
+    stem : {"imagenet", "small"}
+        See :data:`STEMS`; ``imagenet`` is the paper's ResNet-50.
 
     Returns
     -------
@@ -44,19 +50,25 @@ def build_resnet(arch: str, num_classes: int, in_channels: int = 1):
     Raises
     ------
     InputError
-        Unknown ``arch`` or fewer than 2 classes.
+        Unknown ``arch`` or ``stem``, or fewer than 2 classes.
     """
     import torch
     import torchvision
 
     if arch not in ARCHITECTURES:
         raise InputError(f"--arch must be one of {ARCHITECTURES}, got {arch!r}")
+    if stem not in STEMS:
+        raise InputError(f"--stem must be one of {STEMS}, got {stem!r}")
     if num_classes < 2:
         raise InputError(f"need at least 2 classes, got {num_classes}")
     model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
     old = model.conv1
-    model.conv1 = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=old.kernel_size,
-                                  stride=old.stride, padding=old.padding, bias=False)
+    if stem == "small":
+        model.conv1 = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = torch.nn.Identity()
+    else:
+        model.conv1 = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=old.kernel_size,
+                                      stride=old.stride, padding=old.padding, bias=False)
     torch.nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     return model
 
@@ -108,7 +120,7 @@ def load_model(path: str | os.PathLike, device=None):
     for key in ("arch", "classes", "block"):
         if key not in metadata:
             raise InputError(f"{path}: checkpoint metadata lacks {key!r}")
-    model = build_resnet(metadata["arch"], len(metadata["classes"]))
+    model = build_resnet(metadata["arch"], len(metadata["classes"]), stem=metadata.get("stem", "imagenet"))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     if device is not None:

@@ -192,8 +192,8 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
     return history
 
 
-def train_store(source, output, *, history, arch: str, epochs: int, batch_size: int, lr: float, schedule: str,
-                augment: bool, seed: int, device: str):
+def train_store(source, output, *, history, arch: str, stem: str, epochs: int, batch_size: int, lr: float,
+                schedule: str, augment: bool, seed: int, device: str):
     """Train a ResNet on the train split of an inputs store; save the model and its history.
 
     Paper 002 §2 ("Machine learning model and data"): ResNet from scratch, Adam, categorical
@@ -209,6 +209,8 @@ def train_store(source, output, *, history, arch: str, epochs: int, batch_size: 
     history : path
         CSV of one row per epoch (:func:`train_classifier`).
     arch : {"resnet18", "resnet34", "resnet50"}
+    stem : {"imagenet", "small"}
+        First layers (:data:`~speckleml.disk_count.model.STEMS`).
     epochs, batch_size : int
     lr : float
         Adam learning rate.
@@ -254,14 +256,14 @@ def train_store(source, output, *, history, arch: str, epochs: int, batch_size: 
     index = {c: i for i, c in enumerate(classes)}
     target = np.array([index.get(int(c), -1) for c in labels])
     seed_everything(seed)
-    model = build_resnet(arch, len(classes))
+    model = build_resnet(arch, len(classes), stem=stem)
     grid = store.attrs.get("k_grid", "centred")
     rows = train_classifier(model, inputs[train_rows], target[train_rows], inputs[val_rows], target[val_rows],
                             settings, resolve_device(device), grid)
     best = max(rows, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
-    config = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
+    config = {"arch": arch, "stem": stem, "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
               "augment": augment, "seed": seed, "device": device}
-    metadata = {"arch": arch, "classes": classes, "input_size": list(inputs.shape[1:]),
+    metadata = {"arch": arch, "stem": stem, "classes": classes, "input_size": list(inputs.shape[1:]),
                 "block": int(store.attrs["block"]), "bin": int(store.attrs.get("bin", 1)), "k_grid": grid,
                 "source_size": store.attrs.get("source_size"), "k_pixel": store.attrs.get("k_pixel"),
                 "dispersity": store.attrs["dispersity"], "normalisation": store.attrs.get("normalisation"),
