@@ -172,8 +172,8 @@ def simulate(args) -> int:
     from .simulate import simulate_store
 
     simulate_store(args.output, dispersity=args.dispersity, n_disks=args.n_disks, per_class=args.per_class,
-                   size=args.size, box=args.box, k_grid=args.k_grid, precision=args.precision, batch=args.batch, seed=args.seed,
-                   device=args.device)
+                   size=args.size, box=args.box, k_grid=args.k_grid, precision=args.precision, batch=args.batch,
+                   seed=args.seed, device=args.device)
     return 0
 
 

@@ -18,7 +18,8 @@ from .kgrid import block_mask
 log = logging.getLogger(__name__)
 
 
-def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray, grid: str = "quadrant") -> dict[str, np.ndarray]:
+def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray,
+                  grid: str = "quadrant") -> dict[str, np.ndarray]:
     """The four first-moment widths of paper 002 (Discussion, Fig. 6) for each pattern.
 
     With ``I`` the raw intensity blocked around k = 0, ``Z`` its standardised form and ``|k|`` the
