@@ -170,6 +170,23 @@ def test_bad_cxi_exits_2_with_one_line(cxi_file, tmp_path, edit, words):
     assert not out.exists() and not list(tmp_path.glob("out.zarr*"))
 
 
+@pytest.mark.parametrize("figure, zero, words", [
+    ("scan.xyz", False, ["scan.xyz", ".png"]),
+    ("scan.png", True, ["no positive value"]),
+])
+def test_bad_figure_writes_nothing(cxi_file, tmp_path, figure, zero, words):
+    """The figure is checked before the store is written: a failure leaves neither behind."""
+    path = cxi_file[0]
+    if zero:
+        _replace(path, cxi.DATA_PATHS[0], np.zeros((5, 8, 6), np.int32))
+    out, fig = tmp_path / "out.zarr", tmp_path / figure
+    proc = run_cli("import-cxi", path, out, "--figure", fig)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr and all(w in line for w in words), proc.stderr
+    assert not out.exists() and not fig.exists()
+
+
 def test_energy_and_wavelength_must_agree(tmp_path):
     frames, positions, _ = small_scan()
     path = cxi.write_cxi(tmp_path / "s.cxi", frames, positions, distance=1, x_pixel_size=1e-4,

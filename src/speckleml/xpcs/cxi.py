@@ -276,7 +276,8 @@ def import_cxi(source: str | os.PathLike, output: str | os.PathLike, *, figure: 
         file, ``axes`` x, y, z), ``cxi`` (the file's SI values and dataset paths), ``units``.
         No ``dt``: frames are scan points, not times.
     figure : path, optional
-        Also write the scan positions and mean pattern (:func:`speckleml.xpcs.cxi_figures.plot_cxi_scan`).
+        Also write the scan positions and mean pattern (:func:`speckleml.xpcs.cxi_figures.draw_scan`),
+        ``.png``, ``.pdf`` or ``.svg``.
     provenance : dict, optional
         Provenance record of the store.
 
@@ -288,8 +289,14 @@ def import_cxi(source: str | os.PathLike, output: str | os.PathLike, *, figure: 
     Raises
     ------
     InputError
-        See :func:`read_cxi`; also non-square pixels. Nothing is written then.
+        See :func:`read_cxi`; also non-square pixels, a figure of another format or with no
+        positive mean count. Nothing is written then.
     """
+    if figure is not None:
+        from .cxi_figures import FIGURE_SUFFIXES, draw_scan
+
+        if Path(figure).suffix.lower() not in FIGURE_SUFFIXES:
+            raise InputError(f"{figure}: figure must be one of {', '.join(FIGURE_SUFFIXES)}")
     scan = read_cxi(source)
     geometry = scan.geometry()
     _warn_suspicious(scan, source)
@@ -308,14 +315,17 @@ def import_cxi(source: str | os.PathLike, output: str | os.PathLike, *, figure: 
                 "mask_rule": "valid = no mask bit set except 0x1000 (signal above background)",
                 "paths": {k: v for k, v in scan.paths.items() if k != "source"}},
     }
+    # The figure is drawn (and checked) before anything is written, saved after the store.
+    fig = None if figure is None else draw_scan(scan.positions, scan.frames.mean(axis=0), scan.valid, intensity,
+                                                source=str(source))
     write_frames(output, scan.frames.astype(np.float32)[None], mask=scan.valid,
                  qx=geometry.axis_q(nx, 1), qy=geometry.axis_q(ny, 0), attrs=attrs, provenance=provenance)
     log.info("wrote %s: %d frames of %dx%d, %d invalid pixels, scan over %.3g x %.3g um", output, n, ny, nx,
              int((~scan.valid).sum()), *(np.ptp(scan.positions[:, :2], axis=0) * 1e6))
-    if figure is not None:
-        from .cxi_figures import plot_cxi_scan
+    if fig is not None:
+        from ..plotting import save_figure
 
-        plot_cxi_scan(output, figure)
+        save_figure(fig, figure)
     return Path(output)
 
 
