@@ -140,6 +140,7 @@ def _replace(path, name, value):
 
 @pytest.mark.parametrize("edit, words", [
     (lambda p: _delete(p, "entry_1/data_1/data", cxi.DATA_PATHS[0]), [cxi.DATA_PATHS[0], "not found"]),
+    (lambda p: _delete(p, cxi.DATA_PATHS[0]), [cxi.DATA_PATHS[0], "not found"]),  # data_1 link left dangling
     (lambda p: _delete(p, cxi.DISTANCE_PATH), [cxi.DISTANCE_PATH, "not found"]),
     (lambda p: _delete(p, cxi.X_PIXEL_PATH), [cxi.X_PIXEL_PATH, "not found"]),
     (lambda p: _delete(p, cxi.Y_PIXEL_PATH), [cxi.Y_PIXEL_PATH, "not found"]),
