@@ -309,7 +309,7 @@ def import_cxi(source: str | os.PathLike, output: str | os.PathLike, *, figure: 
         "geometry": geometry.to_attrs(),
         "scan": {"positions": scan.positions.tolist(), "units": "m", "axes": ["x", "y", "z"],
                  "dtype": scan.positions.dtype.name, "dataset": scan.paths["positions"],
-                 "convention": "CXI sample translation, laboratory frame"},
+                 "convention": "CXI sample translation, laboratory frame (probe on the sample at -translation)"},
         "cxi": {"version": scan.cxi_version, "distance_m": scan.distance, "x_pixel_size_m": scan.x_pixel_size,
                 "y_pixel_size_m": scan.y_pixel_size, "energy_J": scan.energy, "wavelength_m": scan.wavelength,
                 "mask_rule": "valid = no mask bit set except 0x1000 (signal above background)",
@@ -359,6 +359,11 @@ def write_cxi(path: str | os.PathLike, frames: np.ndarray, positions: np.ndarray
     -------
     Path
         ``path``.
+
+    Raises
+    ------
+    ValueError
+        Neither ``energy`` nor ``wavelength`` given.
     """
     import h5py
 
