@@ -244,7 +244,6 @@ rule clustering_similar:
 rule clustering_figures:
     input:
         crops=f"{CLU_DIR}/crops_library.zarr",
-        latents=f"{CLU_DIR}/latents_library.zarr",
         clusters=f"{CLU_DIR}/clusters.csv",
         elbow=f"{CLU_DIR}/elbow.csv",
         scores=f"{CLU_DIR}/scores.csv",
@@ -268,8 +267,8 @@ rule clustering_figures:
     conda:
         ENV
     shell:
-        "speckleml clustering figures --crops {input.crops} --latents {input.latents}"
-        " --clusters {input.clusters} --elbow {input.elbow} --scores {input.scores}"
+        "speckleml clustering figures --crops {input.crops} --clusters {input.clusters}"
+        " --elbow {input.elbow} --scores {input.scores}"
         " --drive-frames {input.drive_frames} --drive-clusters {input.drive_clusters}"
         " --neighbours {input.neighbours} --sweep {input.sweep} --out-dir {params.out_dir}"
         " --seed {params.seed} > {log} 2>&1"

@@ -120,7 +120,8 @@ def test_latent_clusters_beat_chance_on_a_tiny_synthetic_set():
             series.append(s)
     crops = minmax_normalise(np.stack(crops))[0]
     model, history = train_autoencoder(crops, np.array(series), AutoencoderConfig(crop=64, latent=16),
-                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, augment=1, cycle_epochs=1),
+                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, augment=1, cycle_epochs=1,
+                                                                   val_fraction=0.2),
                                        seed=0, device=torch.device("cpu"))
     assert history[-1]["train_l1"] < history[0]["train_l1"]
     latents, errors = encode_crops(model, crops, "cpu")

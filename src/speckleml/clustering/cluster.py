@@ -9,9 +9,13 @@ first, so that - as in the paper - relaxation rates increase with the class numb
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..stores import ArraySpec, StoreSchema, register_schema
+
+log = logging.getLogger(__name__)
 
 LATENTS = register_schema(StoreSchema(
     name="clustering_latents", version=1,
@@ -143,3 +147,114 @@ def class_fractions(times: np.ndarray, labels: np.ndarray, n_clusters: int) -> t
         counts = np.bincount(labels[times == t], minlength=n_clusters)
         fractions[i] = counts / max(counts.sum(), 1)
     return unique, fractions
+
+
+def latent_table(store, labels: np.ndarray, embedding: np.ndarray | None = None):
+    """One row per crop of a latents store: origin, true class, relaxation time, cluster.
+
+    Parameters
+    ----------
+    store : Store
+        Latents store (schema :data:`LATENTS`).
+    labels : ndarray (N,) int
+        Cluster of each crop.
+    embedding : ndarray (N, 2), optional
+        2-D embedding coordinates (``embed_x``, ``embed_y``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``item, series, sector, start, label, kww_tau (frames), recon_l1, class,
+        t_start (s), cluster`` (+ ``embed_x, embed_y``).
+    """
+    import pandas as pd
+
+    table = pd.DataFrame({k: store[k] for k in ("series", "sector", "start", "label", "kww_tau", "recon_l1")})
+    table.insert(0, "item", range(len(table)))
+    classes = store.attrs.get("classes", [])
+    table["class"] = [classes[i] if 0 <= i < len(classes) else "" for i in table["label"]]
+    table["t_start"] = table["start"] * float(store.attrs.get("dt", 1.0))
+    table["cluster"] = labels
+    if embedding is not None:
+        table["embed_x"], table["embed_y"] = embedding[:, 0], embedding[:, 1]
+    return table
+
+
+def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_neighbors: int, min_dist: float,
+                  seed: int, assignments_path, elbow_path, scores_path, k: int | None = None,
+                  apply_path=None, apply_out_path=None) -> dict:
+    """The ``cluster`` stage: elbow scan, k-means, embedding and agreement with the truth.
+
+    k-means is run for ``k = k_min..k_max`` on the latents; ``k`` is the elbow of the
+    distortion (:func:`elbow_point`, paper 001 Supp. Fig. 3) unless given. Clusters are
+    numbered slowest first by the median KWW time of their crops (:func:`order_by_relaxation`).
+
+    Parameters
+    ----------
+    latents_path : path
+        Latents store (schema :data:`LATENTS`).
+    k_min, k_max : int
+        Range of the elbow scan, ``1 <= k_min < k_max < N``.
+    embedding : {"umap", "pca"}
+        2-D embedding for display (:func:`embed`).
+    n_neighbors, min_dist
+        UMAP settings (paper: 5 and 0.25).
+    seed : int
+        Seeds k-means and UMAP.
+    assignments_path, elbow_path, scores_path : path
+        CSVs to write: one row per crop (:func:`latent_table`); distortion per k with the
+        chosen one; ``metric, value`` rows (k, and ARI/NMI against the true classes, also at
+        the true number of classes, when the store has labels).
+    k : int, optional
+        Use this k instead of the elbow.
+    apply_path, apply_out_path : path, optional
+        Another latents store to assign to the same centroids, and the CSV of its table.
+
+    Returns
+    -------
+    dict
+        The scores (``k``, ``ari``, ``nmi``, ...).
+
+    Raises
+    ------
+    InputError
+        When the k range does not fit the number of crops, only one of ``apply_path`` and
+        ``apply_out_path`` is given, or the latent sizes of the two stores differ.
+    """
+    import pandas as pd
+
+    from ..atomic import write_csv
+    from ..errors import InputError
+    from ..stores import read_store
+
+    store = read_store(latents_path, LATENTS)
+    latents = store["latent"].astype(np.float64)
+    n = latents.shape[0]
+    if not 1 <= k_min < k_max or k_max >= n:
+        raise InputError(f"need 1 <= k_min < k_max < number of crops ({n}), got {k_min}..{k_max}")
+    if (apply_path is None) != (apply_out_path is None):
+        raise InputError("apply_path and apply_out_path (--apply, --apply-out) go together")
+    other = read_store(apply_path, LATENTS) if apply_path else None
+    if other is not None and other["latent"].shape[1] != latents.shape[1]:
+        raise InputError(f"{apply_path}: latent size {other['latent'].shape[1]} differs from {latents.shape[1]}")
+    ks = np.arange(k_min, k_max + 1)
+    distortion = elbow_curve(latents, ks, seed)
+    k = k or elbow_point(ks, distortion)
+    labels, centres = fit_clusters(latents, k, seed, tau=store["kww_tau"])
+    table = latent_table(store, labels, embed(latents, embedding, seed, n_neighbors, min_dist))
+    write_csv(table, assignments_path)
+    write_csv(pd.DataFrame({"k": ks, "distortion": distortion, "chosen": ks == k}), elbow_path)
+    truth = store["label"]
+    rows = [{"metric": "k", "value": k}]
+    if (truth >= 0).any():
+        for name, value in agreement_scores(truth, labels).items():
+            rows.append({"metric": name, "value": value})
+        n_classes = int(truth.max()) + 1
+        for name, value in agreement_scores(truth, fit_clusters(latents, n_classes, seed)[0]).items():
+            rows.append({"metric": f"{name}_at_true_k", "value": value})
+    write_csv(pd.DataFrame(rows), scores_path)
+    log.info("k = %d (elbow of k=%d..%d); %s", k, k_min, k_max,
+             ", ".join(f"{r['metric']}={r['value']:.3f}" for r in rows[1:]))
+    if other is not None:
+        write_csv(latent_table(other, assign(other["latent"], centres)), apply_out_path)
+    return {row["metric"]: row["value"] for row in rows}

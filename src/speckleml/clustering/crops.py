@@ -10,11 +10,14 @@ time, the physical axis along which the paper orders its classes.
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 
 from ..stores import ArraySpec, StoreSchema, register_schema
+
+log = logging.getLogger(__name__)
 
 CROPS = register_schema(StoreSchema(
     name="clustering_crops", version=1,
@@ -151,3 +154,120 @@ def fit_crops_kww(crops: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndar
     rows = profiles if progress is None else progress(profiles, "KWW fits")
     fits = np.array([fit_kww_profile(lags, row) for row in rows]).reshape(-1, 2)
     return fits[:, 0], fits[:, 1]
+
+
+def crop_labels(truth: dict, series: int, starts: np.ndarray, crop: int) -> list[int]:
+    """True class of each crop of one series, from a frames store's ``truth`` attribute.
+
+    Parameters
+    ----------
+    truth : dict
+        ``series_class`` (one class per series: the library) or ``frame_class`` (one class
+        per frame and series: the driven run); neither gives ``-1`` (unknown, real data).
+    series : int
+        Index of the series.
+    starts : ndarray (n,) int
+        Crop starts (frames).
+    crop : int
+        Crop side (frames).
+
+    Returns
+    -------
+    list of int
+        The series class, or the majority class of the frames ``[s, s + crop)`` of each crop.
+    """
+    if "series_class" in truth:
+        return [int(truth["series_class"][series])] * len(starts)
+    if "frame_class" in truth:
+        frame_class = np.asarray(truth["frame_class"][series])
+        return [int(np.bincount(frame_class[s:s + crop]).argmax()) for s in starts]
+    return [-1] * len(starts)
+
+
+def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalization: str, per_map: int,
+               stride: int | None, seed: int, q_edges: tuple[float, float] | None = None) -> None:
+    """The ``crops`` stage: C2 of every sector of every series, diagonal crops, KWW fits -> store.
+
+    For each series of the frames store, :func:`sector_c2` correlates ``sectors`` azimuthal
+    sectors of the ring ``q_edges``; ``per_map`` random crops (or, with ``stride``, crops every
+    ``stride`` frames) of ``crop`` frames are cut along each map's diagonal and min-max scaled
+    (paper 001); each crop's KWW relaxation time is fitted (:func:`fit_crops_kww`).
+
+    Parameters
+    ----------
+    frames_path : path
+        Frames store (``*.zarr``) with ``q_edges`` and ``truth`` attributes when simulated.
+    output_path : path
+        Crops store to write (schema :data:`CROPS`), items ordered series, sector, start.
+    crop : int
+        Crop side (frames), >= 2 and <= the frames per series.
+    sectors : int
+        Azimuthal sectors of the ring (paper: 18).
+    normalization : str
+        C2 normalisation of :func:`speckleml.correlation.two_time`.
+    per_map : int
+        Random crops per map (used when ``stride`` is None).
+    stride : int or None
+        Frames between sliding crops (the driven run: class fractions over time).
+    seed : int
+        Seeds the random crop starts.
+    q_edges : (float, float), optional
+        Ring edges in the store's q units; default the store's ``q_edges`` attribute.
+
+    Raises
+    ------
+    InputError
+        When a size is out of range, the series are shorter than ``crop``, the ring is not
+        known or has an empty sector, or a C2 is not finite.
+    """
+    from ..errors import InputError
+    from ..progress import progress
+    from ..provenance import make_provenance
+    from ..stores import read_frames, write_store
+
+    if crop < 2 or sectors < 1 or per_map < 1 or (stride is not None and stride < 1):
+        raise InputError(f"need crop >= 2, sectors >= 1, per_map >= 1 and stride >= 1, "
+                         f"got {crop}, {sectors}, {per_map}, {stride}")
+    store = read_frames(frames_path, lazy=True)
+    n_series, n_frames = store["frames"].shape[:2]
+    if crop > n_frames:
+        raise InputError(f"{frames_path}: {n_frames} frames are fewer than the crop {crop}")
+    q_edges = q_edges or store.attrs.get("q_edges")
+    if q_edges is None:
+        raise InputError(f"{frames_path}: no q_edges attr; give the ring edges (--q-edges INNER OUTER)")
+    try:
+        labels, _ = sector_labels(store["qx"], store["qy"], tuple(q_edges), sectors, mask=store["mask"])
+    except ValueError as exc:
+        raise InputError(f"{frames_path}: {exc}") from None
+    truth = store.attrs.get("truth", {})
+    rng = np.random.default_rng(seed)
+    pieces = {k: [] for k in ("crops", "label", "series", "sector", "start", "c2_min", "c2_max")}
+    for s in progress(range(n_series), "crops"):
+        c2 = sector_c2(store["frames"][s], labels, normalization)
+        for sector in range(sectors):
+            starts = (sliding_starts(n_frames, crop, stride) if stride
+                      else random_starts(n_frames, crop, per_map, rng))
+            raw = diagonal_crops(c2[sector], starts, crop)
+            if not np.isfinite(raw).all():
+                raise InputError(f"{frames_path}: series {s} sector {sector} has a non-finite C2 (empty sector?)")
+            scaled, low, high = minmax_normalise(raw)
+            pieces["crops"].append(scaled)
+            pieces["c2_min"].append(low)
+            pieces["c2_max"].append(high)
+            pieces["start"].append(starts)
+            pieces["series"].append(np.full(starts.size, s))
+            pieces["sector"].append(np.full(starts.size, sector))
+            pieces["label"].append(crop_labels(truth, s, starts, crop))
+    arrays = {k: np.concatenate([np.asarray(v) for v in vals]) for k, vals in pieces.items()}
+    for key in ("label", "series", "sector", "start"):
+        arrays[key] = arrays[key].astype(np.int64)
+    arrays["kww_tau"], arrays["kww_gamma"] = fit_crops_kww(arrays["crops"], progress)
+    attrs = {"classes": truth.get("classes", []), "crop": crop, "dt": store.attrs.get("dt", 1.0),
+             "n_sectors": sectors, "normalization": normalization, "q_edges": list(q_edges),
+             "n_frames": int(n_frames), "source": str(frames_path)}
+    settings = {"crop": crop, "sectors": sectors, "normalization": normalization, "per_map": per_map,
+                "stride": stride, "q_edges": list(q_edges), "seed": seed}
+    write_store(output_path, CROPS, arrays, attrs=attrs,
+                provenance=make_provenance(config=settings, seed=seed, inputs=[frames_path]))
+    log.info("wrote %s: %d crops of %d px from %d series x %d sectors", output_path, len(arrays["label"]),
+             crop, n_series, sectors)

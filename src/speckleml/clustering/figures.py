@@ -227,35 +227,59 @@ def relaxation(table, scores, classes: list[str], dt: float, path) -> None:
     save_figure(fig, path)
 
 
-def make_figures(args) -> None:
-    """Read the study's outputs and write every figure into ``args.out_dir``."""
+def make_figures(*, crops_path, clusters_path, elbow_path, scores_path, drive_frames_path, drive_clusters_path,
+                 neighbours_path, sweep_paths, out_dir, seed: int) -> None:
+    """The ``figures`` stage: the paper's Fig. 2-4, Supp. Fig. 2-3 and the relaxation check.
+
+    Parameters
+    ----------
+    crops_path : path
+        Library crops store (the crops shown, the classes and the frame time ``dt``).
+    clusters_path, elbow_path, scores_path : path
+        CSVs of :func:`~speckleml.clustering.cluster.cluster_store` for the library.
+    drive_frames_path, drive_clusters_path : path
+        Frames store of the driven run (truth and stress) and its cluster CSV (Fig. 3).
+    neighbours_path : path
+        CSV of :func:`~speckleml.clustering.search.similarity_search` (Fig. 4).
+    sweep_paths : sequence of path
+        Train metrics JSONs of the latent-size sweep (Supp. Fig. 2; skipped when empty).
+    out_dir : path
+        Directory of the PNGs ``supp_fig2, supp_fig3, fig2, fig3, fig4, relaxation``.
+    seed : int
+        Seeds the sample crops of Fig. 2.
+
+    Raises
+    ------
+    InputError
+        When the cluster table and the crops store disagree, or a sweep JSON is unreadable.
+    """
     import pandas as pd
 
     from ..errors import InputError
     from ..stores import read_frames, read_store
     from .crops import CROPS
 
-    out = Path(args.out_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    crops_store = read_store(args.crops, CROPS)
+    crops_store = read_store(crops_path, CROPS)
     classes = list(crops_store.attrs["classes"])
     dt = float(crops_store.attrs["dt"])
-    table = pd.read_csv(args.clusters)
+    table = pd.read_csv(clusters_path)
     if len(table) != crops_store["crops"].shape[0]:
-        raise InputError(f"{args.clusters}: {len(table)} rows but {args.crops} has {crops_store['crops'].shape[0]} crops")
+        raise InputError(f"{clusters_path}: {len(table)} rows but {crops_path} has {crops_store['crops'].shape[0]} crops")
     sweep = []
-    for path in args.sweep:
+    for path in sweep_paths or ():
         try:
             sweep.append(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: not a readable metrics JSON ({type(exc).__name__})") from None
     if sweep:
         latent_sweep(sweep, out / "supp_fig2.png")
-    elbow(pd.read_csv(args.elbow), out / "supp_fig3.png")
-    fig2(table, crops_store["crops"], classes, out / "fig2.png", args.seed)
-    drive = read_frames(args.drive_frames, lazy=True)
-    fig3(pd.read_csv(args.drive_clusters), drive.attrs, int(crops_store.attrs["crop"]),
+    elbow(pd.read_csv(elbow_path), out / "supp_fig3.png")
+    fig2(table, crops_store["crops"], classes, out / "fig2.png", seed)
+    drive = read_frames(drive_frames_path, lazy=True)
+    fig3(pd.read_csv(drive_clusters_path), drive.attrs, int(crops_store.attrs["crop"]),
          float(drive.attrs.get("dt", 1.0)), classes, out / "fig3.png")
-    fig4(pd.read_csv(args.neighbours), table, crops_store["crops"], classes, out / "fig4.png")
-    relaxation(table, pd.read_csv(args.scores), classes, dt, out / "relaxation.png")
+    fig4(pd.read_csv(neighbours_path), table, crops_store["crops"], classes, out / "fig4.png")
+    relaxation(table, pd.read_csv(scores_path), classes, dt, out / "relaxation.png")
     log.info("wrote figures to %s", out)

@@ -144,8 +144,39 @@ def umap_real(table, elbow_table, path) -> None:
     save_figure(fig, path)
 
 
-def run_real(args) -> None:
-    """The ``real`` stage: tables, a summary JSON and three figures in ``args.out_dir``."""
+def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding: str, n_neighbors: int,
+             min_dist: float, seed: int) -> dict:
+    """The ``real`` stage: the authors' weights and latents of real rheo-XPCS data (paper 001 Fig. 3).
+
+    Parameters
+    ----------
+    data_dir : path
+        Directory of the authors' files (:data:`FILES`, see its PROVENANCE.md).
+    model_path : path
+        Our checkpoint; its reconstruction of the real crop (block-averaged to its input side
+        and min-max scaled) is set beside the published one.
+    out_dir : path
+        Directory of ``real_clusters.csv``, ``real_elbow.csv``, ``real_summary.json`` and the
+        figures ``real_recon``, ``real_fig3``, ``real_umap``.
+    k_min, k_max : int
+        Elbow scan range, ``1 <= k_min < k_max < 900``.
+    embedding : {"umap", "pca"}
+    n_neighbors, min_dist
+        UMAP settings (paper: 5 and 0.25).
+    seed : int
+        Seeds k-means and UMAP.
+
+    Returns
+    -------
+    dict
+        The summary written to ``real_summary.json`` (L1 errors, elbow k, cluster sizes...).
+
+    Raises
+    ------
+    InputError
+        When a file is missing or malformed, the published weights do not fit, our model's
+        crop does not divide the real crop, or the k range is invalid.
+    """
     import pandas as pd
 
     from ..atomic import write_csv, write_text
@@ -153,17 +184,17 @@ def run_real(args) -> None:
     from .cluster import elbow_curve, elbow_point, embed, fit_clusters
     from .model import load_model, load_published
 
-    paths = real_paths(args.data_dir)
-    out = Path(args.out_dir)
+    paths = real_paths(data_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     crop = load_crop(paths["crop"])
     published = load_published(paths["weights"], crop=crop.shape[0])
     latent_pub, recon_pub = reconstruct(published, crop)
-    ours, _ = load_model(args.model)
+    ours, _ = load_model(model_path)
     try:
         ours_input = block_mean(crop, ours.config.crop)
     except ValueError as exc:
-        raise InputError(f"{args.model}: {exc}") from None
+        raise InputError(f"{model_path}: {exc}") from None
     # our crops are min-max normalised: keep the averaged crop on the same [0, 1] scale
     ours_input = ((ours_input - ours_input.min()) / max(np.ptp(ours_input), 1e-12)).astype(np.float32)
     _, recon_ours = reconstruct(ours, ours_input)
@@ -177,17 +208,17 @@ def run_real(args) -> None:
     sectors = np.load(paths["sectors"], allow_pickle=False).astype(np.int64)
     starts = np.load(paths["starts"], allow_pickle=False).astype(np.float64)
     if not (latents.ndim == 2 and len(latents) == len(sectors) == len(starts)):
-        raise InputError(f"{args.data_dir}: latents {latents.shape}, sectors {sectors.shape} and starts {starts.shape} disagree")
-    if not 1 <= args.k_min < args.k_max < len(latents):
-        raise InputError(f"need 1 <= --k-min < --k-max < {len(latents)}")
-    ks = np.arange(args.k_min, args.k_max + 1)
-    distortion = elbow_curve(latents, ks, args.seed)
+        raise InputError(f"{data_dir}: latents {latents.shape}, sectors {sectors.shape} and starts {starts.shape} disagree")
+    if not 1 <= k_min < k_max < len(latents):
+        raise InputError(f"need 1 <= k_min < k_max < {len(latents)}, got {k_min}..{k_max}")
+    ks = np.arange(k_min, k_max + 1)
+    distortion = elbow_curve(latents, ks, seed)
     k = elbow_point(ks, distortion)
     # no relaxation times for the real crops: order clusters by latent norm, for stable colours
-    labels, _ = fit_clusters(latents, k, args.seed, tau=np.linalg.norm(latents, axis=1))
-    embedding = embed(latents, args.embedding, args.seed, args.n_neighbors, args.min_dist)
+    labels, _ = fit_clusters(latents, k, seed, tau=np.linalg.norm(latents, axis=1))
+    coords = embed(latents, embedding, seed, n_neighbors, min_dist)
     table = pd.DataFrame({"item": np.arange(len(latents)), "sector": sectors, "start": starts, "cluster": labels,
-                          "embed_x": embedding[:, 0], "embed_y": embedding[:, 1]})
+                          "embed_x": coords[:, 0], "embed_y": coords[:, 1]})
     elbow_table = pd.DataFrame({"k": ks, "distortion": distortion, "chosen": ks == k})
     write_csv(table, out / "real_clusters.csv")
     write_csv(elbow_table, out / "real_elbow.csv")
@@ -202,3 +233,4 @@ def run_real(args) -> None:
     write_text(json.dumps(summary, indent=2) + "\n", out / "real_summary.json")
     log.info("real data: published L1 %.3f (mean-prediction L1 %.3f), ours %.3f; k = %d",
              errors["l1_published"], errors["l1_mean"], errors["l1_ours"], k)
+    return summary
