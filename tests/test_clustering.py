@@ -54,6 +54,38 @@ def test_simulated_diffusion_c2_matches_the_analytic_decay():
         np.testing.assert_allclose(measured[sector], expected, atol=0.08)
 
 
+def test_shared_ou_field_has_the_analytic_correlation_for_varying_per_pixel_rates():
+    # <E(0) E*(t)> = prod_{s <= t} a_s for every pixel, with unit power at every step
+    from speckleml.synthetic import ou_field
+
+    rng = np.random.default_rng(5)
+    n = 40_000
+    slow = np.arange(n) < n // 2                      # two pixel populations, two rates
+    decay = [np.where(slow, 0.95, 0.6), np.where(slow, 0.9, 0.3), np.where(slow, 0.99, 0.8)]
+    fields = np.stack(list(ou_field(iter(decay), (n,), rng)))
+    assert fields.shape == (4, n)
+    np.testing.assert_allclose((np.abs(fields) ** 2).mean(axis=1), 1.0, atol=0.03)
+    for t in range(1, 4):
+        for part in (slow, ~slow):
+            measured = np.mean(fields[0, part] * fields[t, part].conj())
+            expected = np.prod([d[part][0] for d in decay[:t]])
+            assert abs(measured - expected) < 0.03, (t, measured, expected)
+
+
+def test_shared_poisson_sampler_scales_to_the_mean_and_has_poisson_variance():
+    from speckleml.synthetic import poisson_counts
+
+    rng = np.random.default_rng(2)
+    intensity = np.full((200, 100), 7.0)
+    counts = poisson_counts(intensity, 4.0, rng)
+    assert counts.dtype == np.float32 and np.array_equal(counts, np.round(counts))
+    assert abs(counts.mean() - 4.0) < 0.05 and abs(counts.var() - 4.0) < 0.15
+    clean = poisson_counts(np.array([1.0, 3.0]), None, rng)
+    np.testing.assert_array_equal(clean, np.array([0.5, 1.5], np.float32))
+    with pytest.raises(ValueError, match="mean_counts"):
+        poisson_counts(intensity, -1.0, rng)
+
+
 def test_kww_fit_recovers_the_relaxation_time_of_an_analytic_crop():
     t = np.arange(64.0)
     lag = np.abs(t[:, None] - t[None, :])
@@ -141,7 +173,7 @@ def _toy_library(tmp_path, crop=64, n=12, latent=8):
 
     torch.manual_seed(0)
     model = C2Autoencoder(AutoencoderConfig(crop=crop, latent=latent)).eval()
-    save_model(model, tmp_path / "model.pt")
+    save_model(tmp_path / "model.pt", model)
     rng = np.random.default_rng(0)
     t = np.arange(crop)
     lag = np.abs(t[:, None] - t[None, :])

@@ -34,7 +34,24 @@ LATENTS = register_schema(StoreSchema(
 
 
 def elbow_curve(latents: np.ndarray, ks, seed: int, n_init: int = 10) -> np.ndarray:
-    """k-means distortion (inertia: summed squared distance to the centroid) for each k."""
+    """k-means distortion for each k (paper 001 Supp. Fig. 3).
+
+    Parameters
+    ----------
+    latents : ndarray (N, d)
+        Latent vectors.
+    ks : sequence of int
+        Numbers of clusters, each ``< N``.
+    seed : int
+        ``random_state`` of scikit-learn's KMeans.
+    n_init : int
+        k-means restarts per k (the best is kept).
+
+    Returns
+    -------
+    ndarray (len(ks),) float64
+        Inertia: summed squared Euclidean distance of the latents to their centroid.
+    """
     from sklearn.cluster import KMeans
 
     return np.array([KMeans(n_clusters=int(k), n_init=n_init, random_state=seed).fit(latents).inertia_
@@ -42,11 +59,22 @@ def elbow_curve(latents: np.ndarray, ks, seed: int, n_init: int = 10) -> np.ndar
 
 
 def elbow_point(ks, distortion) -> int:
-    """The k at the elbow of a decreasing distortion curve (largest gap below the chord).
+    """The k at the elbow of a decreasing distortion curve (the "kneedle" rule).
 
-    Both axes are scaled to [0, 1]; the chosen k maximises the distance between the chord
-    from the first to the last point and the curve. With fewer than three points the
-    smallest k is returned.
+    Both axes are scaled to [0, 1]; the chosen k maximises the distance between the chord from
+    the first to the last point and the curve.
+
+    Parameters
+    ----------
+    ks : sequence of int
+        Increasing numbers of clusters.
+    distortion : sequence of float
+        Distortion at each k (:func:`elbow_curve`).
+
+    Returns
+    -------
+    int
+        The elbow k; the smallest k with fewer than three points or a flat curve.
     """
     ks = np.asarray(ks, np.float64)
     d = np.asarray(distortion, np.float64)
@@ -59,9 +87,23 @@ def elbow_point(ks, distortion) -> int:
 
 
 def order_by_relaxation(labels: np.ndarray, tau: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Mapping old -> new cluster ids so that id 0 has the longest median relaxation time.
+    """Renumbering of clusters so that cluster 0 has the longest median relaxation time.
 
-    NaN relaxation times are ignored; a cluster without any finite one sorts last.
+    Paper 001 orders its classes by relaxation rate (slow first); NaN times are ignored and a
+    cluster without a finite one sorts last.
+
+    Parameters
+    ----------
+    labels : ndarray (N,) int
+        Cluster of each item, ``0..n_clusters-1``.
+    tau : ndarray (N,) float
+        Relaxation time of each item (any unit; compared in log).
+    n_clusters : int
+
+    Returns
+    -------
+    ndarray (n_clusters,) int
+        ``mapping[old] = new``.
     """
     medians = []
     for c in range(n_clusters):
@@ -74,7 +116,26 @@ def order_by_relaxation(labels: np.ndarray, tau: np.ndarray, n_clusters: int) ->
 
 
 def fit_clusters(latents: np.ndarray, k: int, seed: int, tau: np.ndarray | None = None, n_init: int = 10):
-    """Fit k-means with ``k`` clusters; return (labels, centroids) ordered by relaxation time."""
+    """k-means with ``k`` clusters, numbered slowest first when ``tau`` is given.
+
+    Parameters
+    ----------
+    latents : ndarray (N, d)
+    k : int
+        Number of clusters (``< N``).
+    seed : int
+        ``random_state`` of KMeans.
+    tau : ndarray (N,), optional
+        Relaxation time of each item for :func:`order_by_relaxation`.
+    n_init : int
+        k-means restarts.
+
+    Returns
+    -------
+    labels : ndarray (N,) int64
+    centres : ndarray (k, d) float64
+        Centroids in the order of the (renumbered) labels.
+    """
     from sklearn.cluster import KMeans
 
     km = KMeans(n_clusters=int(k), n_init=n_init, random_state=seed).fit(latents)
@@ -87,12 +148,32 @@ def fit_clusters(latents: np.ndarray, k: int, seed: int, tau: np.ndarray | None 
 
 
 def assign(latents: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Nearest-centroid cluster of each latent (k-means prediction)."""
+    """Nearest-centroid cluster of each latent (the k-means prediction).
+
+    Parameters
+    ----------
+    latents : ndarray (N, d)
+    centres : ndarray (k, d)
+
+    Returns
+    -------
+    ndarray (N,) int64
+    """
     return np.argmin(pairwise_distances(latents, centres), axis=1).astype(np.int64)
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances (len(a), len(b)) in float64."""
+    """Euclidean distances between two sets of vectors, in float64.
+
+    Parameters
+    ----------
+    a : ndarray (n, d)
+    b : ndarray (m, d)
+
+    Returns
+    -------
+    ndarray (n, m) float64
+    """
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
@@ -101,9 +182,22 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def nearest_neighbours(queries: np.ndarray, latents: np.ndarray, k: int,
                        exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and distances (n_queries, k) of the ``k`` nearest latents of each query.
+    """The ``k`` nearest latents (Euclidean) of each query (paper 001 Fig. 4).
 
-    ``exclude`` lists latent indices that may not be returned (e.g. the queries themselves).
+    Parameters
+    ----------
+    queries : ndarray (n_queries, d)
+    latents : ndarray (N, d)
+    k : int
+        Neighbours wanted; fewer when fewer latents are allowed.
+    exclude : ndarray of int, optional
+        Latent indices that may not be returned (e.g. the queries themselves).
+
+    Returns
+    -------
+    index : ndarray (n_queries, k) int
+        Latent indices, nearest first (ties in index order).
+    distance : ndarray (n_queries, k) float64
     """
     distances = pairwise_distances(queries, latents)
     if exclude is not None and len(exclude):
@@ -114,7 +208,27 @@ def nearest_neighbours(queries: np.ndarray, latents: np.ndarray, k: int,
 
 
 def embed(latents: np.ndarray, method: str, seed: int, n_neighbors: int = 5, min_dist: float = 0.25) -> np.ndarray:
-    """2-D embedding of latents for display: ``"umap"`` (paper settings) or ``"pca"`` (fast)."""
+    """2-D embedding of latents for display.
+
+    Parameters
+    ----------
+    latents : ndarray (N, d)
+    method : {"umap", "pca"}
+        UMAP with the paper's settings, or the first two principal components (fast).
+    seed : int
+        UMAP ``random_state``.
+    n_neighbors, min_dist
+        UMAP settings (paper 001: 5 and 0.25).
+
+    Returns
+    -------
+    ndarray (N, 2) float
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``method``.
+    """
     latents = np.asarray(latents, np.float64)
     if method == "pca":
         centred = latents - latents.mean(0)
@@ -131,7 +245,20 @@ def embed(latents: np.ndarray, method: str, seed: int, n_neighbors: int = 5, min
 
 
 def agreement_scores(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Adjusted Rand index and normalised mutual information of clusters against truth."""
+    """Adjusted Rand index and normalised mutual information of clusters against the truth.
+
+    Parameters
+    ----------
+    truth : ndarray (N,) int
+        True class; negative values (unknown) are left out.
+    labels : ndarray (N,) int
+        Clusters.
+
+    Returns
+    -------
+    dict
+        ``{"ari": float, "nmi": float}`` (1 = identical partitions, ARI ~0 by chance).
+    """
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     known = truth >= 0
@@ -140,7 +267,23 @@ def agreement_scores(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def class_fractions(times: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fraction of items in each cluster at each distinct time: (times, fractions (n_t, k))."""
+    """Fraction of the items in each cluster at each distinct time (paper 001 Fig. 3).
+
+    Parameters
+    ----------
+    times : ndarray (N,)
+        Time of each item (e.g. crop start, s).
+    labels : ndarray (N,) int
+        Cluster of each item, ``0..n_clusters-1``.
+    n_clusters : int
+
+    Returns
+    -------
+    times : ndarray (n_t,)
+        The distinct times, sorted.
+    fractions : ndarray (n_t, n_clusters) float64
+        Rows sum to 1.
+    """
     unique = np.unique(times)
     fractions = np.zeros((unique.size, n_clusters))
     for i, t in enumerate(unique):

@@ -1,8 +1,8 @@
 """Two-time maps of azimuthal sectors and min-max normalised crops along their diagonal.
 
 Each frames series is correlated on ``n_sectors`` azimuthal sectors of one q-ring with the
-shared correlation engine (:func:`speckleml.correlation.two_time`, APS normalisation of
-paper 001 eq. 1-2); square crops of ``size`` frames are cut along the diagonal (so they
+shared correlation engine (:func:`speckleml.correlation.two_time`, paper 001 eq. 1-2; the
+workflow uses the ring-normalised ``classical`` form, see the README); square crops of ``size`` frames are cut along the diagonal (so they
 start and end at the same time on both axes) and scaled to [0, 1] each, as the paper does.
 A stretched exponential (KWW) fitted to each crop's diagonal average gives its relaxation
 time, the physical axis along which the paper orders its classes.
@@ -39,9 +39,30 @@ CROPS = register_schema(StoreSchema(
 
 def sector_labels(qx: np.ndarray, qy: np.ndarray, q_edges: tuple[float, float], n_sectors: int,
                   mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """ROI labels (y, x) of ``n_sectors`` azimuthal sectors of the ring ``q_edges``.
+    """ROI labels of ``n_sectors`` equal azimuthal sectors of the q-ring ``q_edges``.
 
-    Returns the label map (0 = excluded, 1..n_sectors) and each ROI's mean q.
+    Parameters
+    ----------
+    qx, qy : ndarray (x,), (y,)
+        Pixel q coordinates along the detector axes (any units; pixels for the simulator).
+    q_edges : (float, float)
+        Inner and outer ring radius, in the units of ``qx``/``qy``.
+    n_sectors : int
+        Sectors of equal azimuthal width (paper 001: 18).
+    mask : ndarray (y, x) bool, optional
+        Valid pixels.
+
+    Returns
+    -------
+    labels : ndarray (y, x) int
+        0 = outside the ring or masked, ``1..n_sectors`` = sector.
+    roi_q : ndarray (n_sectors,) float64
+        Mean ``|q|`` of each sector.
+
+    Raises
+    ------
+    ValueError
+        When a sector contains no pixel (ring too thin for the detector).
     """
     from ..correlation import q_ring_rois
 
@@ -58,9 +79,23 @@ def sector_labels(qx: np.ndarray, qy: np.ndarray, q_edges: tuple[float, float], 
 
 
 def sector_c2(frames, labels: np.ndarray, normalization: str = "aps") -> np.ndarray:
-    """Two-time maps (n_sectors, T, T) float32 of one series ``frames`` (T, y, x).
+    """Two-time maps of every sector of one series (paper 001 eq. 1-2).
 
-    ``"aps"`` is paper 001 eq. 1-2 as the shared engine implements it (pixel time means).
+    Parameters
+    ----------
+    frames : array-like (T, y, x)
+        One series of frames (read lazily in panels).
+    labels : ndarray (y, x) int
+        Sector labels of :func:`sector_labels`.
+    normalization : {"aps", "classical", "covariance"}
+        Normaliser of :func:`speckleml.correlation.two_time`: ``aps`` divides by each pixel's
+        time mean, ``classical`` is ``<I(t1) I(t2)>_p / (<I(t1)>_p <I(t2)>_p)`` over the sector's
+        pixels (the ring-normalised eq. 2 plus one when the frame means are steady).
+
+    Returns
+    -------
+    ndarray (n_sectors, T, T) float32
+        ``C2(t1, t2)`` of each sector; frame index on both axes.
     """
     from ..correlation import two_time
 
@@ -70,28 +105,87 @@ def sector_c2(frames, labels: np.ndarray, normalization: str = "aps") -> np.ndar
 
 
 def random_starts(n_frames: int, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random crop starts (frames) along the diagonal, uniform in ``[0, n_frames - size]``."""
+    """``n`` random crop starts along the diagonal.
+
+    Parameters
+    ----------
+    n_frames, size : int
+        Frames of the map and crop side (frames).
+    n : int
+        Starts wanted (with replacement).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray (n,) int
+        Uniform in ``[0, n_frames - size]``.
+
+    Raises
+    ------
+    ValueError
+        When ``size > n_frames``.
+    """
     if size > n_frames:
         raise ValueError(f"crop size {size} is larger than the {n_frames} frames")
     return rng.integers(0, n_frames - size + 1, size=n)
 
 
 def sliding_starts(n_frames: int, size: int, stride: int) -> np.ndarray:
-    """Crop starts every ``stride`` frames (the last crop ends at most at ``n_frames``)."""
+    """Crop starts every ``stride`` frames; the last crop ends at most at ``n_frames``.
+
+    Parameters
+    ----------
+    n_frames, size, stride : int
+        Frames of the map, crop side and step (frames).
+
+    Returns
+    -------
+    ndarray (n,) int
+        ``0, stride, 2 stride, ... <= n_frames - size``.
+
+    Raises
+    ------
+    ValueError
+        When ``size > n_frames`` or ``stride < 1``.
+    """
     if size > n_frames or stride < 1:
         raise ValueError(f"need crop size {size} <= {n_frames} frames and stride >= 1")
     return np.arange(0, n_frames - size + 1, stride)
 
 
 def diagonal_crops(c2: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
-    """Square crops ``c2[s:s+size, s:s+size]`` (n, size, size) of one map (T, T)."""
+    """Square crops along the diagonal of one map: ``c2[s:s+size, s:s+size]`` for each start.
+
+    Parameters
+    ----------
+    c2 : ndarray (T, T)
+        Two-time map.
+    starts : ndarray (n,) int
+        First frame of each crop on both time axes.
+    size : int
+        Crop side (frames).
+
+    Returns
+    -------
+    ndarray (n, size, size)
+    """
     return np.stack([c2[s:s + size, s:s + size] for s in starts])
 
 
 def minmax_normalise(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scale every crop to [0, 1]; return the scaled crops and each crop's (min, max).
+    """Scale every crop to [0, 1], as paper 001 feeds C2 crops to its autoencoder.
 
-    A constant crop (max == min) becomes all zeros rather than NaN.
+    Parameters
+    ----------
+    crops : ndarray (..., n, n)
+        Crops (any leading shape).
+
+    Returns
+    -------
+    scaled : ndarray (..., n, n) float32
+        ``(c - min) / (max - min)``; a constant crop (max == min) becomes all zeros, not NaN.
+    low, high : ndarray (...,) float32
+        Each crop's minimum and maximum before scaling.
     """
     crops = np.asarray(crops, np.float32)
     low = crops.min(axis=(-2, -1))
@@ -102,9 +196,21 @@ def minmax_normalise(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def diagonal_profiles(crops: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean along the diagonals of each crop (N, n, n): lags 1..max_lag (frames) and values (N, L).
+    """Mean along the off-diagonals of each crop: the one-time correlation of a stationary map.
 
-    For a stationary map this is the one-time correlation (g2 - 1 for the APS form).
+    Parameters
+    ----------
+    crops : ndarray (N, n, n)
+        Crops (two-time maps).
+    max_lag : int
+        Largest lag (frames), ``< n``.
+
+    Returns
+    -------
+    lags : ndarray (max_lag,) float64
+        ``1..max_lag`` (frames).
+    values : ndarray (N, max_lag) float64
+        Mean of the ``lag``-th off-diagonal; ``g2 - 1`` for the ``aps`` form of eq. 1-2.
     """
     crops = np.asarray(crops)
     lags = np.arange(1, max_lag + 1)
@@ -113,12 +219,29 @@ def diagonal_profiles(crops: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.n
 
 
 def fit_kww_profile(lags: np.ndarray, values: np.ndarray, tau_max: float = 1e4) -> tuple[float, float]:
-    """Relaxation time (frames) and stretching exponent of one diagonal profile.
+    """Relaxation time and stretching exponent of one diagonal profile (KWW model).
 
-    ``tau`` is bounded to ``[0.1, tau_max]`` (a frozen map sits at the upper bound) and
-    ``gamma`` to ``[0.2, 2.5]``; returns ``(nan, nan)`` when the fit fails. The model is
-    :func:`speckleml.fitting.g2_model`; this fit trades its error estimates for speed
-    (thousands of crops), where :func:`speckleml.fitting.fit_g2` reports uncertainties.
+    The model is :func:`speckleml.fitting.g2_model`,
+    ``beta exp(-2 (t / tau)^gamma) + baseline``; ``tau`` is bounded to ``[0.1, tau_max]``
+    frames (a frozen map sits at the upper bound) and ``gamma`` to ``[0.2, 2.5]``. This fit
+    trades error estimates for speed (thousands of crops); :func:`speckleml.fitting.fit_g2`
+    reports uncertainties.
+
+    Parameters
+    ----------
+    lags : ndarray (L,) float
+        Lags (frames).
+    values : ndarray (L,) float
+        Profile at those lags (:func:`diagonal_profiles`).
+    tau_max : float
+        Upper bound of ``tau`` (frames).
+
+    Returns
+    -------
+    tau : float
+        Relaxation time (frames); NaN when the fit fails.
+    gamma : float
+        Stretching exponent; NaN when the fit fails.
     """
     from scipy.optimize import OptimizeWarning, curve_fit
 
@@ -149,7 +272,22 @@ def fit_kww_profile(lags: np.ndarray, values: np.ndarray, tau_max: float = 1e4) 
 
 
 def fit_crops_kww(crops: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """KWW relaxation time (frames) and exponent of every crop (N, n, n), from lags 1..n/2."""
+    """KWW relaxation time and exponent of every crop, fitted to lags ``1..n/2`` (frames).
+
+    Parameters
+    ----------
+    crops : ndarray (N, n, n)
+        Min-max scaled crops.
+    progress : callable, optional
+        ``progress(iterable, desc)`` wrapper for long runs.
+
+    Returns
+    -------
+    tau : ndarray (N,) float64
+        Relaxation time (frames) of :func:`fit_kww_profile`; NaN where the fit failed.
+    gamma : ndarray (N,) float64
+        Stretching exponent.
+    """
     lags, profiles = diagonal_profiles(crops, max(crops.shape[-1] // 2, 2))
     rows = profiles if progress is None else progress(profiles, "KWW fits")
     fits = np.array([fit_kww_profile(lags, row) for row in rows]).reshape(-1, 2)

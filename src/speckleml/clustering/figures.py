@@ -41,7 +41,15 @@ def _show_crop(ax, crop, title: str | None = None) -> None:
 
 
 def latent_sweep(sweep: list[dict], path) -> None:
-    """Supp. Fig. 2: held-out reconstruction error against latent size."""
+    """Supp. Fig. 2: held-out reconstruction error against latent size.
+
+    Parameters
+    ----------
+    sweep : list of dict
+        Train metrics (``latent``, ``val_l1``, ``val_mse``) of each sweep model.
+    path : path
+        PNG to write.
+    """
     from ..plotting import figure, save_figure
 
     rows = sorted(sweep, key=lambda r: r["latent"])
@@ -59,7 +67,16 @@ def latent_sweep(sweep: list[dict], path) -> None:
 
 
 def elbow(elbow_table, path, title: str = "Supp. Fig. 3: elbow of k-means") -> None:
-    """Supp. Fig. 3: k-means distortion against k, the chosen elbow marked."""
+    """Supp. Fig. 3: k-means distortion against k, the chosen elbow marked.
+
+    Parameters
+    ----------
+    elbow_table : pandas.DataFrame
+        ``k``, ``distortion``, ``chosen`` (one True row).
+    path : path
+        PNG to write.
+    title : str
+    """
     from ..plotting import figure, save_figure
 
     fig, axes = figure(1, 1, 3.6, 2.8)
@@ -86,7 +103,23 @@ def _scatter(ax, table, column: str, names: list[str], title: str, colour=_colou
 
 
 def fig2(table, crops, classes: list[str], path, seed: int, n_samples: int = 4) -> None:
-    """Fig. 2: embedding coloured by cluster (and by true class), sample crops per cluster."""
+    """Fig. 2: embedding coloured by cluster (and by true class), sample crops per cluster.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Cluster table of :func:`~speckleml.clustering.cluster.latent_table` with the embedding.
+    crops : ndarray (N, n, n)
+        The crops of the table's items.
+    classes : list of str
+        Names of the true classes.
+    path : path
+        PNG to write.
+    seed : int
+        Seeds the sample crops.
+    n_samples : int
+        Crops shown per cluster.
+    """
     import matplotlib.pyplot as plt
 
     from ..plotting import save_figure, use_style
@@ -117,7 +150,17 @@ def fig2(table, crops, classes: list[str], path, seed: int, n_samples: int = 4) 
 
 
 def stacked_fractions(ax, times, fractions, width: float) -> None:
-    """Stacked bars of cluster fractions (n_t, k) at each time."""
+    """Stacked bars of cluster fractions at each time on ``ax``.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    times : ndarray (n_t,)
+        Left edge of each bar.
+    fractions : ndarray (n_t, k)
+    width : float
+        Bar width (units of ``times``).
+    """
     bottom = np.zeros(len(times))
     for c in range(fractions.shape[1]):
         ax.bar(times, fractions[:, c], width=width, bottom=bottom, color=_colour(c), label=f"cluster {c}",
@@ -128,7 +171,22 @@ def stacked_fractions(ax, times, fractions, width: float) -> None:
 
 
 def fig3(drive_table, drive_attrs: dict, crop: int, dt: float, classes: list[str], path) -> None:
-    """Fig. 3: cluster fractions per crop start time across sectors, beside the driving signal."""
+    """Fig. 3: cluster fractions per crop window across sectors, beside the truth and the stress.
+
+    Parameters
+    ----------
+    drive_table : pandas.DataFrame
+        Cluster table of the driven run's crops (``t_start`` in s, ``cluster``).
+    drive_attrs : dict
+        Attributes of the driven-run frames store (``truth.frame_class``, ``drive``).
+    crop : int
+        Crop side (frames).
+    dt : float
+        Frame time (s).
+    classes : list of str
+    path : path
+        PNG to write.
+    """
     from ..plotting import figure, save_figure
     from .cluster import class_fractions
 
@@ -158,7 +216,19 @@ def fig3(drive_table, drive_attrs: dict, crop: int, dt: float, classes: list[str
 
 
 def fig4(neighbours, table, crops, classes: list[str], path) -> None:
-    """Fig. 4: query crops and their nearest neighbours (latent distance), and where they lie."""
+    """Fig. 4: query crops and their nearest neighbours (latent distance), and where they lie.
+
+    Parameters
+    ----------
+    neighbours : pandas.DataFrame
+        Rows of :func:`~speckleml.clustering.search.similarity_search`.
+    table : pandas.DataFrame
+        Library cluster table with the embedding.
+    crops : ndarray (N, n, n)
+    classes : list of str
+    path : path
+        PNG to write.
+    """
     import matplotlib.pyplot as plt
 
     from ..plotting import save_figure, use_style
@@ -196,7 +266,20 @@ def fig4(neighbours, table, crops, classes: list[str], path) -> None:
 
 def relaxation(table, scores, classes: list[str], dt: float, path) -> None:
     """Beyond the paper: KWW relaxation time per true class and per cluster, and the
-    contingency of clusters against true classes with ARI/NMI."""
+    contingency of clusters against true classes with ARI/NMI.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Library cluster table (``label``, ``cluster``, ``kww_tau`` in frames).
+    scores : pandas.DataFrame
+        ``metric, value`` rows (``ari``, ``nmi``).
+    classes : list of str
+    dt : float
+        Frame time (s): converts ``kww_tau`` to seconds.
+    path : path
+        PNG to write.
+    """
     import pandas as pd
 
     from ..plotting import figure, save_figure

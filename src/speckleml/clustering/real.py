@@ -29,7 +29,23 @@ FILES = {
 
 
 def real_paths(data_dir) -> dict[str, Path]:
-    """Paths of the authors' files; :class:`InputError` naming the first missing one."""
+    """Paths of the authors' files in ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : path
+        The ``horwath_rheo_xpcs`` directory.
+
+    Returns
+    -------
+    dict of str to Path
+        Keys of :data:`FILES`.
+
+    Raises
+    ------
+    InputError
+        Naming the first missing file.
+    """
     from ..errors import InputError
 
     data_dir = Path(data_dir)
@@ -41,7 +57,22 @@ def real_paths(data_dir) -> dict[str, Path]:
 
 
 def load_crop(path) -> np.ndarray:
-    """The real C2 crop (256, 256) as float32 in [0, 1]."""
+    """The authors' real C2 crop.
+
+    Parameters
+    ----------
+    path : path
+        ``.npy`` of a square 2-D map (``AccuracyEvaluation_TargetImage.npy``: 256 x 256 in [0, 1]).
+
+    Returns
+    -------
+    ndarray (n, n) float32
+
+    Raises
+    ------
+    InputError
+        When the array is not square, not 2-D or not finite.
+    """
     from ..errors import InputError
 
     crop = np.load(path, allow_pickle=False).astype(np.float32)
@@ -51,7 +82,23 @@ def load_crop(path) -> np.ndarray:
 
 
 def block_mean(image: np.ndarray, size: int) -> np.ndarray:
-    """Downsample a square image to ``size`` by averaging blocks (side must be a multiple)."""
+    """Downsample a square image by averaging ``n/size`` x ``n/size`` blocks.
+
+    Parameters
+    ----------
+    image : ndarray (n, n)
+    size : int
+        Output side; must divide ``n``.
+
+    Returns
+    -------
+    ndarray (size, size)
+
+    Raises
+    ------
+    ValueError
+        When ``size`` does not divide ``n``.
+    """
     n = image.shape[0]
     if n % size:
         raise ValueError(f"cannot average a {n}-px image into {size} px blocks")
@@ -60,7 +107,19 @@ def block_mean(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def reconstruct(model, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Latent (latent,) and reconstruction (n, n) of one crop."""
+    """Latent and reconstruction of one crop (no gradients; the model should be in eval mode).
+
+    Parameters
+    ----------
+    model : C2Autoencoder
+    crop : ndarray (n, n) float32
+        The model's input side, values in [0, 1].
+
+    Returns
+    -------
+    latent : ndarray (latent,) float32
+    recon : ndarray (n, n) float32
+    """
     import torch
 
     with torch.no_grad():
@@ -70,7 +129,18 @@ def reconstruct(model, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cessation_time(rheology) -> float:
-    """Time (s, rheometer clock) at which the shear rate drops to zero for the last time."""
+    """Time at which the shear rate drops to zero for the last time.
+
+    Parameters
+    ----------
+    rheology : pandas.DataFrame
+        The rheometer table with ``time`` (s) and ``shear_rate`` (1/s) columns.
+
+    Returns
+    -------
+    float
+        Time (s, rheometer clock) of the first sample after the last one sheared (|rate| > 1e-3).
+    """
     rate = np.abs(rheology["shear_rate"].to_numpy())
     sheared = np.flatnonzero(rate > 1e-3)
     last = sheared[-1] if sheared.size else -1
@@ -78,6 +148,7 @@ def cessation_time(rheology) -> float:
 
 
 def recon_figure(crop, published, ours_input, ours, errors: dict, path) -> None:
+    """The real crop, the published and our reconstructions and their errors (PNG at ``path``)."""
     from ..plotting import figure, save_figure
 
     fig, axes = figure(1, 5, 2.2, 2.4)
@@ -97,6 +168,20 @@ def recon_figure(crop, published, ours_input, ours, errors: dict, path) -> None:
 
 
 def fig3_real(table, rheology, t0: float, path) -> None:
+    """Paper 001 Fig. 3 on real data: class fractions per crop start beside the shear stress.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``start`` (s after cessation) and ``cluster`` of each real latent.
+    rheology : pandas.DataFrame
+        ``time`` (s), ``shear_stress`` (Pa).
+    t0 : float
+        Shear cessation time (s, rheometer clock).
+    path : path
+        PNG to write.
+    """
+
     from ..plotting import figure, save_figure
     from .cluster import class_fractions
     from .figures import stacked_fractions
@@ -122,6 +207,7 @@ def fig3_real(table, rheology, t0: float, path) -> None:
 
 
 def umap_real(table, elbow_table, path) -> None:
+    """Embedding of the real latents by cluster, and their elbow curve (PNG at ``path``)."""
     from ..plotting import figure, save_figure
     from .figures import _colour
 

@@ -1,7 +1,8 @@
 """Non-equilibrium XPCS speckle with known dynamics classes (paper 001's kinds of C2).
 
 Every detector pixel carries a complex scattered field ``E(q, t)`` that evolves as an
-Ornstein-Uhlenbeck process with a time-dependent, q-dependent rate,
+Ornstein-Uhlenbeck process (the package's one generator, :func:`speckleml.synthetic.ou_field`)
+with a time-dependent, q-dependent rate,
 
     E(t+1) = a E(t) + sqrt(1 - a^2) xi(t),   a = exp(-Gamma(q, t)),
 
@@ -11,7 +12,8 @@ paper 001 eq. 1-2). ``Gamma(q, t) = rate(t) (q/q0)^2 A(phi)`` is diffusive in q 
 optional azimuthal anisotropy ``A(phi) = 1 + anisotropy cos^2(phi - phi_shear)`` (shear makes
 dynamics faster along the flow). Heterodyne flow adds a static reference field and a Doppler
 phase ``exp(i q.v t)`` to the moving field, which draws fringes parallel to the diagonal.
-Frames are ``|E|^2`` (or ``|E_ref + E|^2``) as Poisson counts with ``mean_counts`` per pixel.
+Frames are ``|E|^2`` (or ``|E_ref + E|^2``) as Poisson counts with ``mean_counts`` per pixel
+(:func:`speckleml.synthetic.poisson_counts`).
 
 Times are in frames; ``tau`` is the field correlation time at the ring centre ``q0``
 (intensity correlation ``exp(-2 t / tau)``), drawn per series from class-specific ranges
@@ -84,7 +86,21 @@ class Detector:
 
 
 def rate_map(detector: Detector, anisotropy: float = 0.0, shear_angle: float = 0.0) -> np.ndarray:
-    """Spatial factor ``(q/q0)^2 (1 + anisotropy cos^2(phi - shear_angle))`` of the rate."""
+    """Relative decorrelation rate of every pixel: diffusive in q, optionally anisotropic.
+
+    Parameters
+    ----------
+    detector : Detector
+    anisotropy : float
+        ``a`` of ``1 + a cos^2(phi - shear_angle)`` (0: isotropic).
+    shear_angle : float
+        Flow direction (radians) along which the dynamics are fastest.
+
+    Returns
+    -------
+    ndarray (size, size) float64
+        ``(q/q0)^2 (1 + anisotropy cos^2(phi - shear_angle))``: 1 on the ring centre when isotropic.
+    """
     q, phi = detector.q_phi()
     return (q / detector.q0) ** 2 * (1.0 + anisotropy * np.cos(phi - shear_angle) ** 2)
 
@@ -131,10 +147,32 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 
 def class_rate(kind: str, n_frames: int, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Rate (1/frame at q0) per frame of one dynamics class, and the drawn parameters.
+    """Rate per frame of one dynamics class and the drawn parameters.
 
-    Time scales are drawn relative to the crop size ``crop`` so that each class looks the
-    same to the autoencoder at any scale.
+    Time scales are drawn relative to the crop size so that each class looks the same to the
+    autoencoder at any scale (module docstring; tau = field correlation time at q0, frames).
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`CLASSES`.
+    n_frames : int
+        Frames of the series.
+    crop : int
+        Crop side (frames) that sets the time scales.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    rate : ndarray (n_frames,) float64
+        Decorrelation rate at q0 (1/frame) of each step.
+    params : dict
+        ``tau`` (frames) and the class's other draws (``t_age``, ``mean_gap``, ``n_events``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown class.
     """
     t = np.arange(n_frames, dtype=np.float64)
     if kind == "frozen":
@@ -168,11 +206,24 @@ def class_rate(kind: str, n_frames: int, crop: int, rng: np.random.Generator) ->
 
 def simulate_class_series(kind: str, n_frames: int, crop: int, detector: Detector,
                           rng: np.random.Generator, mean_counts: float | None = None) -> tuple[np.ndarray, dict]:
-    """Frames (T, y, x) float32 of one series of dynamics class ``kind``.
+    """One series of dynamics class ``kind`` on ``detector``.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`CLASSES`; ``heterodyne_flow`` adds a static reference field and a Doppler
+        phase ``2 pi (q/q0) cos(phi - flow_angle) t / period`` (fringes parallel to the diagonal).
+    n_frames, crop : int
+        Frames of the series and the crop side that sets the time scales.
+    detector : Detector
+    rng : numpy.random.Generator
+    mean_counts : float, optional
+        Poisson photons per pixel and frame (:func:`speckleml.synthetic.poisson_counts`);
+        None: noise-free intensity, mean 1.
 
     Returns
     -------
-    frames : ndarray (T, y, x) float32
+    frames : ndarray (n_frames, size, size) float32
     params : dict
         The drawn class parameters (``tau`` in frames at q0, ...).
     """
@@ -196,10 +247,24 @@ def simulate_library(n_per_class: int, n_frames: int, crop: int, detector: Detec
                      progress=None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """A library of series with one dynamics class each (the training/evaluation set).
 
+    Parameters
+    ----------
+    n_per_class, n_frames, crop : int
+        Series per class, frames per series, crop side (frames) that sets the time scales.
+    detector : Detector
+    seed : int
+        Seeds the class order (interleaved) and every draw.
+    classes : tuple of str
+        Classes to simulate (default all of :data:`CLASSES`).
+    mean_counts : float, optional
+        Poisson photons per pixel and frame; None: noise-free.
+    progress : callable, optional
+        ``progress(iterable, desc)`` wrapper.
+
     Returns
     -------
-    frames : ndarray (series, T, y, x) float32
-    labels : ndarray (series,) int
+    frames : ndarray (series, n_frames, size, size) float32
+    labels : ndarray (series,) int64
         Index into :data:`CLASSES`.
     params : list of dict
         Drawn parameters per series.
@@ -221,9 +286,19 @@ def simulate_library(n_per_class: int, n_frames: int, crop: int, detector: Detec
 def drive_sequence(n_segments: int, rng: np.random.Generator) -> list[str]:
     """Class of each segment of a stress-relaxation run after shear cessation.
 
-    The run starts with fast relaxation (the structure yields the stored stress), then
-    wanders between arrested, slow, ageing and avalanche-like dynamics (a Markov chain that
-    prefers to stay, like the intermittent dynamics of a shear-induced glass).
+    The run starts with fast relaxation (the structure yields the stored stress), then wanders
+    between arrested, slow, ageing and avalanche-like dynamics (a Markov chain that prefers to
+    stay, like the intermittent dynamics of a shear-induced glass).
+
+    Parameters
+    ----------
+    n_segments : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    list of str
+        ``n_segments`` names from :data:`DRIVE_CLASSES`, the first two ``fast_diffusion``.
     """
     sequence = ["fast_diffusion"] * min(2, n_segments)
     while len(sequence) < n_segments:
@@ -244,6 +319,22 @@ def stress_signal(segment_class: np.ndarray, segment_edges: np.ndarray, n_frames
     Fast dynamics relax stress quickly, arrested (jammed) dynamics let it build up, each
     avalanche releases a fraction of it: the macroscopic signal that Fig. 3 sets beside the
     class fractions.
+
+    Parameters
+    ----------
+    segment_class : ndarray (n_segments,) int
+        Index into :data:`DRIVE_CLASSES` of each segment.
+    segment_edges : ndarray (n_segments + 1,) int
+        First frame of each segment and the end.
+    n_frames : int
+    rng : numpy.random.Generator
+        Draws a 1 % multiplicative noise per frame.
+    avalanche_rate : ndarray (n_frames,), optional
+        Rate of the avalanche bursts; a frame above 0.5 releases 10 % of the stress.
+
+    Returns
+    -------
+    ndarray (n_frames,) float64
     """
     stress = np.empty(n_frames)
     level = 1.0

@@ -67,7 +67,26 @@ class TrainConfig:
 def split_by_series(series: np.ndarray, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Indices of training and validation items, holding out whole series.
 
-    At least one series goes to each side (when there are two or more series).
+    Crops of one series are near-duplicates, so validation on held-out crops of seen series
+    would flatter the model.
+
+    Parameters
+    ----------
+    series : ndarray (N,) int
+        Series of each item.
+    val_fraction : float
+        Fraction of the series held out, in (0, 1); at least one on each side.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    train, val : ndarray of int
+        Item indices.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two series.
     """
     ids = np.unique(series)
     if ids.size < 2:
@@ -79,14 +98,42 @@ def split_by_series(series: np.ndarray, val_fraction: float, rng: np.random.Gene
 
 
 def wrapped_diagonal_shift(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Roll every map of ``batch`` (B, 1, n, n) by one random shift on both time axes."""
+    """Roll every map of ``batch`` by one random shift on both time axes (the authors' augmentation).
+
+    A C2 crop rolled by the same amount on both axes keeps its diagonal on the diagonal and is
+    another plausible crop of the same map.
+
+    Parameters
+    ----------
+    batch : torch.Tensor (B, 1, n, n)
+    generator : torch.Generator
+        Draws one shift in ``[0, n)`` per map.
+
+    Returns
+    -------
+    torch.Tensor (B, 1, n, n)
+    """
     n = batch.shape[-1]
     shifts = torch.randint(0, n, (batch.shape[0],), generator=generator)
     return torch.stack([torch.roll(image, shifts=(int(s), int(s)), dims=(-2, -1)) for image, s in zip(batch, shifts)])
 
 
 def evaluate(model: C2Autoencoder, crops: torch.Tensor, device, batch_size: int = 64) -> tuple[float, float]:
-    """Mean L1 and MSE reconstruction error of ``crops`` (N, 1, n, n), model in eval mode."""
+    """Mean L1 and MSE reconstruction error, model in eval mode (no dropout, no gradients).
+
+    Parameters
+    ----------
+    model : C2Autoencoder
+    crops : torch.Tensor (N, 1, n, n)
+        Crops in [0, 1].
+    device : torch.device
+    batch_size : int
+
+    Returns
+    -------
+    l1, mse : float
+        Means over crops of the per-crop mean absolute and squared error.
+    """
     model.eval()
     l1 = mse = 0.0
     with torch.no_grad():
@@ -168,7 +215,24 @@ def train_autoencoder(crops: np.ndarray, series: np.ndarray, model_config: Autoe
 
 
 def encode_crops(model: C2Autoencoder, crops: np.ndarray, device, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Latents (N, latent) and per-crop L1 reconstruction error (N,) of ``crops`` (N, n, n)."""
+    """Latents and per-crop L1 reconstruction error, model in eval mode.
+
+    Parameters
+    ----------
+    model : C2Autoencoder
+    crops : ndarray (N, n, n)
+        Min-max scaled crops in [0, 1].
+    device : torch.device or str
+    batch_size : int
+        Crops per forward pass (memory only).
+
+    Returns
+    -------
+    latents : ndarray (N, latent) float32
+        Non-negative (after the bottleneck ReLU).
+    errors : ndarray (N,) float32
+        Mean absolute reconstruction error of each crop.
+    """
     model.eval().to(device)
     latents, errors = [], []
     with torch.no_grad():
@@ -238,7 +302,7 @@ def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_
     metrics = {"latent": latent, "crop": model_config.crop, "epochs": epochs,
                "best_epoch": best["epoch"], "val_l1": best["val_l1"], "val_mse": best["val_mse"],
                "n_parameters": sum(p.numel() for p in model.parameters())}
-    save_model(model.cpu(), model_path, extra={"metrics": metrics, "history": history})
+    save_model(model_path, model.cpu(), extra={"metrics": metrics, "history": history})
     if history_path:
         write_csv(pd.DataFrame(history), history_path)
     if metrics_path:
