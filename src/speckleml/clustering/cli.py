@@ -7,6 +7,8 @@ one library function; defaults of options the config also sets come from its sch
 
 from __future__ import annotations
 
+import argparse
+
 from ..cli import (add_config_option, add_device, add_seed, add_stage, add_study, add_threads, non_negative_float,
                    positive_float, positive_int)
 
@@ -37,8 +39,7 @@ example:
 SIMILAR_EXAMPLE = """\
 examples:
   # a C2 of your own (2-D .npy; the first crop along its diagonal is used)
-  speckleml clustering similar results/clustering/model.pt results/clustering/latents.zarr my_c2.npy -k 4 \\
-      --out neighbours.csv
+  speckleml clustering similar model.pt results/clustering/latents.zarr my_c2.npy -k 4 --out neighbours.csv
   # query crops of one simulated class drawn from the crops store
   speckleml clustering similar results/clustering/model.pt results/clustering/latents.zarr \\
       --crops results/clustering/crops.zarr --query-class heterodyne_flow --n-queries 4 -k 4 --out nn.csv
@@ -51,8 +52,7 @@ example:
 """
 REAL_EXAMPLE = """\
 example:
-  speckleml clustering real ../shared/data/real/horwath_rheo_xpcs --model results/clustering/model.pt \\
-      --out-dir results/clustering/real
+  speckleml clustering real ../shared/data/real/horwath_rheo_xpcs --model model.pt --out-dir results/clustering/real
 """
 
 
@@ -154,7 +154,10 @@ def register(commands) -> None:
     p.add_argument("--query-class", help="draw queries from the crops of this true class")
     _opt(p, "--n-queries", "similar.n_queries", "queries drawn with --query-class", type=positive_int)
     _opt(p, ("-k", "--neighbours"), "similar.neighbours", "neighbours per query", type=positive_int)
+    _opt(p, "--exclude-series", "similar.exclude_series", "leave out the crops of a store query's own series",
+         action=argparse.BooleanOptionalAction)
     p.add_argument("--out", required=True, help="CSV of the neighbours")
+    p.add_argument("--precision", help="CSV of the per-class precision of the neighbours (queries and library)")
     add_seed(p)
     add_device(p)
 
@@ -174,9 +177,6 @@ def register(commands) -> None:
     p.add_argument("--out-dir", required=True, help="directory for tables and figures")
     _add_cluster_options(p)
     add_seed(p)
-
-
-# --------------------------------------------------------------------------- stages
 
 
 def simulate(args) -> None:
@@ -227,8 +227,9 @@ def similar(args) -> None:
     from .search import similarity_search
 
     similarity_search(args.model, args.latents, args.out, neighbours=args.neighbours, seed=args.seed,
-                      device=args.device, query_path=args.query, query_start=args.query_start,
-                      crops_path=args.crops, query_class=args.query_class, n_queries=args.n_queries)
+                      device=args.device, exclude_series=args.exclude_series, query_path=args.query,
+                      query_start=args.query_start, crops_path=args.crops, query_class=args.query_class,
+                      n_queries=args.n_queries, precision_path=args.precision)
 
 
 def figures(args) -> None:

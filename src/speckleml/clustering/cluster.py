@@ -18,7 +18,7 @@ from ..stores import ArraySpec, StoreSchema, register_schema
 log = logging.getLogger(__name__)
 
 LATENTS = register_schema(StoreSchema(
-    name="clustering_latents", version=1,
+    name="clustering_latents", version=2,
     description="autoencoder latent vector and reconstruction error of every C2 crop",
     arrays={
         "latent": ArraySpec(("item", "dim"), ("float32",), finite=True),
@@ -28,6 +28,7 @@ LATENTS = register_schema(StoreSchema(
         "sector": ArraySpec(("item",), ("int64",)),
         "start": ArraySpec(("item",), ("int64",)),
         "kww_tau": ArraySpec(("item",), ("float64",)),
+        "kww_bound": ArraySpec(("item",), ("int8",)),
     },
     required_attrs=("classes", "dt"),
 ))
@@ -86,11 +87,16 @@ def elbow_point(ks, distortion) -> int:
     return int(ks[int(np.argmax(chord - y))])
 
 
-def order_by_relaxation(labels: np.ndarray, tau: np.ndarray, n_clusters: int) -> np.ndarray:
+def order_by_relaxation(labels: np.ndarray, tau: np.ndarray, n_clusters: int,
+                        bound: np.ndarray | None = None) -> np.ndarray:
     """Renumbering of clusters so that cluster 0 has the longest median relaxation time.
 
-    Paper 001 orders its classes by relaxation rate (slow first); NaN times are ignored and a
-    cluster without a finite one sorts last.
+    Paper 001 orders its classes by relaxation rate (slow first). Only fits inside the
+    resolvable range count: NaN times and times flagged at a fit bound (``bound != 0``, a
+    limit rather than a measurement) are left out of the medians. A cluster with no such fit
+    is placed by the bound most of its crops hit - above the range (slower than every
+    measured cluster) first, below it (faster) after the measured ones - and a cluster
+    without any fit last.
 
     Parameters
     ----------
@@ -99,23 +105,35 @@ def order_by_relaxation(labels: np.ndarray, tau: np.ndarray, n_clusters: int) ->
     tau : ndarray (N,) float
         Relaxation time of each item (any unit; compared in log).
     n_clusters : int
+    bound : ndarray (N,) int, optional
+        ``+1`` / ``-1`` where ``tau`` sits at the upper / lower fit bound, else 0
+        (:func:`speckleml.clustering.crops.fit_crops_kww`); None: no flags.
 
     Returns
     -------
     ndarray (n_clusters,) int
         ``mapping[old] = new``.
     """
-    medians = []
+    tau = np.asarray(tau, np.float64)
+    bound = np.zeros(tau.shape, np.int64) if bound is None else np.asarray(bound, np.int64)
+    group, key = np.empty(n_clusters, np.int64), np.zeros(n_clusters)
     for c in range(n_clusters):
-        values = tau[(labels == c) & np.isfinite(tau)]
-        medians.append(np.median(np.log(values)) if values.size else -np.inf)
-    order = np.argsort(-np.asarray(medians), kind="stable")
+        fitted = (labels == c) & np.isfinite(tau)
+        inside = fitted & (bound == 0)
+        if inside.any():
+            group[c], key[c] = 1, -np.median(np.log(tau[inside]))
+        elif fitted.any():
+            group[c] = 0 if bound[fitted].mean() > 0 else 2
+        else:
+            group[c] = 3
+    order = np.lexsort((np.arange(n_clusters), key, group))
     mapping = np.empty(n_clusters, np.int64)
     mapping[order] = np.arange(n_clusters)
     return mapping
 
 
-def fit_clusters(latents: np.ndarray, k: int, seed: int, tau: np.ndarray | None = None, n_init: int = 10):
+def fit_clusters(latents: np.ndarray, k: int, seed: int, tau: np.ndarray | None = None, n_init: int = 10,
+                 bound: np.ndarray | None = None):
     """k-means with ``k`` clusters, numbered slowest first when ``tau`` is given.
 
     Parameters
@@ -129,6 +147,8 @@ def fit_clusters(latents: np.ndarray, k: int, seed: int, tau: np.ndarray | None 
         Relaxation time of each item for :func:`order_by_relaxation`.
     n_init : int
         k-means restarts.
+    bound : ndarray (N,) int, optional
+        Fit-bound flags of ``tau`` (left out of the ordering).
 
     Returns
     -------
@@ -141,7 +161,7 @@ def fit_clusters(latents: np.ndarray, k: int, seed: int, tau: np.ndarray | None 
     km = KMeans(n_clusters=int(k), n_init=n_init, random_state=seed).fit(latents)
     labels, centres = km.labels_.astype(np.int64), km.cluster_centers_
     if tau is not None:
-        mapping = order_by_relaxation(labels, np.asarray(tau, np.float64), int(k))
+        mapping = order_by_relaxation(labels, np.asarray(tau, np.float64), int(k), bound)
         labels = mapping[labels]
         centres = centres[np.argsort(mapping)]
     return labels, centres
@@ -180,8 +200,8 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))
 
 
-def nearest_neighbours(queries: np.ndarray, latents: np.ndarray, k: int,
-                       exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(queries: np.ndarray, latents: np.ndarray, k: int, exclude: np.ndarray | None = None,
+                       mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest latents (Euclidean) of each query (paper 001 Fig. 4).
 
     Parameters
@@ -189,22 +209,84 @@ def nearest_neighbours(queries: np.ndarray, latents: np.ndarray, k: int,
     queries : ndarray (n_queries, d)
     latents : ndarray (N, d)
     k : int
-        Neighbours wanted; fewer when fewer latents are allowed.
+        Neighbours wanted; fewer when fewer latents are allowed for some query.
     exclude : ndarray of int, optional
-        Latent indices that may not be returned (e.g. the queries themselves).
+        Latent indices that no query may return (e.g. the queries themselves).
+    mask : ndarray (n_queries, N) bool, optional
+        True where a latent may not be returned for that query (e.g. the query's own series).
 
     Returns
     -------
     index : ndarray (n_queries, k) int
         Latent indices, nearest first (ties in index order).
     distance : ndarray (n_queries, k) float64
+
+    Raises
+    ------
+    ValueError
+        When ``mask`` does not have the shape ``(n_queries, N)``.
     """
     distances = pairwise_distances(queries, latents)
     if exclude is not None and len(exclude):
         distances[:, np.asarray(exclude)] = np.inf
+    if mask is not None:
+        if np.shape(mask) != distances.shape:
+            raise ValueError(f"mask must have shape {distances.shape}, got {np.shape(mask)}")
+        distances[np.asarray(mask, bool)] = np.inf
     k = min(int(k), int(np.isfinite(distances).sum(axis=1).min()))
     index = np.argsort(distances, axis=1, kind="stable")[:, :k]
     return index, np.take_along_axis(distances, index, axis=1)
+
+
+def neighbour_precision(latents: np.ndarray, labels: np.ndarray, series: np.ndarray, k: int,
+                        exclude_series: bool, chunk: int = 1024) -> dict[int, tuple[int, float]]:
+    """Per-class precision of the ``k`` nearest neighbours, every item a query in turn.
+
+    The precision of one query is the fraction of its ``k`` nearest latents (itself excluded,
+    and with ``exclude_series`` every item of its own series: crops of one series in other
+    sectors or windows are near-duplicates, not similar dynamics found elsewhere) that share
+    its true class; the class precision is its mean over the class's items.
+
+    Parameters
+    ----------
+    latents : ndarray (N, d)
+    labels : ndarray (N,) int
+        True class; items with a negative label are neither scored nor skipped as neighbours.
+    series : ndarray (N,) int
+        Series of each item.
+    k : int
+        Neighbours per query, >= 1.
+    exclude_series : bool
+        Leave the query's own series out of its neighbours.
+    chunk : int
+        Queries per block of the distance matrix (memory ``chunk * N`` doubles).
+
+    Returns
+    -------
+    dict
+        ``{class: (queries, precision)}`` for every class with a scored query.
+
+    Raises
+    ------
+    ValueError
+        When ``k < 1`` or a query has fewer than ``k`` allowed neighbours.
+    """
+    labels = np.asarray(labels)
+    series = np.asarray(series)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    scored = np.flatnonzero(labels >= 0)
+    hits = np.empty(scored.size)
+    for start in range(0, scored.size, chunk):
+        rows = scored[start:start + chunk]
+        mask = (series[None, :] == series[rows, None]) if exclude_series else np.zeros((rows.size, labels.size), bool)
+        mask[np.arange(rows.size), rows] = True
+        index, _ = nearest_neighbours(latents[rows], latents, k, mask=mask)
+        if index.shape[1] < k:
+            raise ValueError(f"some items have fewer than {k} neighbours outside their own series")
+        hits[start:start + rows.size] = (labels[index] == labels[rows, None]).mean(axis=1)
+    return {int(c): (int((labels[scored] == c).sum()), float(hits[labels[scored] == c].mean()))
+            for c in np.unique(labels[scored])}
 
 
 def embed(latents: np.ndarray, method: str, seed: int, n_neighbors: int = 5, min_dist: float = 0.25) -> np.ndarray:
@@ -307,12 +389,13 @@ def latent_table(store, labels: np.ndarray, embedding: np.ndarray | None = None)
     Returns
     -------
     pandas.DataFrame
-        Columns ``item, series, sector, start, label, kww_tau (frames), recon_l1, class,
-        t_start (s), cluster`` (+ ``embed_x, embed_y``).
+        Columns ``item, series, sector, start, label, kww_tau (frames), kww_bound, recon_l1,
+        class, t_start (s), cluster`` (+ ``embed_x, embed_y``).
     """
     import pandas as pd
 
-    table = pd.DataFrame({k: store[k] for k in ("series", "sector", "start", "label", "kww_tau", "recon_l1")})
+    table = pd.DataFrame({k: store[k] for k in ("series", "sector", "start", "label", "kww_tau", "kww_bound",
+                                                  "recon_l1")})
     table.insert(0, "item", range(len(table)))
     classes = store.attrs.get("classes", [])
     table["class"] = [classes[i] if 0 <= i < len(classes) else "" for i in table["label"]]
@@ -330,7 +413,8 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
 
     k-means is run for ``k = k_min..k_max`` on the latents; ``k`` is the elbow of the
     distortion (:func:`elbow_point`, paper 001 Supp. Fig. 3) unless given. Clusters are
-    numbered slowest first by the median KWW time of their crops (:func:`order_by_relaxation`).
+    numbered slowest first by the median KWW time of their crops, fits at a bound left out
+(:func:`order_by_relaxation`).
 
     Parameters
     ----------
@@ -383,7 +467,7 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
     ks = np.arange(k_min, k_max + 1)
     distortion = elbow_curve(latents, ks, seed)
     k = k or elbow_point(ks, distortion)
-    labels, centres = fit_clusters(latents, k, seed, tau=store["kww_tau"])
+    labels, centres = fit_clusters(latents, k, seed, tau=store["kww_tau"], bound=store["kww_bound"])
     table = latent_table(store, labels, embed(latents, embedding, seed, n_neighbors, min_dist))
     write_csv(table, assignments_path)
     write_csv(pd.DataFrame({"k": ks, "distortion": distortion, "chosen": ks == k}), elbow_path)

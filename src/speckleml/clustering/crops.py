@@ -20,8 +20,9 @@ from ..stores import ArraySpec, StoreSchema, register_schema
 log = logging.getLogger(__name__)
 
 CROPS = register_schema(StoreSchema(
-    name="clustering_crops", version=1,
-    description="min-max normalised C2 crops along the diagonal, with their origin and KWW fit",
+    name="clustering_crops", version=2,
+    description="min-max normalised C2 crops along the diagonal, with their origin and KWW fit "
+                "(tau in frames; kww_bound +1/-1 where tau sits at the crop's longest/shortest lag)",
     arrays={
         "crops": ArraySpec(("item", "y", "x"), ("float32",), finite=True),
         "label": ArraySpec(("item",), ("int64",)),
@@ -32,6 +33,7 @@ CROPS = register_schema(StoreSchema(
         "c2_max": ArraySpec(("item",), ("float32",)),
         "kww_tau": ArraySpec(("item",), ("float64",)),
         "kww_gamma": ArraySpec(("item",), ("float64",)),
+        "kww_bound": ArraySpec(("item",), ("int8",)),
     },
     required_attrs=("classes", "crop", "dt"),
 ))
@@ -218,23 +220,30 @@ def diagonal_profiles(crops: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.n
     return lags.astype(np.float64), values.astype(np.float64)
 
 
-def fit_kww_profile(lags: np.ndarray, values: np.ndarray, tau_max: float = 1e4) -> tuple[float, float]:
-    """Relaxation time and stretching exponent of one diagonal profile (KWW model).
+def fit_kww_profile(lags: np.ndarray, values: np.ndarray, sigma: np.ndarray | None = None,
+                    baseline: float | None = None) -> tuple[float, float, int]:
+    """Relaxation time (frames), stretching exponent and bound flag of one diagonal profile.
 
-    The model is :func:`speckleml.fitting.g2_model`,
-    ``beta exp(-2 (t / tau)^gamma) + baseline``; ``tau`` is bounded to ``[0.1, tau_max]``
-    frames (a frozen map sits at the upper bound) and ``gamma`` to ``[0.2, 2.5]``. This fit
-    trades error estimates for speed (thousands of crops); :func:`speckleml.fitting.fit_g2`
-    reports uncertainties.
+    The model is :func:`speckleml.fitting.g2_model`, ``beta exp(-2 (t / tau)^gamma) + baseline``
+    with ``t`` in frames. ``tau`` is bounded to the lag range ``[lags[0], lags[-1]]`` that the
+    profile can resolve: a map that has not decorrelated within the longest lag (frozen,
+    slow) sits at the upper bound, one that has fully decorrelated by the first lag at the
+    lower bound; either is flagged, since its ``tau`` is then only a limit. ``gamma`` is
+    bounded to ``[0.2, 2.5]``. This fit trades error estimates for speed (thousands of crops);
+    :func:`speckleml.fitting.fit_g2` reports uncertainties.
 
     Parameters
     ----------
     lags : ndarray (L,) float
-        Lags (frames).
+        Increasing lags (frames), ``lags[0] > 0``.
     values : ndarray (L,) float
-        Profile at those lags (:func:`diagonal_profiles`).
-    tau_max : float
-        Upper bound of ``tau`` (frames).
+        Profile at those lags (:func:`diagonal_profiles` of unscaled C2).
+    sigma : ndarray (L,), optional
+        Relative uncertainty of each value (least-squares weights ``1 / sigma^2``).
+    baseline : float, optional
+        Level of a fully decorrelated map (``speckleml.correlation.G2_OFFSET`` of the C2
+        normalisation: 1 for ``classical``, 0 for ``aps``). Fixing it is what tells a frozen
+        map (flat above it) from a fully decorrelated one (flat on it); None fits it.
 
     Returns
     -------
@@ -242,56 +251,82 @@ def fit_kww_profile(lags: np.ndarray, values: np.ndarray, tau_max: float = 1e4) 
         Relaxation time (frames); NaN when the fit fails.
     gamma : float
         Stretching exponent; NaN when the fit fails.
+    bound : int
+        ``+1`` when ``tau`` sits at the longest lag (slower than the profile resolves),
+        ``-1`` at the shortest (faster), 0 inside or when the fit fails.
     """
     from scipy.optimize import OptimizeWarning, curve_fit
 
     from ..fitting import g2_model
 
-    beta0 = max(values[0] - values[-1], 1e-3)
+    lags = np.asarray(lags, np.float64)
+    values = np.asarray(values, np.float64)
+    level = values[-1] if baseline is None else baseline
+    beta0 = max(values[0] - level, 1e-3)
+    log_bounds = (np.log(lags[0]), np.log(lags[-1]))
+    gamma_bounds = (np.log(0.2), np.log(2.5))
     # initial tau: first lag where the profile has dropped by 1 - e^-2 of its range
-    below = np.flatnonzero(values <= values[-1] + beta0 * np.exp(-2.0))
-    tau0 = float(lags[below[0]]) if below.size else float(lags[-1])
-    log_bounds = (np.log(0.1), np.log(tau_max))
+    below = np.flatnonzero(values <= level + beta0 * np.exp(-2.0))
+    p0 = [beta0, float(np.clip(np.log(lags[below[0]] if below.size else lags[-1]), *log_bounds)), 0.0]
 
-    def model(t, beta, log_tau, log_gamma, baseline):
+    def model(t, beta, log_tau, log_gamma, *free_baseline):
         # log parameters clipped to the bounds: MINPACK's unbounded lm is ~10x faster than trf
         tau = np.exp(np.clip(log_tau, *log_bounds))
-        gamma = np.exp(np.clip(log_gamma, np.log(0.2), np.log(2.5)))
-        return g2_model(t, beta, tau, gamma, baseline)
+        gamma = np.exp(np.clip(log_gamma, *gamma_bounds))
+        return g2_model(t, beta, tau, gamma, free_baseline[0] if free_baseline else baseline)
 
     try:
         with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)  # flat (frozen) maps: no covariance
-            popt, _ = curve_fit(model, lags, values, p0=(beta0, np.log(max(tau0, 0.5)), 0.0, values[-1]),
-                                maxfev=2000)
+            popt, _ = curve_fit(model, lags, values, p0=p0 + ([values[-1]] if baseline is None else []),
+                                sigma=sigma, maxfev=2000)
     except (RuntimeError, ValueError):
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), 0
+    bound = 1 if popt[1] >= log_bounds[1] else -1 if popt[1] <= log_bounds[0] else 0
     tau = float(np.exp(np.clip(popt[1], *log_bounds)))
-    gamma = float(np.exp(np.clip(popt[2], np.log(0.2), np.log(2.5))))
-    return tau, gamma
+    gamma = float(np.exp(np.clip(popt[2], *gamma_bounds)))
+    return tau, gamma, bound
 
 
-def fit_crops_kww(crops: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """KWW relaxation time and exponent of every crop, fitted to lags ``1..n/2`` (frames).
+def fit_crops_kww(c2: np.ndarray, baseline: float | None = None, progress=None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """KWW relaxation time (frames) of every crop over the crop's whole lag range ``1..n-1``.
+
+    The lag-``L`` diagonal of an ``n``-frame crop averages ``n - L`` values, so each profile
+    value is weighted by ``n - L`` (``sigma ~ 1 / sqrt(n - L)``).
 
     Parameters
     ----------
-    crops : ndarray (N, n, n)
-        Min-max scaled crops.
+    c2 : ndarray (N, n, n)
+        Two-time crops as the correlation engine made them (not min-max scaled), ``n >= 3``.
+    baseline : float, optional
+        Fully decorrelated level of the normalisation (see :func:`fit_kww_profile`).
     progress : callable, optional
         ``progress(iterable, desc)`` wrapper for long runs.
 
     Returns
     -------
     tau : ndarray (N,) float64
-        Relaxation time (frames) of :func:`fit_kww_profile`; NaN where the fit failed.
+        Relaxation time (frames) within ``[1, n - 1]``; NaN where the fit failed.
     gamma : ndarray (N,) float64
         Stretching exponent.
+    bound : ndarray (N,) int8
+        ``+1`` / ``-1`` where ``tau`` sits at the longest / shortest lag (a limit, not a
+        measurement), else 0.
+
+    Raises
+    ------
+    ValueError
+        When the crops are smaller than 3 frames.
     """
-    lags, profiles = diagonal_profiles(crops, max(crops.shape[-1] // 2, 2))
+    n = c2.shape[-1]
+    if n < 3:
+        raise ValueError(f"KWW fits need crops of >= 3 frames, got {n}")
+    lags, profiles = diagonal_profiles(c2, n - 1)
+    sigma = 1.0 / np.sqrt(n - lags)
     rows = profiles if progress is None else progress(profiles, "KWW fits")
-    fits = np.array([fit_kww_profile(lags, row) for row in rows]).reshape(-1, 2)
-    return fits[:, 0], fits[:, 1]
+    fits = np.array([fit_kww_profile(lags, row, sigma, baseline) for row in rows], np.float64).reshape(-1, 3)
+    return fits[:, 0], fits[:, 1], fits[:, 2].astype(np.int8)
 
 
 def crop_labels(truth: dict, series: int, starts: np.ndarray, crop: int) -> list[int]:
@@ -358,6 +393,7 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
         When a size is out of range, the series are shorter than ``crop``, the ring is not
         known or has an empty sector, or a C2 is not finite.
     """
+    from ..correlation import G2_OFFSET
     from ..errors import InputError
     from ..progress import progress
     from ..provenance import make_provenance
@@ -399,7 +435,10 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     arrays = {k: np.concatenate([np.asarray(v) for v in vals]) for k, vals in pieces.items()}
     for key in ("label", "series", "sector", "start"):
         arrays[key] = arrays[key].astype(np.int64)
-    arrays["kww_tau"], arrays["kww_gamma"] = fit_crops_kww(arrays["crops"], progress)
+    # the fit needs the C2 levels that the min-max scaling removed (frozen vs decorrelated)
+    unscaled = arrays["crops"] * (arrays["c2_max"] - arrays["c2_min"])[:, None, None] + arrays["c2_min"][:, None, None]
+    arrays["kww_tau"], arrays["kww_gamma"], arrays["kww_bound"] = fit_crops_kww(
+        unscaled, G2_OFFSET[normalization], progress)
     attrs = {"classes": truth.get("classes", []), "crop": crop, "dt": store.attrs.get("dt", 1.0),
              "n_sectors": sectors, "normalization": normalization, "q_edges": list(q_edges),
              "n_frames": int(n_frames), "source": str(frames_path)}

@@ -260,18 +260,21 @@ def fig4(neighbours, table, crops, classes: list[str], path) -> None:
     ax.set_ylabel("embedding 2")
     ax.set_title("A: queries (open) and neighbours (solid)")
     ax.legend(fontsize=6, loc="best")
-    right.suptitle("B: query and nearest neighbours by latent distance", fontsize=9)
+    same = (f" ({int(neighbours['same_class'].sum())}/{len(neighbours)} of the query's class)"
+            if "same_class" in neighbours and (neighbours["query_item"] >= 0).all() else "")
+    right.suptitle(f"B: query and nearest neighbours by latent distance{same}", fontsize=9)
     save_figure(fig, path)
 
 
 def relaxation(table, scores, classes: list[str], dt: float, path) -> None:
-    """Beyond the paper: KWW relaxation time per true class and per cluster, and the
-    contingency of clusters against true classes with ARI/NMI.
+    """Beyond the paper: KWW relaxation time per true class and per cluster (fits inside the
+    crop's lag range; the bound hits counted), and the contingency of clusters against true
+    classes with ARI/NMI.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        Library cluster table (``label``, ``cluster``, ``kww_tau`` in frames).
+        Library cluster table (``label``, ``cluster``, ``kww_tau`` in frames, ``kww_bound``).
     scores : pandas.DataFrame
         ``metric, value`` rows (``ari``, ``nmi``).
     classes : list of str
@@ -285,17 +288,22 @@ def relaxation(table, scores, classes: list[str], dt: float, path) -> None:
     from ..plotting import figure, save_figure
 
     fig, axes = figure(1, 3, 3.4, 3.0)
-    finite = table[np.isfinite(table["kww_tau"])]
+    fitted = table[np.isfinite(table["kww_tau"])]
+    inside = fitted[fitted["kww_bound"] == 0]
     for ax, column, names, title in (
         (axes[0, 0], "label", classes, "per true class"),
         (axes[0, 1], "cluster", [f"c{i}" for i in range(int(table["cluster"].max()) + 1)], "per cluster"),
     ):
-        values = sorted(finite[column].unique())
-        data = [np.log10(finite.loc[finite[column] == v, "kww_tau"] * dt) for v in values]
-        ax.boxplot(data, showfliers=False)
-        ax.set_xticks(range(1, len(values) + 1), [names[v] for v in values], rotation=45, ha="right", fontsize=7)
+        values = sorted(fitted[column].unique())
+        # fits at a bound are limits, not times: counted under the box, not drawn in it
+        data = [np.log10(inside.loc[inside[column] == v, "kww_tau"] * dt) for v in values]
+        ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False)
+        hits = [(int((fitted.loc[fitted[column] == v, "kww_bound"] > 0).sum()),
+                 int((fitted.loc[fitted[column] == v, "kww_bound"] < 0).sum())) for v in values]
+        ax.set_xticks(range(1, len(values) + 1), [f"{names[v]}\n>{up} <{down}" for v, (up, down) in zip(values, hits)],
+                      rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("log10 KWW relaxation time (s)")
-        ax.set_title(f"relaxation time {title}")
+        ax.set_title(f"relaxation time {title}\n(>n / <n: fits above / below the crop's lags)", fontsize=8)
     ax = axes[0, 2]
     contingency = pd.crosstab(table["label"], table["cluster"])
     image = ax.imshow(contingency.to_numpy(), cmap="Blues")

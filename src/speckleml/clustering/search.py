@@ -104,12 +104,13 @@ def class_queries(crops_path, query_class: str, n_queries: int, seed: int) -> tu
 
 
 def similarity_search(model_path, latents_path, out_path, *, neighbours: int, seed: int, device: str,
-                      query_path=None, query_start: int = 0, crops_path=None, query_class: str | None = None,
-                      n_queries: int = 1) -> None:
+                      exclude_series: bool, query_path=None, query_start: int = 0, crops_path=None,
+                      query_class: str | None = None, n_queries: int = 1, precision_path=None) -> None:
     """The ``similar`` stage: nearest latents of each query, one CSV row per neighbour.
 
     Give either ``query_path`` (a C2 of your own, :func:`load_query`) or ``query_class`` with
-    ``crops_path`` (:func:`class_queries`; the queries themselves are not returned).
+    ``crops_path`` (:func:`class_queries`; the queries themselves are never returned, and
+    with ``exclude_series`` no crop of the query's own series either).
 
     Parameters
     ----------
@@ -118,23 +119,30 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     latents_path : path
         Latents store to search (schema :data:`~speckleml.clustering.cluster.LATENTS`).
     out_path : path
-        CSV to write: ``query, query_name, query_item (-1 for a file), rank, item, distance,
-        label, series, sector, start``.
+        CSV to write: ``query, query_name, query_item (-1 for a file), query_label,
+        query_series, rank, item, distance, label, series, sector, start, same_class``.
     neighbours : int
         Neighbours per query (>= 1).
     seed : int
         Seeds the draw of class queries.
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    exclude_series : bool
+        Leave out the crops of each query's own series (other sectors and windows of the same
+        measurement). Applies to queries from the store and to the precision table; a query
+        file has no series in the store.
     query_path, query_start
         A query ``.npy`` and the first frame of its crop.
     crops_path, query_class, n_queries
         The crops store the latents were made from, the true class and number of queries.
+    precision_path : path, optional
+        CSV of the per-class precision of the neighbours (:func:`precision_table`).
 
     Raises
     ------
     InputError
-        When both or neither query kinds are given, the latent sizes differ, or a query is bad.
+        When both or neither query kinds are given, the latent sizes differ, the crops and
+        latents stores do not hold the same items, or a query is bad.
     """
     import pandas as pd
 
@@ -153,28 +161,89 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     model, _ = load_model(model_path)
     if store["latent"].shape[1] != model.config.latent:
         raise InputError(f"{latents_path}: latent size {store['latent'].shape[1]} does not match {model_path}")
-    exclude = None
+    series, labels = store["series"], store["label"]
     if query_path is not None:
         if query_class:
             raise InputError("give either a query file or --query-class, not both")
         query = load_query(query_path, model.config.crop, query_start)
         queries, names = minmax_normalise(query[None])[0], [str(query_path)]
-        query_items = [-1]
+        query_items, exclude, mask = np.array([-1]), None, None
     else:
         if not query_class or not crops_path:
             raise InputError("give a query .npy file, or --query-class with --crops")
         query_items, queries = class_queries(crops_path, query_class, n_queries, seed)
+        if query_items.max() >= series.size:
+            raise InputError(f"{crops_path} has more crops than {latents_path} has latents: not the same items")
         names = [f"item {i}" for i in query_items]
         exclude = query_items
+        mask = series[None, :] == series[query_items, None] if exclude_series else None
     latents_q, _ = encode_crops(model, queries, resolve_device(device))
-    index, distance = nearest_neighbours(latents_q, store["latent"], neighbours, exclude=exclude)
+    index, distance = nearest_neighbours(latents_q, store["latent"], neighbours, exclude=exclude, mask=mask)
     rows = []
     for q, (name, item) in enumerate(zip(names, query_items)):
+        query_label = int(labels[item]) if item >= 0 else -1
         for rank in range(index.shape[1]):
             i = int(index[q, rank])
-            rows.append({"query": q, "query_name": name, "query_item": int(item), "rank": rank + 1,
-                         "item": i, "distance": float(distance[q, rank]), "label": int(store["label"][i]),
-                         "series": int(store["series"][i]), "sector": int(store["sector"][i]),
-                         "start": int(store["start"][i])})
-    write_csv(pd.DataFrame(rows), out_path)
-    log.info("wrote %s: %d queries x %d neighbours", out_path, len(names), index.shape[1])
+            rows.append({"query": q, "query_name": name, "query_item": int(item), "query_label": query_label,
+                         "query_series": int(series[item]) if item >= 0 else -1, "rank": rank + 1,
+                         "item": i, "distance": float(distance[q, rank]), "label": int(labels[i]),
+                         "series": int(series[i]), "sector": int(store["sector"][i]),
+                         "start": int(store["start"][i]), "same_class": bool(item >= 0 and labels[i] == query_label)})
+    table = pd.DataFrame(rows)
+    if precision_path is not None:
+        try:
+            precision = precision_table(table, store, neighbours, exclude_series)
+        except ValueError as exc:
+            raise InputError(f"{latents_path}: {exc}") from None
+        write_csv(precision, precision_path)
+    write_csv(table, out_path)
+    log.info("wrote %s: %d queries x %d neighbours, %d of them of the query's class", out_path, len(names),
+             index.shape[1], int(table["same_class"].sum()))
+
+
+def precision_table(neighbours_table, store, k: int, exclude_series: bool):
+    """Per-class precision of the neighbours: of the drawn queries and of every library crop.
+
+    Parameters
+    ----------
+    neighbours_table : pandas.DataFrame
+        Rows of :func:`similarity_search` (``query_label``, ``same_class``).
+    store : Store
+        The latents store searched (``latent``, ``label``, ``series``, attr ``classes``).
+    k : int
+        Neighbours per query.
+    exclude_series : bool
+        Whether each query's own series was left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``scope`` (``queries``: the drawn queries; ``library``: every crop of the
+        store as a query, :func:`~speckleml.clustering.cluster.neighbour_precision`),
+        ``class``, ``queries``, ``neighbours``, ``exclude_series``, ``precision`` (mean
+        fraction of a query's neighbours of its own true class).
+
+    Raises
+    ------
+    ValueError
+        When some crop has fewer than ``k`` allowed neighbours.
+    """
+    import pandas as pd
+
+    from .cluster import neighbour_precision
+
+    classes = list(store.attrs.get("classes", []))
+
+    def name(label: int) -> str:
+        return classes[label] if 0 <= label < len(classes) else str(label)
+
+    rows = []
+    drawn = neighbours_table[neighbours_table["query_label"] >= 0]
+    for label, part in drawn.groupby("query_label"):
+        rows.append({"scope": "queries", "class": name(int(label)), "queries": int(part["query"].nunique()),
+                     "neighbours": k, "exclude_series": exclude_series, "precision": float(part["same_class"].mean())})
+    per_class = neighbour_precision(store["latent"], store["label"], store["series"], k, exclude_series)
+    for label, (count, precision) in per_class.items():
+        rows.append({"scope": "library", "class": name(label), "queries": count, "neighbours": k,
+                     "exclude_series": exclude_series, "precision": precision})
+    return pd.DataFrame(rows, columns=["scope", "class", "queries", "neighbours", "exclude_series", "precision"])

@@ -350,7 +350,7 @@ def encode_store(model_path, crops_path, output_path, *, device: str, batch_size
     if model.config.crop != int(store.attrs["crop"]):
         raise InputError(f"{crops_path}: crops are {store.attrs['crop']} px but {model_path} expects {model.config.crop}")
     latents, errors = encode_crops(model, store["crops"], resolve_device(device), batch_size)
-    arrays = {"latent": latents, "recon_l1": errors, "kww_tau": store["kww_tau"],
+    arrays = {"latent": latents, "recon_l1": errors, "kww_tau": store["kww_tau"], "kww_bound": store["kww_bound"],
               **{k: store[k] for k in ("label", "series", "sector", "start")}}
     attrs = {k: store.attrs[k] for k in ("classes", "dt", "crop")}
     write_store(output_path, LATENTS, arrays, attrs={**attrs, "model": str(model_path), "source": str(crops_path)},
