@@ -4,8 +4,10 @@
 their real C2 crop is encoded and reconstructed and set beside our own model's
 reconstruction (at our crop size) with the L1 errors and the L1 of predicting the crop's
 mean. (b) The paper's Fig. 3 on real data: k-means with the automatic elbow on the 900
-published latents, class fractions per crop start time across the 18 sectors beside the
-rheometer's shear stress, and the UMAP of the latents.
+published latents, clusters numbered slowest first by the relaxation time of the C2 that the
+published decoder draws from their latents (the real crops are not published), class
+fractions per crop start time across the 18 sectors beside the rheometer's shear stress with
+its minima marked, and the UMAP of the latents.
 """
 
 from __future__ import annotations
@@ -167,6 +169,74 @@ def recon_figure(crop, published, ours_input, ours, errors: dict, path) -> None:
     save_figure(fig, path)
 
 
+#: Prominence of a marked shear-stress minimum, relative to the median stress after cessation
+#: (the three drops of the published run are 4-10 Pa deep at ~85 Pa; the noise is < 1 Pa).
+STRESS_MINIMUM_PROMINENCE = 0.02
+
+
+def stress_minima(time: np.ndarray, stress: np.ndarray, prominence: float = STRESS_MINIMUM_PROMINENCE) -> np.ndarray:
+    """Times of the shear-stress minima after cessation, marked in paper 001 Fig. 3.
+
+    Parameters
+    ----------
+    time : ndarray (T,)
+        Time (s) after shear cessation, increasing.
+    stress : ndarray (T,)
+        Shear stress (Pa).
+    prominence : float
+        Least depth of a minimum below its surrounding maxima, as a fraction of the median
+        stress over ``time >= 0`` (:func:`scipy.signal.find_peaks` prominence).
+
+    Returns
+    -------
+    ndarray (n,) float
+        Times (s) of the minima at ``time >= 0``.
+    """
+    from scipy.signal import find_peaks
+
+    after = np.asarray(time) >= 0
+    t, s = np.asarray(time, np.float64)[after], np.asarray(stress, np.float64)[after]
+    if s.size < 3:
+        return np.empty(0)
+    index, _ = find_peaks(-s, prominence=prominence * float(np.median(s)))
+    return t[index]
+
+
+def decoded_relaxation(model, latents: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """KWW relaxation time of the C2 that the published decoder draws from each latent.
+
+    The authors published latents, not the 900 real C2 crops they encode; their decoder turns
+    each latent back into a crop, whose diagonal profile gives a relaxation time
+    (:func:`~speckleml.clustering.crops.fit_crops_kww`, free baseline: the crops are min-max
+    scaled). This is the physical quantity that orders the real-data clusters.
+
+    Parameters
+    ----------
+    model : C2Autoencoder
+        The published model (eval mode).
+    latents : ndarray (N, latent)
+    batch_size : int
+
+    Returns
+    -------
+    tau : ndarray (N,) float64
+        Relaxation time in frames of the crop (NaN where the fit failed).
+    bound : ndarray (N,) int8
+        ``+1`` / ``-1`` where ``tau`` sits above / below the crop's lag range.
+    """
+    import torch
+
+    from .crops import fit_crops_kww
+
+    crops = []
+    with torch.no_grad():
+        for start in range(0, len(latents), batch_size):
+            z = torch.from_numpy(np.ascontiguousarray(latents[start:start + batch_size], np.float32))
+            crops.append(model.decode(z)[:, 0].numpy())
+    tau, _, bound = fit_crops_kww(np.concatenate(crops), baseline=None)
+    return tau, bound
+
+
 def fig3_real(table, rheology, t0: float, path) -> None:
     """Paper 001 Fig. 3 on real data: class fractions per crop start beside the shear stress.
 
@@ -180,8 +250,10 @@ def fig3_real(table, rheology, t0: float, path) -> None:
         Shear cessation time (s, rheometer clock).
     path : path
         PNG to write.
-    """
 
+    The shear-stress minima (:func:`stress_minima`) are drawn as vertical black lines in both
+    panels, as in the paper.
+    """
     from ..plotting import figure, save_figure
     from .cluster import class_fractions
     from .figures import stacked_fractions
@@ -191,7 +263,8 @@ def fig3_real(table, rheology, t0: float, path) -> None:
     width = float(np.median(np.diff(times))) if times.size > 1 else 1.0
     fig, axes = figure(2, 1, 7.0, 2.3, sharex=True)
     stacked_fractions(axes[0, 0], times, fractions, width)
-    axes[0, 0].set_title(f"A: real rheo-XPCS, class fractions across 18 sectors (k = {k}, elbow)")
+    axes[0, 0].set_title(f"A: real rheo-XPCS, class fractions across 18 sectors (k = {k}, elbow; "
+                         "slowest decoded C2 first)", fontsize=8)
     axes[0, 0].legend(fontsize=6, ncol=min(k, 6), loc="upper right")
     t = rheology["time"].to_numpy() - t0
     stress = rheology["shear_stress"].to_numpy()
@@ -202,7 +275,10 @@ def fig3_real(table, rheology, t0: float, path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("shear stress (Pa)")
     ax.set_xlabel("time after shear cessation (s)")
-    ax.set_title("B: rheometer shear stress")
+    ax.set_title("B: rheometer shear stress; vertical lines: stress minima")
+    for minimum in stress_minima(t, stress):
+        for panel in (axes[0, 0], ax):
+            panel.axvline(minimum, color="k", lw=1.2)
     save_figure(fig, path)
 
 
@@ -300,10 +376,12 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
     ks = np.arange(k_min, k_max + 1)
     distortion = elbow_curve(latents, ks, seed)
     k = elbow_point(ks, distortion)
-    # no relaxation times for the real crops: order clusters by latent norm, for stable colours
-    labels, _ = fit_clusters(latents, k, seed, tau=np.linalg.norm(latents, axis=1))
+    # the real C2 crops are not published: relaxation times of the crops the decoder draws
+    tau, bound = decoded_relaxation(published, latents)
+    labels, _ = fit_clusters(latents, k, seed, tau=tau, bound=bound)
     coords = embed(latents, embedding, seed, n_neighbors, min_dist)
     table = pd.DataFrame({"item": np.arange(len(latents)), "sector": sectors, "start": starts, "cluster": labels,
+                          "decoded_kww_tau": tau, "decoded_kww_bound": bound,
                           "embed_x": coords[:, 0], "embed_y": coords[:, 1]})
     elbow_table = pd.DataFrame({"k": ks, "distortion": distortion, "chosen": ks == k})
     write_csv(table, out / "real_clusters.csv")
@@ -315,8 +393,21 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
     summary = {**errors, "published_latent_size": int(latent_pub.size),
                "published_latent_min": float(latent_pub.min()), "published_latent_nonzero": int((latent_pub > 0).sum()),
                "our_crop": int(ours.config.crop), "k_elbow": int(k), "n_latents": int(len(latents)),
-               "cluster_sizes": np.bincount(labels, minlength=k).tolist(), "shear_cessation_time_s": t0}
+               "cluster_sizes": np.bincount(labels, minlength=k).tolist(), "shear_cessation_time_s": t0,
+               "cluster_order": "slowest first by the median KWW time (frames) of the decoded crops, "
+                                "fits at a bound left out",
+               "cluster_decoded_tau_frames": [_median_inside(tau, bound, labels == c) for c in range(k)],
+               "cluster_decoded_bound_hits": [[int((bound[labels == c] > 0).sum()), int((bound[labels == c] < 0).sum())]
+                                              for c in range(k)],
+               "stress_minima_s": stress_minima(rheology["time"].to_numpy() - t0,
+                                                rheology["shear_stress"].to_numpy()).tolist()}
     write_text(json.dumps(summary, indent=2) + "\n", out / "real_summary.json")
     log.info("real data: published L1 %.3f (mean-prediction L1 %.3f), ours %.3f; k = %d",
              errors["l1_published"], errors["l1_mean"], errors["l1_ours"], k)
     return summary
+
+
+def _median_inside(tau: np.ndarray, bound: np.ndarray, members: np.ndarray) -> float | None:
+    """Median of the fits inside the lag range among ``members`` (None when there is none)."""
+    inside = members & (bound == 0) & np.isfinite(tau)
+    return float(np.median(tau[inside])) if inside.any() else None
