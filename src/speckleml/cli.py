@@ -34,7 +34,7 @@ COMMAND_MODULES = (
 STUDY_MODULES = {
     "dynamics": "speckleml.dynamics.cli",
     "clustering": "speckleml.clustering.cli",
-    "disk_count": "speckleml.disk_count.cli",
+    "disk-count": "speckleml.disk_count.cli",
     "shear": "speckleml.shear.cli",
 }
 
@@ -82,6 +82,38 @@ def non_negative_float(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no nan, no inf)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type factory: a finite number in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
+    text_range = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (math.isfinite(value) and (low < value if low_open else low <= value) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be a number in {text_range}, got {text}")
+        return value
+    parse.__name__ = f"number in {text_range}"
+    return parse
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type factory: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 def positive_int(text: str) -> int:

@@ -99,8 +99,8 @@ def register(commands) -> None:
     _opt(p, "--sectors", "sectors", "azimuthal sectors of the q-ring", type=positive_int)
     p.add_argument("--q-edges", type=float, nargs=2, metavar=("INNER", "OUTER"),
                    help="ring edges in the store's q units (default: the simulator's ring)")
-    _opt(p, "--normalization", "normalization", "C2 normalisation (paper 001 eq. 1-2)",
-         choices=("aps", "classical", "covariance"))
+    _opt(p, "--normalization", "normalization", "C2 normalisation (ring_mean = paper 001 eq. 1-2)",
+         choices=("pixel_mean", "ring_mean", "classical", "covariance"))
     group = p.add_mutually_exclusive_group()
     _opt(group, "--per-map", "crops_per_map", "random crops per C2 map", type=positive_int)
     group.add_argument("--stride", type=positive_int, help="sliding crops every STRIDE frames instead of random ones")

@@ -80,7 +80,7 @@ def sector_labels(qx: np.ndarray, qy: np.ndarray, q_edges: tuple[float, float], 
     return labels, np.asarray(roi_q, np.float64)
 
 
-def sector_c2(frames, labels: np.ndarray, normalization: str = "aps") -> np.ndarray:
+def sector_c2(frames, labels: np.ndarray, normalization: str = "pixel_mean") -> np.ndarray:
     """Two-time maps of every sector of one series (paper 001 eq. 1-2).
 
     Parameters
@@ -88,11 +88,12 @@ def sector_c2(frames, labels: np.ndarray, normalization: str = "aps") -> np.ndar
     frames : array-like (T, y, x)
         One series of frames (read lazily in panels).
     labels : ndarray (y, x) int
-        Sector labels of :func:`sector_labels`.
-    normalization : {"aps", "classical", "covariance"}
-        Normaliser of :func:`speckleml.correlation.two_time`: ``aps`` divides by each pixel's
-        time mean, ``classical`` is ``<I(t1) I(t2)>_p / (<I(t1)>_p <I(t2)>_p)`` over the sector's
-        pixels (the ring-normalised eq. 2 plus one when the frame means are steady).
+        Sector labels of :func:`sector_labels`: the sectors of one ring.
+    normalization : {"pixel_mean", "ring_mean", "classical", "covariance"}
+        Normaliser of :func:`speckleml.correlation.two_time`: ``ring_mean`` (paper 001 eq. 1-2)
+        divides every sector by the ring's time-and-azimuthal mean, ``pixel_mean`` by each
+        pixel's time mean, ``classical`` is ``<I(t1) I(t2)>_p / (<I(t1)>_p <I(t2)>_p)`` over
+        the sector's pixels.
 
     Returns
     -------
@@ -102,8 +103,9 @@ def sector_c2(frames, labels: np.ndarray, normalization: str = "aps") -> np.ndar
     from ..correlation import two_time
 
     # budget: whole-series panels (no re-reads); the maps are small next to the frames
-    return np.asarray(two_time(frames, labels, normalization=normalization, desc="c2", max_memory=1 << 28),
-                      np.float32)
+    one_ring = np.zeros(int(np.max(labels)), np.int64)
+    return np.asarray(two_time(frames, labels, normalization=normalization, desc="c2", max_memory=1 << 28,
+                               mean_groups=one_ring), np.float32)
 
 
 def random_starts(n_frames: int, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -212,7 +214,7 @@ def diagonal_profiles(crops: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.n
     lags : ndarray (max_lag,) float64
         ``1..max_lag`` (frames).
     values : ndarray (N, max_lag) float64
-        Mean of the ``lag``-th off-diagonal; ``g2 - 1`` for the ``aps`` form of eq. 1-2.
+        Mean of the ``lag``-th off-diagonal; ``g2 - 1`` for the ``pixel_mean`` and ``ring_mean`` forms of eq. 1-2.
     """
     crops = np.asarray(crops)
     lags = np.arange(1, max_lag + 1)
@@ -242,7 +244,7 @@ def fit_kww_profile(lags: np.ndarray, values: np.ndarray, sigma: np.ndarray | No
         Relative uncertainty of each value (least-squares weights ``1 / sigma^2``).
     baseline : float, optional
         Level of a fully decorrelated map (``speckleml.correlation.G2_OFFSET`` of the C2
-        normalisation: 1 for ``classical``, 0 for ``aps``). Fixing it is what tells a frozen
+        normalisation: 1 for ``classical``, 0 for ``pixel_mean``). Fixing it is what tells a frozen
         map (flat above it) from a fully decorrelated one (flat on it); None fits it.
 
     Returns

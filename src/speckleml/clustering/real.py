@@ -115,7 +115,7 @@ def reconstruct(model, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ----------
     model : C2Autoencoder
     crop : ndarray (n, n) float32
-        The model's input side, values in [0, 1].
+        The model's input side (scaled to [0, 1] by :func:`~speckleml.clustering.model.to_model_input`).
 
     Returns
     -------
@@ -124,9 +124,10 @@ def reconstruct(model, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     import torch
 
+    from .model import to_model_input
+
     with torch.no_grad():
-        x = torch.from_numpy(crop)[None, None]
-        z = model.encode(x)
+        z = model.encode(to_model_input(crop))
         return z[0].numpy(), model.decode(z)[0, 0].numpy()
 
 
