@@ -336,7 +336,7 @@ def test_real_stage_reproduces_fig3_inputs(tmp_path):
     table = pd.read_csv(tmp_path / "real" / "real_clusters.csv")
     assert table.groupby("start").size().eq(18).all()       # 18 sectors per start time
     # clusters numbered slowest first by the decoded crops' relaxation times (measured: None
-    # for an all-above-range cluster 0, then 187, 122, 51, 8.7 frames)
+    # for an all-above-range cluster 0, then 188, 124, 48, 12.7 frames)
     measured = [tau for tau in summary["cluster_decoded_tau_frames"] if tau is not None]
     assert measured == sorted(measured, reverse=True)
     # the three stress drops of the published run (Fig. 3 lines)
