@@ -60,7 +60,7 @@ def register(commands) -> None:
 
 def import_frames(args) -> int:
     from ..errors import InputError
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .frames import Geometry
     from .ingest import import_frames as run
 
@@ -76,7 +76,7 @@ def import_frames(args) -> int:
 
 
 def synthetic_frames(args) -> int:
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .synthetic_stack import synthetic_frames as run
 
     run(args.output, frames=args.frames, size=args.size, tau=args.tau, mean_counts=args.mean_counts, dt=args.dt,
@@ -85,7 +85,7 @@ def synthetic_frames(args) -> int:
 
 
 def import_cxi(args) -> int:
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .cxi import import_cxi as run
 
     run(args.input, args.output, figure=args.figure, provenance=provenance_from_args(args, inputs=[args.input]))
