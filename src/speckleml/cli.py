@@ -219,22 +219,142 @@ def one_line(exc: BaseException) -> str:
     return text
 
 
+def add_output(parser: argparse.ArgumentParser, *flags: str, **kwargs) -> argparse.Action:
+    """An output path argument: ``main`` checks it can be written before the stage runs.
+
+    Positional arguments named ``output`` or ``*_output`` are recognised without this helper.
+    """
+    action = parser.add_argument(*flags, **kwargs)
+    action.is_output = True
+    return action
+
+
+def _output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """Values of the output arguments of the chosen leaf command."""
+    dests = set()
+    stack = [parser]
+    while stack:  # descend into the chosen subcommand(s)
+        node = stack.pop()
+        for action in node._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    if name in (getattr(args, action.dest, None), getattr(args, "stage", None)):
+                        stack.append(sub)
+            elif getattr(action, "is_output", False) or (
+                    not action.option_strings and (action.dest == "output" or action.dest.endswith("_output"))):
+                dests.add(action.dest)
+    paths = []
+    for dest in sorted(dests):
+        value = getattr(args, dest, None)
+        paths.extend(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+    return paths
+
+
+def _command_line_paths(args: argparse.Namespace) -> list[str]:
+    """Every argument value that names an existing file or directory (the user's inputs)."""
+    import os
+
+    values = []
+    for value in vars(args).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and item and os.path.exists(item):
+                values.append(os.path.abspath(item))
+    return values
+
+
+def input_path_of(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """The user's file that a reader library failed on, or None (then it is a programming error).
+
+    A reader-kind exception (:data:`speckleml.errors.READ_ERRORS`) is attributed to a file
+    only when it was raised outside this package (numpy, h5py, zarr, pandas, ...) and a frame
+    of that library holds, as a local, a path named on the command line or a path inside one
+    (a chunk of a store). A failure inside speckleml's own code is never attributed.
+    """
+    import os
+    import traceback
+
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    if not frames or frames[-1].f_globals.get("__name__", "").startswith("speckleml"):
+        return None
+    paths = _command_line_paths(args)
+    for frame in reversed(frames):
+        if frame.f_globals.get("__name__", "").startswith("speckleml"):
+            continue
+        for value in frame.f_locals.values():
+            if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+                try:
+                    full = os.path.abspath(os.fspath(value))
+                except (TypeError, ValueError):
+                    continue
+                for path in paths:
+                    if full == path or full.startswith(path + os.sep):
+                        return _given(args, path)
+    return None
+
+
+def _given(args: argparse.Namespace, absolute: str) -> str:
+    """The spelling the user gave for ``absolute`` (for messages)."""
+    import os
+
+    for value in vars(args).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and item and os.path.abspath(item) == absolute:
+                return item
+    return absolute
+
+
+def _error(text: str) -> int:
+    print(f"speckleml: error: {text}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``speckleml`` console script."""
+    """Entry point of the ``speckleml`` console script: the one error boundary.
+
+    Exit codes: 0 success; 2 bad input (argparse usage errors, and every failure to read or
+    validate the user's files, options, stores or outputs: one line
+    ``speckleml: error: <file or option>: <what is wrong>``); 130 interrupted; 1 (with a
+    traceback) a programming error. ``--debug`` shows the traceback for bad input too.
+
+    What counts as bad input:
+
+    * :class:`~speckleml.errors.InputError` (and ``StoreError``): raised by the code that
+      validated the input, or by :func:`speckleml.errors.reading` around a read;
+    * an ``OSError`` that names a file (missing, a directory, not a directory, permission,
+      disk full): the operating system's verdict on a path the user gave;
+    * a reader-kind exception raised inside a reader library while it held a path named on
+      the command line (:func:`input_path_of`): a safety net for reads not yet wrapped.
+
+    Any other exception (including a ``ValueError`` or ``KeyError`` raised by speckleml's
+    own code) is a bug and surfaces with its traceback; it is not caught blindly.
+    """
+    from .atomic import check_output
+    from .errors import READ_ERRORS, describe
+
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(args.quiet)
     try:
+        for path in _output_paths(parser, args):
+            check_output(path)
         code = args.func(args)
-    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+    except InputError as exc:
         if args.debug:
             raise
-        print(f"speckleml: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        return _error(one_line(exc))
     except KeyboardInterrupt:
         print("speckleml: interrupted", file=sys.stderr)
         return 130
+    except READ_ERRORS as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, OSError) and exc.filename:
+            return _error(f"{exc.filename}: {exc.strerror or describe(exc)}")
+        path = input_path_of(exc, args)
+        if path is None:
+            raise
+        return _error(f"{path}: cannot read ({describe(exc)})")
     return int(code or 0)
 
 
