@@ -392,7 +392,8 @@ def test_subprocess_has_no_traceback_and_exit_2(world, tmp_path):
 
 
 @pytest.mark.parametrize("config, key, words", [
-    ({"xpcs": {"q_width": "wide"}}, "xpcs.q_width", ["is not of type"]),
+    ({"xpcs": {"rois": {"q_width": "wide"}}}, "xpcs.rois.q_width", ["is not of type"]),
+    pytest.param({"xpcs": {"rois": {"q_width": 3e-4, "q_step": 2e-4}}}, "xpcs.rois", ["q_step"], marks=XPCS),
     ({"clustering": {"train": {"epochs": 0}}}, "clustering.train.epochs", ["less than the minimum"]),
     ({"disk_count": {"no_such": 1}}, "disk_count", ["'no_such' was unexpected"]),
     ({"dynamics": {"seeds": "many"}}, "dynamics", []),
