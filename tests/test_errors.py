@@ -353,11 +353,9 @@ def test_programming_errors_keep_their_traceback(monkeypatch, world, tmp_path):
 def test_reader_errors_are_attributed_only_to_command_line_paths(world, tmp_path):
     """``input_path_of``: a numpy failure on a file the user named is that file's fault; on any
     other path (a bug, or a file the program chose) it is not attributed."""
-    import argparse
+    from speckleml.errors import input_path_of
 
-    from speckleml.cli import input_path_of
-
-    args = argparse.Namespace(input=str(world / "empty.npy"), output=str(tmp_path / "x.zarr"))
+    args = [str(world / "empty.npy"), str(tmp_path / "x.zarr")]
     with pytest.raises(EOFError) as user:
         np.load(str(world / "empty.npy"))
     assert input_path_of(user.value, args) == str(world / "empty.npy")

@@ -17,7 +17,7 @@ Anything else is *not ours* and is never deleted: a directory that is not a stor
 store or a file goes (it may hold a user's notes), a regular file where a store goes, or a
 parent path that is not a directory. These raise :class:`~speckleml.errors.InputError`
 (one line, exit code 2). :func:`check_output` applies the same rule before any work is done
-(``speckleml.cli.main`` calls it for every ``output`` argument); :func:`atomic_output` checks
+(``speckleml.cli.main`` calls it for every ``output``/``*_output`` argument); :func:`atomic_output` checks
 again just before the rename, and removes its temporary path on every failure, including a
 failing rename.
 """

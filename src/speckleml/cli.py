@@ -216,92 +216,20 @@ def configure_logging(quiet: bool = False) -> None:
 
 def one_line(exc: BaseException) -> str:
     """A single-line description of an exception for the user."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def add_output(parser: argparse.ArgumentParser, *flags: str, **kwargs) -> argparse.Action:
-    """An output path argument: ``main`` checks it can be written before the stage runs.
-
-    Positional arguments named ``output`` or ``*_output`` are recognised without this helper.
-    """
-    action = parser.add_argument(*flags, **kwargs)
-    action.is_output = True
-    return action
+def _output_paths(args: argparse.Namespace) -> list[str]:
+    """Arguments named ``output`` or ``*_output``: checked to be writable before the stage runs."""
+    return [v for k, v in vars(args).items() if (k == "output" or k.endswith("_output")) and isinstance(v, str)]
 
 
-def _output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    """Values of the output arguments of the chosen leaf command."""
-    dests = set()
-    stack = [parser]
-    while stack:  # descend into the chosen subcommand(s)
-        node = stack.pop()
-        for action in node._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    if name in (getattr(args, action.dest, None), getattr(args, "stage", None)):
-                        stack.append(sub)
-            elif getattr(action, "is_output", False) or (
-                    not action.option_strings and (action.dest == "output" or action.dest.endswith("_output"))):
-                dests.add(action.dest)
-    paths = []
-    for dest in sorted(dests):
-        value = getattr(args, dest, None)
-        paths.extend(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
-    return paths
-
-
-def _command_line_paths(args: argparse.Namespace) -> list[str]:
-    """Every argument value that names an existing file or directory (the user's inputs)."""
-    import os
-
+def _command_line_values(args: argparse.Namespace) -> list[str]:
+    """Every string argument value (the candidates for the user's input paths)."""
     values = []
     for value in vars(args).values():
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, str) and item and os.path.exists(item):
-                values.append(os.path.abspath(item))
+        values.extend(v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, str))
     return values
-
-
-def input_path_of(exc: BaseException, args: argparse.Namespace) -> str | None:
-    """The user's file that a reader library failed on, or None (then it is a programming error).
-
-    A reader-kind exception (:data:`speckleml.errors.READ_ERRORS`) is attributed to a file
-    only when it was raised outside this package (numpy, h5py, zarr, pandas, ...) and a frame
-    of that library holds, as a local, a path named on the command line or a path inside one
-    (a chunk of a store). A failure inside speckleml's own code is never attributed.
-    """
-    import os
-    import traceback
-
-    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
-    if not frames or frames[-1].f_globals.get("__name__", "").startswith("speckleml"):
-        return None
-    paths = _command_line_paths(args)
-    for frame in reversed(frames):
-        if frame.f_globals.get("__name__", "").startswith("speckleml"):
-            continue
-        for value in frame.f_locals.values():
-            if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
-                try:
-                    full = os.path.abspath(os.fspath(value))
-                except (TypeError, ValueError):
-                    continue
-                for path in paths:
-                    if full == path or full.startswith(path + os.sep):
-                        return _given(args, path)
-    return None
-
-
-def _given(args: argparse.Namespace, absolute: str) -> str:
-    """The spelling the user gave for ``absolute`` (for messages)."""
-    import os
-
-    for value in vars(args).values():
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, str) and item and os.path.abspath(item) == absolute:
-                return item
-    return absolute
 
 
 def _error(text: str) -> int:
@@ -324,20 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     * an ``OSError`` that names a file (missing, a directory, not a directory, permission,
       disk full): the operating system's verdict on a path the user gave;
     * a reader-kind exception raised inside a reader library while it held a path named on
-      the command line (:func:`input_path_of`): a safety net for reads not yet wrapped.
+      the command line (:func:`speckleml.errors.input_path_of`): a safety net for reads not
+      yet wrapped.
 
     Any other exception (including a ``ValueError`` or ``KeyError`` raised by speckleml's
     own code) is a bug and surfaces with its traceback; it is not caught blindly.
     """
     from .atomic import check_output
-    from .errors import READ_ERRORS, describe
+    from .errors import READ_ERRORS, describe, input_path_of
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(args.quiet)
     try:
-        for path in _output_paths(parser, args):
+        for path in _output_paths(args):
             check_output(path)
         code = args.func(args)
     except InputError as exc:
@@ -352,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if isinstance(exc, OSError) and exc.filename:
             return _error(f"{exc.filename}: {exc.strerror or describe(exc)}")
-        path = input_path_of(exc, args)
+        path = input_path_of(exc, _command_line_values(args))
         if path is None:
             raise
         return _error(f"{path}: cannot read ({describe(exc)})")

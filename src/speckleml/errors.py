@@ -10,7 +10,9 @@ either validates what it read and raises :class:`InputError` itself, or wraps th
 pandas parser errors, ``EOFError``, ``KeyError``/``IndexError`` of a missing entry,
 ``TypeError`` of h5py for a group read as a dataset, ``zipfile.BadZipFile``,
 ``pickle.UnpicklingError``) into an :class:`InputError` naming the file. Anything else is a
-programming error and keeps its traceback.
+programming error and keeps its traceback. As a safety net for reads not yet wrapped,
+:func:`input_path_of` attributes a reader-kind exception raised *inside a reader library* to
+the command-line path that library was reading.
 """
 
 from __future__ import annotations
@@ -72,3 +74,46 @@ def reading(path: str | os.PathLike, what: str = "file"):
         raise
     except READ_ERRORS as exc:
         raise InputError(f"{path}: cannot read {what} ({describe(exc)})") from exc
+
+
+def input_path_of(exc: BaseException, values) -> str | None:
+    """The user's file a reader library failed on, or None (then it is a programming error).
+
+    A reader-kind exception is attributed to a file only when it was raised outside this
+    package (numpy, h5py, zarr, pandas, ...) and a frame of that library holds, as a local,
+    one of ``values`` (the command line's arguments) that names an existing path, or a path
+    inside one (a chunk of a store). A failure raised in speckleml's own code is never
+    attributed: it keeps its traceback.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception, with its traceback.
+    values : iterable of str
+        The command line's argument values.
+
+    Returns
+    -------
+    str or None
+        The value as the user spelled it, or None.
+    """
+    import traceback
+
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    if not frames or frames[-1].f_globals.get("__name__", "").startswith("speckleml"):
+        return None
+    given = {os.path.abspath(v): v for v in values if isinstance(v, str) and v and os.path.exists(v)}
+    for frame in reversed(frames):
+        if frame.f_globals.get("__name__", "").startswith("speckleml"):
+            continue
+        for value in frame.f_locals.values():
+            if not isinstance(value, (str, os.PathLike)):
+                continue
+            try:
+                full = os.path.abspath(os.fspath(value))
+            except (TypeError, ValueError):
+                continue
+            for path, spelling in given.items():
+                if full == path or full.startswith(path + os.sep):
+                    return spelling
+    return None
