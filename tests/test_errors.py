@@ -78,6 +78,12 @@ def world(tmp_path_factory):
     (w / "garbage.pt").write_text("not a torch file")
     (w / "empty.pt").write_bytes(b"")
     (w / "garbage.pkl").write_bytes(b"\x80\x04not a pickle")
+    import torch
+
+    torch.save({"format": 1}, w / "trunc.pt")
+    (w / "trunc.pt").write_bytes((w / "trunc.pt").read_bytes()[:200])
+    shutil.copytree(w / "frames.zarr", w / "bad_meta.zarr")
+    (w / "bad_meta.zarr" / "zarr.json").write_text("{not json")
     (w / "plain.zarr").mkdir()
     (w / "plain.zarr" / "readme.txt").write_text("a directory, not a store")
     shutil.copytree(w / "f130.zarr", w / "missing_chunk.zarr")
@@ -175,6 +181,10 @@ CASES = [
      ["frames.zarr", "expected 'clustering_latents'"]),
     ("disk-evaluate-empty-model", "disk-count evaluate {W}/empty.pt {W}/frames.zarr --metrics {O}/m.csv "
      "--confusion {O}/c.csv --predictions {O}/p.csv", ["empty.pt", "not a readable"]),
+    ("disk-interpret-truncated-model", "disk-count interpret {W}/trunc.pt {W}/frames.zarr {O}/m.zarr",
+     ["trunc.pt", "not a readable"]),
+    ("correlate-corrupt-metadata", "correlate {W}/bad_meta.zarr {O}/c2.zarr " + " ".join(Q),
+     ["bad_meta.zarr", "not a readable zarr group"]),
     ("disk-interpret-garbage-model", "disk-count interpret {W}/garbage.pt {W}/frames.zarr {O}/m.zarr",
      ["garbage.pt", "not a readable"]),
     ("disk-interpret-output-notes-dir", "disk-count interpret {W}/garbage.pt {W}/frames.zarr {O}/notes.zarr",

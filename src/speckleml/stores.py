@@ -392,7 +392,7 @@ def read_store(
         raise _fail(path, f"{schema.name} store does not exist")
     try:
         group = zarr.open_group(str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for a non-store directory
+    except (ValueError, OSError) as exc:  # zarr's errors derive from these (BaseZarrError, NodeNotFoundError)
         raise _fail(path, f"not a readable zarr group ({type(exc).__name__})") from None
     attrs = dict(group.attrs)
     with warnings.catch_warnings():
