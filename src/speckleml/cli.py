@@ -168,9 +168,8 @@ def _command_modules(argv: list[str] | None) -> tuple[str, ...]:
     words = [w for w in (argv or []) if not w.startswith("-")]
     if not words or any(w in ("-h", "--help") for w in (argv or [])[:1]):
         return COMMAND_MODULES
-    study = words[0].replace("-", "_")  # ``disk-count`` is the command of study ``disk_count``
-    if study in STUDY_MODULES:
-        return (STUDY_MODULES[study],)
+    if words[0] in STUDY_MODULES:
+        return (STUDY_MODULES[words[0]],)
     return (COMMAND_MODULES[0],)
 
 
