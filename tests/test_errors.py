@@ -4,8 +4,7 @@ Every case runs ``speckleml.cli.main`` in-process and asserts: the exit code, th
 exactly one line ``speckleml: error: <file or option>: <problem>`` naming the file (or option)
 and the problem, and that nothing is left at the output path (no temporary store either) and
 a user's pre-existing file is untouched. The cases of ``../shared/cases/reliability/`` are
-included (ids as there); cases whose fix belongs to the xpcs branch (option ranges, value
-checks) are marked ``xfail(strict=False)`` so that they turn green when it is merged.
+included (ids as there).
 """
 
 from __future__ import annotations
@@ -21,14 +20,16 @@ import pytest
 
 from speckleml.cli import main
 
-XPCS = pytest.mark.xfail(strict=False, reason="xpcs branch: option ranges / value checks")
 Q = ["--q-first", "1", "--q-width", "2", "--q-step", "2", "--n-rings", "2"]
 
 
 def run(argv, capsys):
     """Run ``speckleml argv``; return (exit code, stderr lines)."""
     capsys.readouterr()
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse: a bad option value or a missing argument
+        code = exc.code
     return code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -50,6 +51,10 @@ def world(tmp_path_factory):
     assert ok("fit-g2", w / "c2.zarr", w / "fits.csv")
     assert ok("synthetic-frames", w / "f130.zarr", "--frames", 130, "--size", 16, "--tau", 4, "--mean-counts", 5)
     np.save(w / "g.npy", np.ones((24, 16, 16), np.uint16))
+    np.save(w / "wide.npy", np.ones((5, 12, 20), np.float32))
+    assert ok("import-frames", w / "wide.npy", w / "wide.zarr")
+    np.save(w / "zeros.npy", np.zeros((20, 16, 16), np.uint16))
+    assert ok("import-frames", w / "zeros.npy", w / "zeros.zarr")
     (w / "empty.npy").write_bytes(b"")
     np.save(w / "trunc.npy", np.ones((24, 16, 16), np.float32))
     (w / "trunc.npy").write_bytes((w / "trunc.npy").read_bytes()[:900])
@@ -120,7 +125,11 @@ CASES = [
     ("mask-missing", "import-frames {W}/g.npy {O}/x.zarr --mask {W}/nothere.npy", ["nothere.npy", "No such file"]),
     ("import-geometry-partial", "import-frames {W}/g.npy {O}/x.zarr --pixel-size 0.1", ["geometry needs"]),
     ("import-geometry-negative", "import-frames {W}/g.npy {O}/x.zarr --pixel-size -0.1 --distance 1000 "
-     "--wavelength 1 --center 8 8", ["pixel_size", "positive"]),
+     "--wavelength 1 --center 8 8", ["--pixel-size", "> 0"]),
+    ("missing-argument", "dynamics speckle {W}/frames.zarr", ["required: frames", "--help"]),
+    ("unknown-command", "no-such-command {W}/g.npy", ["invalid choice: 'no-such-command'"]),
+    ("not-a-number-option", "correlate {W}/frames.zarr {O}/c2.zarr --q-first one --q-width 2 --q-step 2 "
+     "--n-rings 2", ["--q-first", "one"]),
     # ---- outputs that are not ours, and unwritable output paths (every command)
     ("file-at-store", "import-frames {W}/g.npy {O}/file.zarr", ["file.zarr", "existing file"]),
     ("import-output-notes-dir", "import-frames {W}/g.npy {O}/notes.zarr", ["notes.zarr", "not a speckleml store"]),
@@ -202,21 +211,22 @@ CASES = [
     ("shear-invert-garbage-model", "shear invert {W}/garbage.pkl {W}/text.csv", ["garbage.pkl"]),
     ("shear-evaluate-wrong-store", "shear evaluate {W}/frames.zarr {W}/garbage.pkl --predictions {O}/p.csv "
      "--table {O}/t.csv", ["frames.zarr"]),
-    # ---- numbers validated where they enter (xpcs branch)
-    pytest.param("dt-negative", "import-frames {W}/g.npy {O}/x.zarr --dt -1", ["--dt"], marks=XPCS),
-    pytest.param("dt-nan", "import-frames {W}/g.npy {O}/x.zarr --dt nan", ["--dt"], marks=XPCS),
-    pytest.param("dt-synthetic", "synthetic-frames {O}/s.zarr --frames 8 --size 8 --dt -1", ["--dt"], marks=XPCS),
-    pytest.param("max-frames-neg", "import-frames {W}/g.npy {O}/x.zarr --max-frames -1", ["--max-frames"], marks=XPCS),
-    pytest.param("max-frames-zero", "import-frames {W}/g.npy {O}/x.zarr --max-frames 0", ["--max-frames"], marks=XPCS),
-    pytest.param("centre-nan", "import-frames {W}/g.npy {O}/x.zarr --pixel-size 0.1 --distance 1000 --wavelength 1 "
-                 "--center nan nan", ["center"], marks=XPCS),
-    pytest.param("fix-gamma-zero", "fit-g2 {W}/c2.zarr {O}/fits.csv --fix-gamma 0", ["gamma"], marks=XPCS),
-    pytest.param("fix-gamma-out", "fit-g2 {W}/c2.zarr {O}/fits.csv --fix-gamma 5", ["gamma"], marks=XPCS),
-    pytest.param("max-memory-nan", "correlate {W}/frames.zarr {O}/c2.zarr --max-memory nan " + " ".join(Q),
-                 ["--max-memory"], marks=XPCS),
-    pytest.param("complex-c2", "import-c2 {W}/c2_complex.npy {O}/c.zarr", ["c2_complex.npy", "real"], marks=XPCS),
-    pytest.param("export-other-detector", "export-aps {W}/c2.zarr {O}/a.hdf --frames {W}/f130wide.zarr",
-                 ["shape"], marks=XPCS),
+    # ---- numbers validated where they enter (argparse types and checks of the xpcs stages)
+    ("dt-negative", "import-frames {W}/g.npy {O}/x.zarr --dt -1", ["--dt"]),
+    ("dt-nan", "import-frames {W}/g.npy {O}/x.zarr --dt nan", ["--dt"]),
+    ("dt-synthetic", "synthetic-frames {O}/s.zarr --frames 8 --size 8 --dt -1", ["--dt"]),
+    ("max-frames-neg", "import-frames {W}/g.npy {O}/x.zarr --max-frames -1", ["--max-frames"]),
+    ("max-frames-zero", "import-frames {W}/g.npy {O}/x.zarr --max-frames 0", ["--max-frames"]),
+    ("centre-nan", "import-frames {W}/g.npy {O}/x.zarr --pixel-size 0.1 --distance 1000 --wavelength 1 "
+                 "--center nan nan", ["center"]),
+    ("fix-gamma-zero", "fit-g2 {W}/c2.zarr {O}/fits.csv --fix-gamma 0", ["gamma"]),
+    ("fix-gamma-out", "fit-g2 {W}/c2.zarr {O}/fits.csv --fix-gamma 5", ["gamma"]),
+    ("max-memory-nan", "correlate {W}/frames.zarr {O}/c2.zarr --max-memory nan " + " ".join(Q),
+                 ["--max-memory"]),
+    ("complex-c2", "import-c2 {W}/c2_complex.npy {O}/c.zarr", ["c2_complex.npy", "real"]),
+    ("zero-frames", "correlate {W}/zeros.zarr {O}/c2.zarr " + " ".join(Q), ["zeros.zarr", "C2 undefined"]),
+    ("export-other-detector", "export-aps {W}/c2.zarr {O}/a.hdf --frames {W}/wide.zarr",
+                 ["shape"]),
 ]
 
 
@@ -345,17 +355,39 @@ def test_flat_g2_exits_0_with_every_fit_failed_and_the_reason(world, tmp_path, c
     assert table["message"].str.startswith("no decay in the fitted lag range").all()
 
 
+def test_negative_counts_warn_naming_the_frames(tmp_path, capsys):
+    counts = np.random.default_rng(0).poisson(3, (20, 16, 16)).astype(np.float32) - 3
+    np.save(tmp_path / "neg.npy", counts)
+    code, lines = run(["import-frames", tmp_path / "neg.npy", tmp_path / "neg.zarr"], capsys)
+    assert code == 0
+    warnings = [line for line in lines if "WARNING" in line]
+    assert len(warnings) == 1 and "neg.npy" in warnings[0] and "negative" in warnings[0] and "[0, 1," in warnings[0]
+
+
+def test_no_processed_bins_takes_q_from_the_map_name(tmp_path, capsys):
+    import h5py
+    import zarr
+
+    a = np.random.default_rng(0).random((8, 8))
+    with h5py.File(tmp_path / "a.hdf", "w") as h:
+        h["/xpcs/twotime/correlation_map/c2_00001"] = np.triu(a + a.T)
+        h["/xpcs/qmap/dynamic_v_list_dim0"] = [0.01]
+    code, _ = run(["import-c2", tmp_path / "a.hdf", tmp_path / "c.zarr"], capsys)
+    assert code == 0
+    assert zarr.open_group(str(tmp_path / "c.zarr"), mode="r")["roi_q"][...].tolist() == [0.01]
+
+
 # ----------------------------------------------------------------------------- the boundary's rule
 
 
 def test_programming_errors_keep_their_traceback(monkeypatch, world, tmp_path):
     """A ValueError raised by speckleml's own code is a bug: not turned into exit 2."""
-    import speckleml.fitting
+    import speckleml.xpcs.fit
 
     def broken(*args, **kwargs):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(speckleml.fitting, "fit_g2", broken)
+    monkeypatch.setattr(speckleml.xpcs.fit, "fit_g2", broken)
     with pytest.raises(ValueError, match="a bug"):
         main(["fit-g2", str(world / "c2.zarr"), str(tmp_path / "fits.csv")])
 
@@ -401,11 +433,11 @@ def test_subprocess_has_no_traceback_and_exit_2(world, tmp_path):
 
 @pytest.mark.parametrize("config, key, words", [
     ({"xpcs": {"rois": {"q_width": "wide"}}}, "xpcs.rois.q_width", ["is not of type"]),
-    pytest.param({"xpcs": {"rois": {"q_width": 3e-4, "q_step": 2e-4}}}, "xpcs.rois", ["q_step"], marks=XPCS),
+    ({"xpcs": {"rois": {"q_width": 3e-4, "q_step": 2e-4}}}, "xpcs.rois", ["q_step"]),
     ({"clustering": {"train": {"epochs": 0}}}, "clustering.train.epochs", ["less than the minimum"]),
     ({"disk_count": {"no_such": 1}}, "disk_count", ["'no_such' was unexpected"]),
     ({"dynamics": {"seeds": "many"}}, "dynamics", []),
-    pytest.param({"xpcs": {"frames": "/no/such/frames.npy"}}, "xpcs.frames", ["does not exist"], marks=XPCS),
+    ({"xpcs": {"frames": "/no/such/frames.npy"}}, "xpcs.frames", ["does not exist"]),
 ])
 def test_bad_workflow_config_is_one_line_naming_the_key(tmp_path, config, key, words):
     import yaml

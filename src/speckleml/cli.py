@@ -173,12 +173,19 @@ def _command_modules(argv: list[str] | None) -> tuple[str, ...]:
     return (COMMAND_MODULES[0],)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, ``speckleml: error: argument --dt: ...``, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"speckleml: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Build the parser for ``argv`` (all commands when ``argv`` is None or asks for help).
 
     The epilog lists every stage of the registered studies.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="speckleml",
         description="Coherent X-ray scattering (speckle) to physics: simulation, correlation, "
                     "training, evaluation and figures for four published methods.",
@@ -213,77 +220,36 @@ def configure_logging(quiet: bool = False) -> None:
     )
 
 
-def one_line(exc: BaseException) -> str:
-    """A single-line description of an exception for the user."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _output_paths(args: argparse.Namespace) -> list[str]:
-    """Arguments named ``output`` or ``*_output``: checked to be writable before the stage runs."""
-    return [v for k, v in vars(args).items() if (k == "output" or k.endswith("_output")) and isinstance(v, str)]
-
-
-def _command_line_values(args: argparse.Namespace) -> list[str]:
-    """Every string argument value (the candidates for the user's input paths)."""
-    values = []
-    for value in vars(args).values():
-        values.extend(v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, str))
-    return values
-
-
-def _error(text: str) -> int:
-    print(f"speckleml: error: {text}", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``speckleml`` console script: the one error boundary.
 
-    Exit codes: 0 success; 2 bad input (argparse usage errors, and every failure to read or
-    validate the user's files, options, stores or outputs: one line
-    ``speckleml: error: <file or option>: <what is wrong>``); 130 interrupted; 1 (with a
-    traceback) a programming error. ``--debug`` shows the traceback for bad input too.
-
-    What counts as bad input:
-
-    * :class:`~speckleml.errors.InputError` (and ``StoreError``): raised by the code that
-      validated the input, or by :func:`speckleml.errors.reading` around a read;
-    * an ``OSError`` that names a file (missing, a directory, not a directory, permission,
-      disk full): the operating system's verdict on a path the user gave;
-    * a reader-kind exception raised inside a reader library while it held a path named on
-      the command line (:func:`speckleml.errors.input_path_of`): a safety net for reads not
-      yet wrapped.
-
-    Any other exception (including a ``ValueError`` or ``KeyError`` raised by speckleml's
-    own code) is a bug and surfaces with its traceback; it is not caught blindly.
+    Exit codes: 0 success; 2 bad input, one line ``speckleml: error: <file or option>: <what
+    is wrong>`` (argparse usage errors too); 130 interrupted; 1 with a traceback: a bug.
+    What counts as bad input is :func:`speckleml.errors.user_error`'s rule (an InputError, an
+    OSError naming a file, or a reader library failing on a command-line path); any other
+    exception surfaces with its traceback. ``--debug`` shows the traceback for bad input too.
     """
     from .atomic import check_output
-    from .errors import READ_ERRORS, describe, input_path_of
+    from .errors import READ_ERRORS, user_error
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(args.quiet)
     try:
-        for path in _output_paths(args):
-            check_output(path)
+        for key, path in vars(args).items():  # outputs are writable, before any work
+            if (key == "output" or key.endswith("_output")) and isinstance(path, str):
+                check_output(path)
         code = args.func(args)
-    except InputError as exc:
-        if args.debug:
-            raise
-        return _error(one_line(exc))
     except KeyboardInterrupt:
         print("speckleml: interrupted", file=sys.stderr)
         return 130
-    except READ_ERRORS as exc:
-        if args.debug:
+    except READ_ERRORS as exc:  # InputError is a ValueError
+        message = None if args.debug else user_error(exc, list(vars(args).values()))
+        if message is None:
             raise
-        if isinstance(exc, OSError) and exc.filename:
-            return _error(f"{exc.filename}: {exc.strerror or describe(exc)}")
-        path = input_path_of(exc, _command_line_values(args))
-        if path is None:
-            raise
-        return _error(f"{path}: cannot read ({describe(exc)})")
+        print(f"speckleml: error: {message}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

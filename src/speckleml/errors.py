@@ -1,7 +1,7 @@
 """Exceptions that the command line turns into a one-line message and exit code 2.
 
-The rule (applied by :func:`speckleml.cli.main`)
------------------------------------------------
+The rule (:func:`user_error`, applied by :func:`speckleml.cli.main`)
+----------------------------------------------------------------------
 A failure to read or validate a user's input is an :class:`InputError` whose message names
 the file (or option, or config key) and says what is wrong. Code that reads a user's file
 either validates what it read and raises :class:`InputError` itself, or wraps the read in
@@ -74,6 +74,35 @@ def reading(path: str | os.PathLike, what: str = "file"):
         raise
     except READ_ERRORS as exc:
         raise InputError(f"{path}: cannot read {what} ({describe(exc)})") from exc
+
+
+def user_error(exc: BaseException, values) -> str | None:
+    """The one-line message for ``exc`` if it is bad input, else None (a bug: keep the traceback).
+
+    Bad input is: an :class:`InputError` (raised where the input was validated, or by
+    :func:`reading`); an ``OSError`` naming a file (missing, a directory, not a directory,
+    permission, disk full: the system's verdict on a path the user gave); a reader-kind
+    exception that a reader library raised on a command-line path (:func:`input_path_of`).
+    Any other exception, including a ``ValueError`` or ``KeyError`` raised by speckleml's own
+    code, is not bad input.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception, with its traceback.
+    values : iterable
+        The command line's argument values (strings, lists of strings, anything else).
+    """
+    if isinstance(exc, InputError):
+        return " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or describe(exc)}"
+    if not isinstance(exc, READ_ERRORS):
+        return None
+    strings = [v for value in values for v in (value if isinstance(value, (list, tuple)) else [value])
+               if isinstance(v, str)]
+    path = input_path_of(exc, strings)
+    return None if path is None else f"{path}: cannot read ({describe(exc)})"
 
 
 def input_path_of(exc: BaseException, values) -> str | None:
