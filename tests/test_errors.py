@@ -130,6 +130,12 @@ CASES = [
     ("unknown-command", "no-such-command {W}/g.npy", ["invalid choice: 'no-such-command'"]),
     ("not-a-number-option", "correlate {W}/frames.zarr {O}/c2.zarr --q-first one --q-width 2 --q-step 2 "
      "--n-rings 2", ["--q-first", "one"]),
+    # ---- import-cxi
+    ("cxi-garbage", "import-cxi {W}/garbage.h5 {O}/x.zarr", ["garbage.h5"]),
+    ("cxi-empty-hdf5", "import-cxi {W}/empty.h5 {O}/x.zarr", ["empty.h5"]),
+    ("cxi-group-not-cxi", "import-cxi {W}/group.h5 {O}/x.zarr", ["group.h5"]),
+    ("cxi-missing", "import-cxi {W}/nothere.cxi {O}/x.zarr", ["nothere.cxi"]),
+    ("cxi-output-notes-dir", "import-cxi {W}/garbage.h5 {O}/notes.zarr", ["notes.zarr", "not a speckleml store"]),
     # ---- outputs that are not ours, and unwritable output paths (every command)
     ("file-at-store", "import-frames {W}/g.npy {O}/file.zarr", ["file.zarr", "existing file"]),
     ("import-output-notes-dir", "import-frames {W}/g.npy {O}/notes.zarr", ["notes.zarr", "not a speckleml store"]),
