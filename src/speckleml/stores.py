@@ -353,7 +353,15 @@ def _checked_array_class():
             value = self[...]
             return value if dtype is None else value.astype(dtype)
 
+    CheckedArray.__module__, CheckedArray.__qualname__ = __name__, "CheckedArray"  # picklable by name
     return CheckedArray
+
+
+def __getattr__(name: str):
+    # ``speckleml.stores.CheckedArray`` is built on first use, so that zarr is imported lazily.
+    if name == "CheckedArray":
+        return _checked_array_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def checked_array(array, store_path: Path, name: str):
