@@ -300,6 +300,12 @@ def test_a_store_of_ours_and_a_file_are_replaced(world, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.zarr", "fits.csv"]
 
 
+def test_bad_input_creates_no_output_folder(world, tmp_path, capsys):
+    """The early output check creates nothing: a failing command leaves no empty folders."""
+    code, _ = run(["fit-g2", world / "header.csv", tmp_path / "new" / "deeper" / "fits.csv"], capsys)
+    assert code == 2 and list(tmp_path.iterdir()) == []
+
+
 def test_final_move_failure_leaves_no_temporary_store(tmp_path, monkeypatch):
     """A store finished in its temporary folder is removed when the final move fails."""
     from speckleml import atomic

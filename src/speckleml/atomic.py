@@ -87,7 +87,7 @@ def _refuse(path: Path, directory: bool | None) -> str | None:
 
 
 def check_output(path: str | os.PathLike, directory: bool | None = None) -> Path:
-    """Check, before any work, that ``path`` can be written; create its parent directories.
+    """Check, before any work, that ``path`` can be written (nothing is created).
 
     Parameters
     ----------
@@ -113,10 +113,6 @@ def check_output(path: str | os.PathLike, directory: bool | None = None) -> Path
     reason = _refuse(path, directory)
     if reason:
         raise InputError(f"{path}: {reason}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot create the parent directory ({exc.strerror or exc})") from None
     return path
 
 
@@ -162,6 +158,10 @@ def atomic_output(path: str | os.PathLike):
     """
     path = Path(path)
     check_output(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the parent directory ({exc.strerror or exc})") from None
     tmp = temporary_path(path)
     _remove(tmp)
     try:
