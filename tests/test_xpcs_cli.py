@@ -110,4 +110,7 @@ def test_bnl_measured_c2_imports_and_fits(tmp_path):
 def test_tosson_rows_table_fits_every_q_bin(tmp_path):
     run_cli("fit-g2", real_file("tosson_g2", "m011_SiO2_Abs.csv"), tmp_path / "fits.csv", check=True)
     fits = pd.read_csv(tmp_path / "fits.csv")
-    assert len(fits) == 7 and fits["success"].all() and np.isfinite(fits["tau_err"]).all()
+    assert len(fits) == 7 and np.isfinite(fits["tau_err"]).all()
+    # The highest-q bin decayed before the first lag: its tau is reported undetermined (fitting.py).
+    assert fits["success"].tolist() == [True] * 6 + [False]
+    assert "below the first lag" in fits["message"].iloc[6]

@@ -185,12 +185,19 @@ def _command_modules(argv: list[str] | None) -> tuple[str, ...]:
     return (COMMAND_MODULES[0],)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, ``speckleml: error: argument --dt: ...``, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"speckleml: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Build the parser for ``argv`` (all commands when ``argv`` is None or asks for help).
 
     The epilog lists every stage of the registered studies.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="speckleml",
         description="Coherent X-ray scattering (speckle) to physics: simulation, correlation, "
                     "training, evaluation and figures for four published methods.",
@@ -225,28 +232,36 @@ def configure_logging(quiet: bool = False) -> None:
     )
 
 
-def one_line(exc: BaseException) -> str:
-    """A single-line description of an exception for the user."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``speckleml`` console script."""
+    """Entry point of the ``speckleml`` console script: the one error boundary.
+
+    Exit codes: 0 success; 2 bad input, one line ``speckleml: error: <file or option>: <what
+    is wrong>`` (argparse usage errors too); 130 interrupted; 1 with a traceback: a bug.
+    What counts as bad input is :func:`speckleml.errors.user_error`'s rule (an InputError, an
+    OSError naming a file, or a reader library failing on a command-line path); any other
+    exception surfaces with its traceback. ``--debug`` shows the traceback for bad input too.
+    """
+    from .atomic import check_output
+    from .errors import READ_ERRORS, user_error
+
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(args.quiet)
     try:
+        for key, path in vars(args).items():  # outputs are writable, before any work
+            if (key == "output" or key.endswith("_output")) and isinstance(path, str):
+                check_output(path)
         code = args.func(args)
-    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        if args.debug:
-            raise
-        print(f"speckleml: error: {one_line(exc)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("speckleml: interrupted", file=sys.stderr)
         return 130
+    except READ_ERRORS as exc:  # InputError is a ValueError
+        message = None if args.debug else user_error(exc, list(vars(args).values()))
+        if message is None:
+            raise
+        print(f"speckleml: error: {message}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_output
-from ..errors import InputError
+from ..errors import READ_ERRORS, InputError
 
 APS_C2_GROUP = "/xpcs/twotime/correlation_map"
 APS_FRAME_TIME = "/entry/instrument/detector_1/frame_time"
@@ -113,7 +113,7 @@ def read_c2_file(path: str | os.PathLike, dataset: str | None = None) -> tuple[n
             raise InputError(f"{path}: unknown C2 format (use .npy or HDF5 .h5/.hdf/.nxs)")
     except InputError:
         raise
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except READ_ERRORS as exc:
         raise InputError(f"{path}: cannot read C2 ({' '.join(str(exc).split())})") from None
     data = np.asarray(data)
     if data.dtype.kind == "c":
