@@ -17,6 +17,9 @@ import numpy as np
 
 from ..stores import ArraySpec, StoreSchema, register_schema
 
+#: Crop sides the autoencoder takes: three MaxPool-4 stages (:class:`.model.AutoencoderConfig`).
+CROP_MULTIPLE = 4 ** 3
+
 log = logging.getLogger(__name__)
 
 CROPS = register_schema(StoreSchema(
@@ -404,6 +407,9 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     if crop < 2 or sectors < 1 or per_map < 1 or (stride is not None and stride < 1):
         raise InputError(f"need crop >= 2, sectors >= 1, per_map >= 1 and stride >= 1, "
                          f"got {crop}, {sectors}, {per_map}, {stride}")
+    if crop % CROP_MULTIPLE:
+        raise InputError(f"crop {crop}: the autoencoder needs a multiple of {CROP_MULTIPLE} frames "
+                         f"(three MaxPool-4 stages), e.g. {max(CROP_MULTIPLE, crop // CROP_MULTIPLE * CROP_MULTIPLE)}")
     store = read_frames(frames_path, lazy=True)
     n_series, n_frames = store["frames"].shape[:2]
     if crop > n_frames:
