@@ -84,6 +84,7 @@ def register(commands) -> None:
     add_config_option(parser, "--max-memory", key="xpcs.correlate.max_memory_mib", type=non_negative_float,
                       help="MiB for the normalised ROI panels held at once (0: size of the C2 output; "
                            "default %(default)s)")
+    parser.add_argument("--exclude-frames", help="CSV with a 'frame' column (flag-frames): dropped before correlation")
 
     parser = add_stage(commands, "fit-g2", fit_g2,
                        "c2 store or g2 table -> CSV of beta, tau, gamma, baseline with errors per ROI",
@@ -135,11 +136,13 @@ def register(commands) -> None:
 
 def correlate(args) -> int:
     from ..cli import provenance_from_args
+    from .badframes import read_frame_list
     from .correlate import correlate_frames
 
+    exclude = read_frame_list(args.exclude_frames) if args.exclude_frames else ()
     correlate_frames(args.frames, args.output, q_first=args.q_first, q_width=args.q_width, q_step=args.q_step,
                      n_rings=args.n_rings, n_sectors=args.n_sectors, normalization=args.normalization,
-                     min_pixel_mean=args.min_pixel_mean, max_memory_mib=args.max_memory,
+                     min_pixel_mean=args.min_pixel_mean, max_memory_mib=args.max_memory, exclude_frames=exclude,
                      provenance=provenance_from_args(args, inputs=[args.frames]))
     return 0
 

@@ -55,7 +55,7 @@ def roi_labels(store, q_edges, n_sectors: int = 1, min_pixel_mean: float = 0.0):
 
 def correlate_frames(frames: str | os.PathLike, output: str | os.PathLike, *, q_first: float, q_width: float,
                      q_step: float, n_rings: int, n_sectors: int, normalization: str, min_pixel_mean: float,
-                     max_memory_mib: float, provenance: dict | None = None) -> Path:
+                     max_memory_mib: float, exclude_frames=(), provenance: dict | None = None) -> Path:
     """Two-time C2 and one-time g2 of every q ring (and sector) of a frames store.
 
     Parameters
@@ -76,6 +76,9 @@ def correlate_frames(frames: str | os.PathLike, output: str | os.PathLike, *, q_
         Exclude pixels whose time-averaged intensity is ``<=`` this (0 keeps all).
     max_memory_mib : float
         MiB of normalised ROI panels held at once; 0 = the size of the C2 output.
+    exclude_frames : sequence of int
+        Frame indices dropped from every series before correlation (bad frames,
+        :mod:`speckleml.xpcs.badframes`); lags then count kept frames.
     provenance : dict, optional
         Provenance record of the store.
 
@@ -94,6 +97,9 @@ def correlate_frames(frames: str | os.PathLike, output: str | os.PathLike, *, q_
         raise InputError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     store = read_frames(frames, lazy=True)
     data = store["frames"]
+    if len(exclude_frames):
+        from .badframes import drop_frames
+        data, _ = drop_frames(data, exclude_frames, frames)
     n_series, n_frames = data.shape[:2]
     if n_frames < 2:
         raise InputError(f"{frames}: need at least 2 frames, got {n_frames}")
@@ -126,7 +132,7 @@ def correlate_frames(frames: str | os.PathLike, output: str | os.PathLike, *, q_
             "n_pixels": n_pixels.tolist(), "q_units": q_unit, "detector_shape": list(labels.shape),
             "geometry": store.attrs.get("geometry"), "min_pixel_mean": min_pixel_mean}
     attrs = {"dt": dt, "g2_offset": G2_OFFSET[normalization], "rois": rois, "source": str(frames),
-             "units": {"lag": "s", "q": q_unit}}
+             "units": {"lag": "s", "q": q_unit}, "excluded_frames": sorted(int(f) for f in exclude_frames)}
     write_c2(output, c2, g2, np.arange(n_frames) * dt, roi_q, normalization, g2_err=g2_err, attrs=attrs,
              provenance=provenance)
     log.info("wrote %s: %d series x %d ROIs x %d^2 frames (%s)", output, n_series, n_roi, n_frames, normalization)

@@ -34,6 +34,8 @@ def register(commands) -> None:
     add_config_option(parser, "--dt", key="xpcs.dt", type=positive_float,
                       help="frame time in seconds (default %(default)s, the config's)")
     parser.add_argument("--max-frames", type=positive_int, help="keep only the first N frames (N >= 1)")
+    parser.add_argument("--dark", help=".npy dark image (y, x) or stack (n, y, x), subtracted from every frame")
+    parser.add_argument("--flat", help=".npy flat field (y, x): frames are divided by it (normalised to mean 1)")
 
     parser = add_stage(commands, "synthetic-frames", synthetic_frames,
                        "write a synthetic speckle stack with g2-1 = exp(-2 t/tau) (tests, demos)")
@@ -71,7 +73,7 @@ def import_frames(args) -> int:
             raise InputError("geometry needs all of --pixel-size, --distance, --wavelength and --center")
         geometry = Geometry(args.pixel_size, args.distance, args.wavelength, tuple(args.center))
     run(args.input, args.output, dt=args.dt, dataset=args.dataset, mask=args.mask, geometry=geometry,
-        max_frames=args.max_frames, provenance=provenance_from_args(args, inputs=[args.input]))
+        max_frames=args.max_frames, dark=args.dark, flat=args.flat, provenance=provenance_from_args(args, inputs=[args.input]))
     return 0
 
 

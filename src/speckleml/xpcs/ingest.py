@@ -42,7 +42,8 @@ def _warn_suspicious(data: np.ndarray, source) -> None:
 
 def import_frames(source: str | os.PathLike, output: str | os.PathLike, *, dt: float, dataset: str | None = None,
                   mask: str | os.PathLike | None = None, geometry: Geometry | None = None,
-                  max_frames: int | None = None, provenance: dict | None = None) -> Path:
+                  max_frames: int | None = None, dark: str | os.PathLike | None = None,
+                  flat: str | os.PathLike | None = None, provenance: dict | None = None) -> Path:
     """Measured frames -> frames store (float32, one series unless the input has a series axis).
 
     Parameters
@@ -61,6 +62,9 @@ def import_frames(source: str | os.PathLike, output: str | os.PathLike, *, dt: f
         Detector geometry: the store gets ``qx``/``qy`` in 1/Angstrom; else pixel offsets.
     max_frames : int, optional
         Keep only the first ``max_frames`` (>= 1) frames of every series.
+    dark, flat : path, optional
+        ``.npy`` dark image and flat field (y, x), applied as ``(raw - dark) / flat`` on the
+        valid pixels (:mod:`speckleml.xpcs.corrections`).
     provenance : dict, optional
         Provenance record of the store.
 
@@ -72,7 +76,8 @@ def import_frames(source: str | os.PathLike, output: str | os.PathLike, *, dt: f
     Raises
     ------
     InputError
-        Unreadable input or mask, non-finite frames, a mask of another shape.
+        Unreadable input, mask, dark or flat, non-finite frames, a mask, dark or flat of
+        another shape, a flat field <= 0 on a valid pixel.
     """
     data = read_frame_array(source, dataset)
     if data.ndim == 3:
@@ -85,6 +90,10 @@ def import_frames(source: str | os.PathLike, output: str | os.PathLike, *, dt: f
     ny, nx = data.shape[-2:]
     valid = None if mask is None else read_mask(mask, (ny, nx))
     attrs = {"dt": dt, "units": {"t": "s", "intensity": "counts"}, "source": str(source)}
+    if dark is not None or flat is not None:
+        from .corrections import apply_corrections
+        data = apply_corrections(data, dark=dark, flat=flat, mask=valid)
+        attrs["corrections"] = {"dark": None if dark is None else str(dark), "flat": None if flat is None else str(flat)}
     qx = qy = None
     if geometry is not None:
         qx, qy = geometry.axis_q(nx, 1), geometry.axis_q(ny, 0)
