@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from ..cli import add_config_option, add_stage, finite_float, int_at_least, positive_float, positive_int
+from . import analyses_cli
 from . import cli as xpcs_cli  # registered with these commands, so every xpcs stage imports it
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def register(commands) -> None:
     parser.add_argument("output", help="frames store to write (*.zarr); scan positions (m) in its attrs")
     parser.add_argument("--figure", help="also write a figure of the scan positions and mean pattern (.png/.pdf)")
     xpcs_cli.register(commands)
+    analyses_cli.register(commands)
 
 
 def import_frames(args) -> int:
