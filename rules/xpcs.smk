@@ -83,11 +83,34 @@ else:
 XPCS_ROIS = XPCS["rois"] if XPCS_REAL else XPCS["synthetic"]["rois"]
 XPCS_CORR = XPCS["correlate"]
 XPCS_FIT = XPCS["fit"]
+XPCS_BAD = XPCS["bad_frames"]
+
+
+# Bad frames (frame-intensity outliers, |I_t - median| > k_mad * 1.4826 MAD, and the user's
+# list) are dropped before correlation.
+rule xpcs_flag_frames:
+    input:
+        frames="results/xpcs/frames.zarr",
+        src=stage_sources("speckleml.xpcs.analyses_cli:flag_frames"),
+    output:
+        "results/xpcs/bad_frames.csv",
+    params:
+        k_mad=XPCS_BAD["k_mad"],
+        user=(f"--user-frames {cli_list(XPCS_BAD['user_frames'])}" if XPCS_BAD["user_frames"] else ""),
+    log:
+        log_path("xpcs", "flag_frames"),
+    benchmark:
+        bench_path("xpcs", "flag_frames")
+    conda:
+        ENV
+    shell:
+        "speckleml flag-frames {input.frames} {output} --k-mad {params.k_mad} {params.user} > {log} 2>&1"
 
 
 rule xpcs_correlate:
     input:
         frames="results/xpcs/frames.zarr",
+        bad_frames="results/xpcs/bad_frames.csv",
         src=stage_sources("speckleml.xpcs.cli:correlate"),
     output:
         directory("results/xpcs/c2.zarr"),
@@ -110,7 +133,8 @@ rule xpcs_correlate:
         "speckleml correlate {input.frames} {output} --q-first {params.q_first}"
         " --q-width {params.q_width} --q-step {params.q_step} --n-rings {params.n_rings}"
         " --n-sectors {params.n_sectors} --min-pixel-mean {params.min_pixel_mean}"
-        " --normalization {params.normalization} --max-memory {params.max_memory} > {log} 2>&1"
+        " --normalization {params.normalization} --max-memory {params.max_memory}"
+        " --exclude-frames {input.bad_frames} > {log} 2>&1"
 
 
 rule xpcs_fit_g2:
@@ -176,7 +200,101 @@ rule xpcs_export_aps:
         "speckleml export-aps {input.c2} {output} --frames {input.frames} > {log} 2>&1"
 
 
+rule xpcs_partial_g2:
+    input:
+        c2="results/xpcs/c2.zarr",
+        src=stage_sources("speckleml.xpcs.analyses_cli:partial_g2"),
+    output:
+        table="results/xpcs/partial_g2.csv",
+        figure=report("results/xpcs/figures/partial_g2.png", category="xpcs",
+                      caption="../report/xpcs/partial_g2.rst"),
+    params:
+        segments=XPCS["partial"]["segments"],
+        ages=XPCS["partial"]["ages"],
+        max_lag_fraction=XPCS_FIT["max_lag_fraction"],
+        roi=XPCS["figure_roi"],
+    log:
+        log_path("xpcs", "partial_g2"),
+    benchmark:
+        bench_path("xpcs", "partial_g2")
+    conda:
+        ENV
+    shell:
+        "speckleml partial-g2 {input.c2} {output.table} --figure {output.figure} --segments {params.segments}"
+        " --ages {params.ages} --max-lag-fraction {params.max_lag_fraction} --roi {params.roi} > {log} 2>&1"
+
+
+rule xpcs_tau_q:
+    input:
+        c2="results/xpcs/c2.zarr",
+        fits="results/xpcs/g2_fits.csv",
+        src=stage_sources("speckleml.xpcs.analyses_cli:tau_q"),
+    output:
+        table="results/xpcs/tau_q.csv",
+        figure=report("results/xpcs/figures/tau_q.png", category="xpcs", caption="../report/xpcs/tau_q.rst"),
+    log:
+        log_path("xpcs", "tau_q"),
+    benchmark:
+        bench_path("xpcs", "tau_q")
+    conda:
+        ENV
+    shell:
+        "speckleml tau-q {input.c2} {input.fits} {output.table} --figure {output.figure} > {log} 2>&1"
+
+
+rule xpcs_intensity_time:
+    input:
+        frames="results/xpcs/frames.zarr",
+        bad_frames="results/xpcs/bad_frames.csv",
+        src=stage_sources("speckleml.xpcs.analyses_cli:intensity_time"),
+    output:
+        table="results/xpcs/intensity_time.csv",
+        figure=report("results/xpcs/figures/intensity_time.png", category="xpcs",
+                      caption="../report/xpcs/intensity_time.rst"),
+    params:
+        q_first=XPCS_ROIS["q_first"],
+        q_width=XPCS_ROIS["q_width"],
+        q_step=XPCS_ROIS["q_step"],
+        n_rings=XPCS_ROIS["n_rings"],
+        min_pixel_mean=XPCS_ROIS["min_pixel_mean"],
+    log:
+        log_path("xpcs", "intensity_time"),
+    benchmark:
+        bench_path("xpcs", "intensity_time")
+    conda:
+        ENV
+    shell:
+        "speckleml intensity-time {input.frames} {output.table} --figure {output.figure}"
+        " --q-first {params.q_first} --q-width {params.q_width} --q-step {params.q_step}"
+        " --n-rings {params.n_rings} --min-pixel-mean {params.min_pixel_mean}"
+        " --flagged {input.bad_frames} > {log} 2>&1"
+
+
+rule xpcs_saxs_1d:
+    input:
+        frames="results/xpcs/frames.zarr",
+        src=stage_sources("speckleml.xpcs.analyses_cli:saxs_1d"),
+    output:
+        table="results/xpcs/saxs_1d.csv",
+        figure=report("results/xpcs/figures/saxs_1d.png", category="xpcs", caption="../report/xpcs/saxs_1d.rst"),
+    params:
+        bins=XPCS["saxs"]["bins"],
+    log:
+        log_path("xpcs", "saxs_1d"),
+    benchmark:
+        bench_path("xpcs", "saxs_1d")
+    conda:
+        ENV
+    shell:
+        "speckleml saxs-1d {input.frames} {output.table} --figure {output.figure} --bins {params.bins} > {log} 2>&1"
+
+
 STUDY_TARGETS["xpcs"] = lambda: [
+    "results/xpcs/bad_frames.csv",
+    "results/xpcs/figures/partial_g2.png",
+    "results/xpcs/figures/tau_q.png",
+    "results/xpcs/figures/intensity_time.png",
+    "results/xpcs/figures/saxs_1d.png",
     "results/xpcs/frames.zarr",
     "results/xpcs/c2.zarr",
     "results/xpcs/g2_fits.csv",
