@@ -24,14 +24,18 @@ def _colours(n: int):
     return matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(n, 1)))
 
 
-def _tau_panel(ax, table: pd.DataFrame, kind: str, marker: str, label: str) -> None:
-    rows = table[(table["kind"] == kind) & table["success"].astype(bool) & (table["series"] == 0)]
+def _tau_panel(ax, table: pd.DataFrame) -> None:
+    """tau vs age of every ROI of series 0: circles partial g2, squares age-resolved g2."""
+    rows = table[table["success"].astype(bool) & (table["series"] == 0)]
     rois = sorted(table["roi"].unique())
     for colour, r in zip(_colours(len(rois)), rois):
-        sub = rows[rows["roi"] == r]
-        if len(sub):
-            ax.errorbar(sub["age"], sub["tau"], yerr=sub["tau_err"], fmt=marker + "-", ms=3, lw=0.7,
-                        color=colour, label=f"{label} q = {sub['q'].iloc[0]:.3g}" if kind == "partial" else None)
+        label = f"{table.loc[table['roi'] == r, 'q'].iloc[0]:.3g}"
+        for kind, marker in (("partial", "o-"), ("age", "s:")):
+            sub = rows[(rows["roi"] == r) & (rows["kind"] == kind)]
+            if len(sub):
+                ax.errorbar(sub["age"], sub["tau"], yerr=sub["tau_err"], fmt=marker, ms=3, lw=0.7, color=colour,
+                            label=label)
+                label = None
 
 
 def partial_g2_report(c2: str | os.PathLike, output: str | os.PathLike, figure_path: str | os.PathLike, *,
@@ -66,8 +70,7 @@ def partial_g2_report(c2: str | os.PathLike, output: str | os.PathLike, figure_p
     ax.set_title(f"partial g2, ROI {roi} (q = {curves['roi_q'][roi]:.4g} {curves['q_unit']})")
     ax.legend(title="segment", fontsize=6)
     ax = axes[0, 1]
-    _tau_panel(ax, table, "partial", "o", "")
-    _tau_panel(ax, table, "age", "s", "")
+    _tau_panel(ax, table)
     ax.set_yscale("log")
     ax.set_xlabel("age (s)")
     ax.set_ylabel("tau (s)")
@@ -100,9 +103,12 @@ def tau_q_report(c2: str | os.PathLike, fits: str | os.PathLike, output: str | o
             label=f"n = 2: D = {result['D2']:.3g} +- {result['D2_err']:.2g} {q_unit}^-2/s")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(points["q"], [f"{v:.3g}" for v in points["q"]], fontsize=7)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"q ({q_unit})")
     ax.set_ylabel("tau (s)")
-    verdict = "consistent with diffusion" if result["diffusive"] else "not diffusive (n != 2)"
+    verdict = (f"n = 2 within {analyses.DIFFUSION_SIGMAS:g} sigma (diffusion)" if result["diffusive"]
+               else f"n = 2 rejected at {analyses.DIFFUSION_SIGMAS:g} sigma")
     ax.set_title(f"tau(q): {verdict}")
     ax.legend(fontsize=7)
     save_figure(fig, figure_path)
@@ -134,7 +140,8 @@ def intensity_time_report(frames: str | os.PathLike, output: str | os.PathLike, 
     ax.set_title("intensity vs time per ring")
     ax.legend(title=f"q ({info['q_unit']})", fontsize=6, ncol=2)
     ax = axes[0, 1]
-    stats = info["drift"][0]
+    kept = np.setdiff1d(np.arange(t.size), bad)
+    stats = analyses.drift(t[kept], first["all"].to_numpy()[kept])  # drift of the frames that are correlated
     ax.plot(t, first["all"], lw=0.8, color="k", label="mean counts / pixel")
     ax.plot(t, stats["intercept"] + stats["slope"] * t, "--", color="C0",
             label=f"drift {100 * stats['relative_drift']:.2g} %, std {100 * stats['relative_std']:.2g} %")
