@@ -171,3 +171,17 @@ def test_bad_dark_or_flat_is_a_one_line_error(tmp_path, case, message):
                    tmp_path / "flat.npy")
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "f.zarr").exists()
+
+
+def test_tau_q_stage_with_too_few_fits_writes_a_failed_row(tmp_path):
+    frames = ou_speckle(40, 32, tau=5.0, seed=1, mean_counts=10.0)
+    write_frames(tmp_path / "f.zarr", frames)
+    correlate_frames(tmp_path / "f.zarr", tmp_path / "c2.zarr", **RINGS)
+    pd.DataFrame({"series": [0, 0], "roi": [0, 1], "q": [5.5, 8.5], "success": [True, True], "beta": 1.0,
+                  "tau": [0.1, 0.05], "tau_err": 0.01, "gamma": 1.0, "baseline": 0.0}).to_csv(
+        tmp_path / "fits.csv", index=False)
+    run_cli("tau-q", tmp_path / "c2.zarr", tmp_path / "fits.csv", tmp_path / "tq.csv", "--figure",
+            tmp_path / "tq.png", check=True)
+    row = pd.read_csv(tmp_path / "tq.csv").iloc[0]
+    assert not row["success"] and np.isnan(row["n"]) and "at least 3 points" in row["message"]
+    assert (tmp_path / "tq.png").stat().st_size > 0

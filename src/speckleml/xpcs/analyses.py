@@ -200,17 +200,20 @@ def fit_tau_q(q, tau, tau_err=None) -> dict:
 def tau_q_fit(fits: str | os.PathLike, output: str | os.PathLike, *, series: int = 0) -> tuple[dict, pd.DataFrame]:
     """tau(q) power law from a fit-g2 table (its successful fits of one series); write a one-row CSV.
 
+    Fewer than 3 successful fits give a row of NaN with ``success=False`` and the reason in
+    ``message`` (as :func:`speckleml.xpcs.fit.fit_g2_curves` reports failed fits).
+
     Returns
     -------
     result : dict
-        :func:`fit_tau_q` plus ``series``.
+        :func:`fit_tau_q` plus ``series``, ``success`` and ``message``.
     points : DataFrame
         The successful fits used (``q``, ``tau``, ``tau_err``).
 
     Raises
     ------
     InputError
-        Unreadable table, missing columns, fewer than 3 successful fits.
+        Unreadable table, missing columns.
     """
     from .figures import read_fit_table
 
@@ -219,9 +222,16 @@ def tau_q_fit(fits: str | os.PathLike, output: str | os.PathLike, *, series: int
         raise InputError(f"{fits}: fit table lacks 'q' or 'tau_err' (write it with speckleml fit-g2)")
     points = table[(table["series"] == series) & table["success"].astype(bool)]
     try:
-        result = {"series": series, **fit_tau_q(points["q"], points["tau"], points["tau_err"])}
+        result = {"series": series, **fit_tau_q(points["q"], points["tau"], points["tau_err"]),
+                  "success": True, "message": ""}
     except InputError as exc:
-        raise InputError(f"{fits}: {exc}") from None
+        # like fit-g2: a failed fit is a row that says why, so the report still builds
+        log.warning("%s: %s", fits, exc)
+        result = {"series": series, **{k: np.nan for k in ("D", "D_err", "n", "n_err", "D2", "D2_err",
+                                                               "chi2_reduced")},
+                  "n_points": len(points), "diffusive": False, "success": False, "message": str(exc)}
+        write_csv(pd.DataFrame([result]), output)
+        return result, points
     write_csv(pd.DataFrame([result]), output)
     log.info("wrote %s: tau = 1/(D q^n), n = %.3g +- %.2g, D = %.4g +- %.2g (%s)", output, result["n"],
              result["n_err"], result["D"], result["D_err"], "diffusive" if result["diffusive"] else "not n = 2")

@@ -96,19 +96,24 @@ def tau_q_report(c2: str | os.PathLike, fits: str | os.PathLike, output: str | o
     fig, axes = figure(1, 1, width=4.2, height=3.4)
     ax = axes[0, 0]
     ax.errorbar(points["q"], points["tau"], yerr=points["tau_err"], fmt="o", ms=4, color="k", label="KWW fits")
-    q = np.geomspace(points["q"].min(), points["q"].max(), 100)
-    ax.plot(q, 1 / (result["D"] * q ** result["n"]), color="C0",
-            label=f"1/(D q^n): n = {result['n']:.2f} +- {result['n_err']:.2f}")
-    ax.plot(q, 1 / (result["D2"] * q**2), "--", color="C1",
-            label=f"n = 2: D = {result['D2']:.3g} +- {result['D2_err']:.2g} {q_unit}^-2/s")
+    d_unit = "Angstrom^2/s" if q_unit == "1/Angstrom" else f"({q_unit})^-2/s"
+    if result["success"]:
+        q = np.geomspace(points["q"].min(), points["q"].max(), 100)
+        ax.plot(q, 1 / (result["D"] * q ** result["n"]), color="C0",
+                label=f"1/(D q^n): n = {result['n']:.2f} +- {result['n_err']:.2f}")
+        ax.plot(q, 1 / (result["D2"] * q**2), "--", color="C1",
+                label=f"n = 2: D = {result['D2']:.3g} +- {result['D2_err']:.2g} {d_unit}")
+        verdict = (f"n = 2 within {analyses.DIFFUSION_SIGMAS:g} sigma (diffusion)" if result["diffusive"]
+                   else f"n = 2 rejected at {analyses.DIFFUSION_SIGMAS:g} sigma")
+    else:
+        verdict = "no fit: " + result["message"][:40]
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xticks(points["q"], [f"{v:.3g}" for v in points["q"]], fontsize=7)
+    if len(points):
+        ax.set_xticks(points["q"], [f"{v:.3g}" for v in points["q"]], fontsize=7)
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"q ({q_unit})")
     ax.set_ylabel("tau (s)")
-    verdict = (f"n = 2 within {analyses.DIFFUSION_SIGMAS:g} sigma (diffusion)" if result["diffusive"]
-               else f"n = 2 rejected at {analyses.DIFFUSION_SIGMAS:g} sigma")
     ax.set_title(f"tau(q): {verdict}")
     ax.legend(fontsize=7)
     save_figure(fig, figure_path)
