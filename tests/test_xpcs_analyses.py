@@ -185,3 +185,20 @@ def test_tau_q_stage_with_too_few_fits_writes_a_failed_row(tmp_path):
     row = pd.read_csv(tmp_path / "tq.csv").iloc[0]
     assert not row["success"] and np.isnan(row["n"]) and "at least 3 points" in row["message"]
     assert (tmp_path / "tq.png").stat().st_size > 0
+
+
+def test_partial_g2_stage_recovers_the_known_tau_in_every_segment_and_age(tmp_path):
+    # g2 - 1 = exp(-2 t / tau) with tau = 6 frames = 0.06 s (speckleml.synthetic.ou_speckle)
+    write_frames(tmp_path / "f.zarr", ou_speckle(400, 32, tau=6.0, seed=8, mean_counts=50.0), attrs={"dt": 0.01})
+    correlate_frames(tmp_path / "f.zarr", tmp_path / "c2.zarr", **{**RINGS, "n_rings": 2})
+    run_cli("partial-g2", tmp_path / "c2.zarr", tmp_path / "p.csv", "--figure", tmp_path / "p.png", "--segments", "4",
+            "--ages", "4", "--max-lag-fraction", "0.3", check=True)
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert sorted(table.groupby("kind").size().items()) == [("age", 8), ("partial", 8)]
+    assert table["success"].all()
+    # each estimate within 4 of its fit errors (which are scaled by the reduced chi^2), and the
+    # mean of the 16 within 10 %; a wrong lag unit or segment would miss by a factor >= 2
+    assert np.all(np.abs(table["tau"] - 0.06) < 4 * table["tau_err"]), table[["tau", "tau_err"]]
+    assert abs(table["tau"].mean() / 0.06 - 1) < 0.1
+    partial = table[table["kind"] == "partial"]
+    np.testing.assert_allclose(partial["t_start"].unique(), [0, 1, 2, 3])

@@ -113,26 +113,36 @@ def segment_fits(c2: str | os.PathLike, output: str | os.PathLike, *, n_segments
         raise InputError(f"max_lag_fraction must be in (0, 1], got {max_lag_fraction}")
     if n_ages < 1:
         raise InputError(f"n_ages must be >= 1, got {n_ages}")
-    store = read_c2(c2)
-    matrix, roi_q = np.asarray(store["c2"]), np.asarray(store["roi_q"], float)
+    store = read_c2(c2, lazy=True)
+    maps, roi_q = store["c2"], np.asarray(store["roi_q"], float)
+    n_series, n_roi, n_frames = maps.shape[:3]
     dt = float(store.attrs.get("dt", 1.0))
     offset = float(store.attrs.get("g2_offset", 1.0))
-    edges, part, part_err = partial_g2(matrix, n_segments)
-    age_lags = max(3, int(max_lag_fraction * matrix.shape[-1]) + 1)
-    ages, age, age_err, _ = age_resolved_g2(matrix, n_ages=n_ages, max_lag=age_lags - 1)
+    age_lags = max(3, int(max_lag_fraction * n_frames) + 1)
+    edges = segment_edges(n_frames, n_segments)
+    part = part_err = age = age_err = None
+    for s in range(n_series):
+        for r in range(n_roi):   # one ROI's C2 in memory at a time (long series)
+            matrix = np.asarray(maps[s, r])
+            _, p, pe = partial_g2(matrix, n_segments)
+            ages, a, ae, _ = age_resolved_g2(matrix, n_ages=n_ages, max_lag=age_lags - 1)
+            if part is None:
+                part, part_err = np.empty((n_series, n_roi) + p.shape), np.empty((n_series, n_roi) + p.shape)
+                age, age_err = np.empty((n_series, n_roi) + a.shape), np.empty((n_series, n_roi) + a.shape)
+            part[s, r], part_err[s, r], age[s, r], age_err[s, r] = p, pe, a, ae
     lag_part, lag_age = np.arange(part.shape[-1]) * dt, np.arange(age.shape[-1]) * dt
     keep_part = np.arange(lag_part.size) <= max(2, int(max_lag_fraction * lag_part.size))
     keep_age = np.ones(lag_age.size, bool)
     rows = []
-    for s in range(matrix.shape[0]):
-        for r in range(matrix.shape[1]):
+    for s in range(n_series):
+        for r in range(n_roi):
             base = {"series": s, "roi": r, "q": roi_q[r]}
             for k in range(n_segments):
                 rows.append(_fit_rows(lag_part, part[s, r, k], part_err[s, r, k], offset, keep_part,
                                       {"kind": "partial", **base, "index": k, "t_start": edges[k] * dt,
                                        "t_end": edges[k + 1] * dt, "age": (edges[k] + edges[k + 1]) / 2 * dt}))
             for k in range(ages.size):
-                width = matrix.shape[-1] / ages.size
+                width = n_frames / ages.size
                 rows.append(_fit_rows(lag_age, age[s, r, k], age_err[s, r, k], offset, keep_age,
                                       {"kind": "age", **base, "index": k, "t_start": k * width * dt,
                                        "t_end": (k + 1) * width * dt, "age": ages[k] * dt}))
