@@ -314,8 +314,10 @@ APS_LAYOUT: dict[str, tuple[str, str]] = {
                                                              "intensity of the valid pixels in every frame"),
 }
 
-#: Datasets only a detector map gives (``--frames``); without them the viewer cannot open the file.
-APS_DETECTOR_KEYS = ("mask", "dynamic_roi_map", "static_roi_map", "beam_center_x", "beam_center_y")
+#: Datasets only the frames give (``--frames``); without them the viewer cannot open the file.
+APS_FRAMES_KEYS = ("/xpcs/qmap/mask", "/xpcs/qmap/dynamic_roi_map", "/xpcs/qmap/static_roi_map",
+                   "/xpcs/temporal_mean/scattering_2d", "/xpcs/temporal_mean/scattering_1d",
+                   "/xpcs/temporal_mean/scattering_1d_segments", "/xpcs/spatial_mean/intensity_vs_time")
 
 
 def aps_qmap(roi_q, n_phi: int = 1, phi_centres=None, *, q_unit: str = "1/A", labels=None, mask=None,
@@ -396,7 +398,8 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2: np.ndarray, g2: np.ndarray, g
                    delay: np.ndarray, frame_time: float, twotime_g2: np.ndarray, twotime_g2_segments: np.ndarray,
                    qmap: dict, temporal: dict | None = None, start_time: str = "",
                    count_time: float = float("nan"), incident_energy: float = float("nan"),
-                   stride_frame: int = 1, avg_frame: int = 1, attrs: dict | None = None) -> Path:
+                   stride_frame: int = 1, avg_frame: int = 1, c2_stride_frame: int = 1, c2_avg_frame: int = 1,
+                   attrs: dict | None = None) -> Path:
     """Write one series in the APS 8-ID-I result layout that pyXpcsViewer opens, atomically.
 
     Every dataset, its shape and units are listed in :data:`APS_LAYOUT` and stored with
@@ -429,7 +432,10 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2: np.ndarray, g2: np.ndarray, g
     count_time, incident_energy : float
         Exposure (s) and photon energy (keV); NaN when unknown.
     stride_frame, avg_frame : int
-        Frame stride and averaging the correlations used (1, 1: every frame).
+        Frame stride and frames averaged into one for the one-time g2 (1, 1: every frame);
+        the viewer's delays in seconds are ``delay * frame_time * stride_frame * avg_frame``.
+    c2_stride_frame, c2_avg_frame : int
+        The same for the C2 maps.
     attrs : dict, optional
         Root attributes (provenance, normalisation).
 
@@ -465,9 +471,9 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2: np.ndarray, g2: np.ndarray, g
         "/xpcs/twotime/normalized_g2_segments": np.asarray(twotime_g2_segments, np.float64).transpose(2, 0, 1),
         "/xpcs/twotime/delay_list": np.arange(1, n_frames, dtype=np.float64),
     }
-    for kind in ("multitau", "twotime"):
-        datasets[f"/xpcs/{kind}/config/stride_frame"] = np.int64(stride_frame)
-        datasets[f"/xpcs/{kind}/config/avg_frame"] = np.int64(avg_frame)
+    for kind, stride, average in (("multitau", stride_frame, avg_frame), ("twotime", c2_stride_frame, c2_avg_frame)):
+        datasets[f"/xpcs/{kind}/config/stride_frame"] = np.int64(stride)
+        datasets[f"/xpcs/{kind}/config/avg_frame"] = np.int64(average)
     datasets.update({f"/xpcs/qmap/{key}": value for key, value in qmap.items()})
     if temporal is not None:
         series = np.asarray(temporal["intensity_vs_time"], np.float64)

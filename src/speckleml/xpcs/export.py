@@ -12,7 +12,7 @@ import numpy as np
 from ..correlation import G2_OFFSET, NORMALIZATIONS, g2_from_c2
 from ..errors import InputError
 from ..stores import read_c2, read_frames, write_c2
-from .aps import APS_DETECTOR_KEYS, HC_KEV_ANGSTROM, aps_qmap, read_c2_file, write_aps_hdf5
+from .aps import APS_FRAMES_KEYS, HC_KEV_ANGSTROM, aps_qmap, read_c2_file, write_aps_hdf5
 from .correlate import roi_labels
 
 log = logging.getLogger(__name__)
@@ -121,14 +121,18 @@ def qmap_from_frames(frames: str | os.PathLike, rois: dict, roi_q) -> dict:
     labels, _, mask, _, q_unit = roi_labels(store, np.asarray(rois["q_edges"]), n_sectors,
                                             float(rois.get("min_pixel_mean", 0)))
     geometry = store.attrs.get("geometry")
-    extra = {}
-    if geometry:
-        extra = dict(beam_center=tuple(geometry["center"]), pixel_size=float(geometry["pixel_size"]) * 1e-3,
-                     detector_distance=float(geometry["distance"]) * 1e-3)
-    else:
-        extra = dict(beam_center=(_axis_zero(store["qy"]), _axis_zero(store["qx"])))
+    extra = (_geometry_keys(geometry) if geometry
+             else {"beam_center": (_axis_zero(store["qy"]), _axis_zero(store["qx"]))})
     return aps_qmap(roi_q, n_sectors, rois.get("phi_centres"), q_unit=_APS_Q_UNITS.get(q_unit, q_unit),
                     labels=labels, mask=mask, **extra)
+
+
+def _geometry_keys(geometry: dict | None) -> dict:
+    """:func:`aps_qmap` arguments of a geometry record (mm -> m); none without one."""
+    if not geometry:
+        return {}
+    return {"beam_center": tuple(geometry["center"]), "pixel_size": float(geometry["pixel_size"]) * 1e-3,
+            "detector_distance": float(geometry["distance"]) * 1e-3}
 
 
 #: APS spelling of the q units of frames stores.
@@ -267,10 +271,11 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
             raise InputError(f"{source}: store has no ROI definition (rois attr) to rebuild the q map")
         qmap = qmap_from_frames(frames, rois, roi_q)
     else:
+        q_unit = rois.get("q_units", "1/Angstrom")
         qmap = aps_qmap(roi_q, int(rois.get("n_sectors", 1)), rois.get("phi_centres"),
-                        q_unit=_APS_Q_UNITS.get(rois.get("q_units", "1/Angstrom"), rois.get("q_units")))
-        log.warning("%s: no --frames, so no detector maps (%s): pyXpcsViewer cannot open the export",
-                    source, ", ".join(APS_DETECTOR_KEYS))
+                        q_unit=_APS_Q_UNITS.get(q_unit, q_unit), **_geometry_keys(rois.get("geometry")))
+        log.warning("%s: no --frames, so the export lacks %s: pyXpcsViewer cannot open it",
+                    source, ", ".join(APS_FRAMES_KEYS))
     shift = 1.0 - float(store.attrs.get("g2_offset", 1.0))
     attrs = {"normalization": store.attrs["normalization"], "creator": "speckleml export-aps",
              "provenance": json.dumps(store.provenance), "baseline_shift_added": shift}
