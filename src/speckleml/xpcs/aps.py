@@ -394,9 +394,9 @@ def _qmap_hash(qmap: dict) -> str:
     return digest.hexdigest()
 
 
-def write_aps_hdf5(path: str | os.PathLike, *, c2: np.ndarray, g2: np.ndarray, g2_err: np.ndarray,
+def write_aps_hdf5(path: str | os.PathLike, *, c2, g2: np.ndarray, g2_err: np.ndarray,
                    delay: np.ndarray, frame_time: float, twotime_g2: np.ndarray, twotime_g2_segments: np.ndarray,
-                   qmap: dict, temporal: dict | None = None, start_time: str = "",
+                   qmap: dict, c2_shift: float = 0.0, temporal: dict | None = None, start_time: str = "",
                    count_time: float = float("nan"), incident_energy: float = float("nan"),
                    stride_frame: int = 1, avg_frame: int = 1, c2_stride_frame: int = 1, c2_avg_frame: int = 1,
                    attrs: dict | None = None) -> Path:
@@ -409,8 +409,11 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2: np.ndarray, g2: np.ndarray, g
     ----------
     path : path
         Output ``.hdf``/``.h5``.
-    c2 : array (n_bins, T, T)
-        Two-time maps; ``triu(c2)`` is stored per bin, as ``boost_corr`` does.
+    c2 : array-like (n_bins, T, T)
+        Two-time maps (a lazy zarr array is read one map at a time); ``triu(c2 + c2_shift)``
+        is stored per bin as float32, as ``boost_corr`` does.
+    c2_shift : float
+        Added to every map (1 for the baseline-0 forms, so the file has baseline 1).
     g2, g2_err : array (n_bins, n_delay)
         One-time g2 and its error at ``delay``.
     delay : array (n_delay,)
@@ -451,7 +454,6 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2: np.ndarray, g2: np.ndarray, g
     """
     import h5py
 
-    c2 = np.asarray(c2, np.float32)
     n_bins, n_frames = c2.shape[0], c2.shape[-1]
     g2, g2_err, delay = np.asarray(g2, np.float64), np.asarray(g2_err, np.float64), np.asarray(delay, np.float64)
     if g2.shape != g2_err.shape or g2.shape != (n_bins, delay.size):
@@ -491,8 +493,9 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2: np.ndarray, g2: np.ndarray, g
             q_unit = np.asarray(qmap["map_units"])[0].decode()
             for key, value in datasets.items():
                 _write(handle, key, value, key, q_unit=q_unit)
-            for r, matrix in enumerate(c2):
-                _write(handle, f"{APS_C2_GROUP}/c2_{r + 1:05d}", np.triu(matrix), APS_C2_GROUP + "/c2_NNNNN",
+            for r in range(n_bins):             # one map in memory at a time (c2 may be a lazy zarr array)
+                matrix = np.triu(np.asarray(c2[r], np.float32) + np.float32(c2_shift))
+                _write(handle, f"{APS_C2_GROUP}/c2_{r + 1:05d}", matrix, APS_C2_GROUP + "/c2_NNNNN",
                        compression="gzip")
             handle["/xpcs/qmap"].attrs["hash"] = _qmap_hash(qmap)
     return path

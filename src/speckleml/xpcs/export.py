@@ -232,6 +232,16 @@ def series_paths(output: str | os.PathLike, n_series: int) -> list[Path]:
             for s in range(n_series)]
 
 
+class _SeriesMaps:
+    """The (roi, T, T) maps of one series of a lazy (series, roi, T, T) array, read one ROI at a time."""
+
+    def __init__(self, array, series: int):
+        self.array, self.series, self.shape = array, series, tuple(array.shape[1:])
+
+    def __getitem__(self, roi: int) -> np.ndarray:
+        return np.asarray(self.array[self.series, roi])
+
+
 def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: str | os.PathLike | None = None
                ) -> list[Path]:
     """c2 store -> HDF5 files in the APS 8-ID-I result layout that pyXpcsViewer opens, one per series.
@@ -263,7 +273,7 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
         ``frames`` given but the store has no ROI definition, or a detector of another shape;
         ROI q values that do not form rings of ``n_sectors``.
     """
-    store = read_c2(source)
+    store = read_c2(source, lazy=True)                 # C2 maps read one at a time
     rois = store.attrs.get("rois") or {}
     roi_q = np.asarray(store["roi_q"], np.float64)
     if frames:
@@ -286,14 +296,15 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
     keep = lag > 0                                   # lag 0 (shot noise) is not an APS delay
     paths = series_paths(output, store["c2"].shape[0])
     for s, path in enumerate(paths):
-        c2 = np.asarray(store["c2"][s], np.float64) + shift
         g2 = np.asarray(store["g2"][s], np.float64) + shift
         g2_err = np.asarray(store["g2_err"][s]) if "g2_err" in store else np.full_like(g2, np.nan)
-        full, segments = twotime_g2(c2)
+        two_time = [twotime_g2(np.asarray(store["c2"][s, r], np.float64)[None] + shift) for r in range(g2.shape[0])]
+        full = np.concatenate([t[0] for t in two_time])
+        segments = np.concatenate([t[1] for t in two_time], axis=1)
         temporal = None
         if frames:
             temporal = temporal_means(frames, qmap["dynamic_roi_map"], qmap["mask"].astype(bool), series=s)
-        write_aps_hdf5(path, c2=c2, g2=g2[:, keep], g2_err=g2_err[:, keep], delay=lag[keep] / dt, frame_time=dt,
+        write_aps_hdf5(path, c2=_SeriesMaps(store["c2"], s), c2_shift=shift, g2=g2[:, keep], g2_err=g2_err[:, keep], delay=lag[keep] / dt, frame_time=dt,
                        twotime_g2=full, twotime_g2_segments=segments, qmap=qmap, temporal=temporal,
                        start_time=str(store.provenance.get("created", "")), incident_energy=energy, attrs=attrs)
         log.info("wrote %s (series %d)", path, s)
