@@ -395,8 +395,7 @@ def _qmap_hash(qmap: dict) -> str:
 
 
 def write_aps_hdf5(path: str | os.PathLike, *, c2, g2: np.ndarray, g2_err: np.ndarray,
-                   delay: np.ndarray, frame_time: float, twotime_g2: np.ndarray, twotime_g2_segments: np.ndarray,
-                   qmap: dict, c2_shift: float = 0.0, temporal: dict | None = None, start_time: str = "",
+                   delay: np.ndarray, frame_time: float, qmap: dict, n_segments: int = 5, c2_shift: float = 0.0, temporal: dict | None = None, start_time: str = "",
                    count_time: float = float("nan"), incident_energy: float = float("nan"),
                    stride_frame: int = 1, avg_frame: int = 1, c2_stride_frame: int = 1, c2_avg_frame: int = 1,
                    attrs: dict | None = None) -> Path:
@@ -420,12 +419,10 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2, g2: np.ndarray, g2_err: np.nd
         Delays in frames (> 0).
     frame_time : float
         Seconds between frames.
-    twotime_g2 : array (n_bins, T - 1)
-        g2 from the C2 diagonals, lags 1 .. T-1.
-    twotime_g2_segments : array (n_segments, n_bins, L - 1)
-        The same per diagonal block of the C2.
     qmap : dict
         ``/xpcs/qmap`` datasets (:func:`aps_qmap`).
+    n_segments : int
+        Diagonal blocks of ``twotime/normalized_g2_segments`` (:func:`twotime_g2`).
     temporal : dict, optional
         ``scattering_2d`` (y, x), ``scattering_1d`` (n_bins,), ``scattering_1d_segments``
         (n_segments, n_bins), ``intensity_vs_time`` (T,): from the frames. Without them (and
@@ -469,8 +466,6 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2, g2: np.ndarray, g2_err: np.nd
         "/xpcs/multitau/normalized_g2_err": g2_err.T,
         "/xpcs/multitau/delay_list": delay,
         "/xpcs/twotime/processed_bins": np.arange(1, n_bins + 1),
-        "/xpcs/twotime/normalized_g2": np.asarray(twotime_g2, np.float64).T,
-        "/xpcs/twotime/normalized_g2_segments": np.asarray(twotime_g2_segments, np.float64).transpose(2, 0, 1),
         "/xpcs/twotime/delay_list": np.arange(1, n_frames, dtype=np.float64),
     }
     for kind, stride, average in (("multitau", stride_frame, avg_frame), ("twotime", c2_stride_frame, c2_avg_frame)):
@@ -493,12 +488,54 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2, g2: np.ndarray, g2_err: np.nd
             q_unit = np.asarray(qmap["map_units"])[0].decode()
             for key, value in datasets.items():
                 _write(handle, key, value, key, q_unit=q_unit)
+            full, segments = [], []
             for r in range(n_bins):             # one map in memory at a time (c2 may be a lazy zarr array)
-                matrix = np.triu(np.asarray(c2[r], np.float32) + np.float32(c2_shift))
-                _write(handle, f"{APS_C2_GROUP}/c2_{r + 1:05d}", matrix, APS_C2_GROUP + "/c2_NNNNN",
+                matrix = np.asarray(c2[r], np.float32)
+                g2_full, g2_segments = twotime_g2(matrix, n_segments)     # float64 sums; the shift after
+                full.append(g2_full + c2_shift)
+                segments.append(g2_segments + c2_shift)
+                upper = matrix + np.float32(c2_shift)                     # the caller's maps stay as they are
+                del matrix
+                for row in range(1, upper.shape[0]):                       # triu in place: two maps at most
+                    upper[row, :row] = 0
+                _write(handle, f"{APS_C2_GROUP}/c2_{r + 1:05d}", upper, APS_C2_GROUP + "/c2_NNNNN",
                        compression="gzip")
+                del upper
+            # (lag, bin) and (lag, segment, bin), as boost_corr writes them
+            _write(handle, "/xpcs/twotime/normalized_g2", np.stack(full, axis=-1), "/xpcs/twotime/normalized_g2")
+            _write(handle, "/xpcs/twotime/normalized_g2_segments", np.stack(segments, axis=-1).transpose(1, 0, 2),
+                   "/xpcs/twotime/normalized_g2_segments")
             handle["/xpcs/qmap"].attrs["hash"] = _qmap_hash(qmap)
     return path
+
+
+def twotime_g2(c2: np.ndarray, n_segments: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """g2 from the diagonals of one C2 map, over the whole series and within diagonal blocks
+    (``boost_corr``'s two-time ``g2`` and ``g2_partial``).
+
+    Parameters
+    ----------
+    c2 : array (T, T)
+    n_segments : int
+        Consecutive (L, L) blocks on the diagonal, ``L = T // n_segments`` (fewer blocks when
+        ``T < 2 n_segments``); frames after the last block are left out of the blocks.
+
+    Returns
+    -------
+    g2 : ndarray (T - 1,)
+        Mean of ``C2(t, t + lag)`` over t, lags 1 .. T-1 frames.
+    segments : ndarray (n_segments, L - 1)
+        The same within each block, lags 1 .. L-1 frames.
+    """
+    from ..correlation import g2_from_c2
+
+    c2 = np.asarray(c2)
+    n_frames = c2.shape[-1]
+    n_segments = max(1, min(int(n_segments), n_frames // 2))
+    length = n_frames // n_segments
+    blocks = [g2_from_c2(c2[k * length:(k + 1) * length, k * length:(k + 1) * length])[0][1:]
+              for k in range(n_segments)]
+    return g2_from_c2(c2)[0][1:], np.stack(blocks)
 
 
 def _write(handle, key: str, value, layout_key: str, q_unit: str = "", **options) -> None:

@@ -198,33 +198,6 @@ def temporal_means(frames: str | os.PathLike, labels: np.ndarray, mask: np.ndarr
             "intensity_vs_time": per_frame[:, n_bins]}
 
 
-def twotime_g2(c2: np.ndarray, n_segments: int = N_SEGMENTS) -> tuple[np.ndarray, np.ndarray]:
-    """g2 from the C2 diagonals over the whole series and within diagonal blocks
-    (``boost_corr``'s two-time ``g2`` and ``g2_partial``).
-
-    Parameters
-    ----------
-    c2 : array (n_bins, T, T)
-    n_segments : int
-        Consecutive (L, L) blocks on the diagonal, ``L = T // n_segments`` (fewer blocks when
-        ``T < 2 n_segments``); trailing frames are left out of the blocks.
-
-    Returns
-    -------
-    g2 : ndarray (n_bins, T - 1)
-        Lags 1 .. T-1 frames.
-    segments : ndarray (n_segments, n_bins, L - 1)
-        Lags 1 .. L-1 frames.
-    """
-    n_frames = c2.shape[-1]
-    n_segments = max(1, min(n_segments, n_frames // 2))
-    length = n_frames // n_segments
-    full = g2_from_c2(c2)[0][:, 1:]
-    blocks = [g2_from_c2(c2[:, k * length:(k + 1) * length, k * length:(k + 1) * length])[0][:, 1:]
-              for k in range(n_segments)]
-    return full, np.stack(blocks)
-
-
 def series_paths(output: str | os.PathLike, n_series: int) -> list[Path]:
     """One HDF5 path per series: ``output`` for series 0, ``<stem>_sNNN<suffix>`` after it."""
     output = Path(output)
@@ -298,14 +271,11 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
     for s, path in enumerate(paths):
         g2 = np.asarray(store["g2"][s], np.float64) + shift
         g2_err = np.asarray(store["g2_err"][s]) if "g2_err" in store else np.full_like(g2, np.nan)
-        two_time = [twotime_g2(np.asarray(store["c2"][s, r], np.float64)[None] + shift) for r in range(g2.shape[0])]
-        full = np.concatenate([t[0] for t in two_time])
-        segments = np.concatenate([t[1] for t in two_time], axis=1)
         temporal = None
         if frames:
             temporal = temporal_means(frames, qmap["dynamic_roi_map"], qmap["mask"].astype(bool), series=s)
         write_aps_hdf5(path, c2=_SeriesMaps(store["c2"], s), c2_shift=shift, g2=g2[:, keep], g2_err=g2_err[:, keep], delay=lag[keep] / dt, frame_time=dt,
-                       twotime_g2=full, twotime_g2_segments=segments, qmap=qmap, temporal=temporal,
+                       n_segments=N_SEGMENTS, qmap=qmap, temporal=temporal,
                        start_time=str(store.provenance.get("created", "")), incident_energy=energy, attrs=attrs)
         log.info("wrote %s (series %d)", path, s)
     return paths
