@@ -394,8 +394,9 @@ def _qmap_hash(qmap: dict) -> str:
     return digest.hexdigest()
 
 
-def write_aps_hdf5(path: str | os.PathLike, *, c2, g2: np.ndarray, g2_err: np.ndarray,
-                   delay: np.ndarray, frame_time: float, qmap: dict, n_segments: int = 5, c2_shift: float = 0.0, temporal: dict | None = None, start_time: str = "",
+def write_aps_hdf5(path: str | os.PathLike, *, c2, g2: np.ndarray, g2_err: np.ndarray, delay: np.ndarray,
+                   frame_time: float, qmap: dict, c2_shift: float = 0.0, n_segments: int = 5,
+                   temporal: dict | None = None, start_time: str = "",
                    count_time: float = float("nan"), incident_energy: float = float("nan"),
                    stride_frame: int = 1, avg_frame: int = 1, c2_stride_frame: int = 1, c2_avg_frame: int = 1,
                    attrs: dict | None = None) -> Path:

@@ -267,6 +267,9 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
     dt = float(store.attrs.get("dt", 1.0))
     lag = np.asarray(store["lag"], np.float64)
     keep = lag > 0                                   # lag 0 (shot noise) is not an APS delay
+    delay = lag[keep] / dt                           # frames, whole numbers up to rounding
+    whole = np.round(delay)
+    delay = np.where(np.abs(delay - whole) <= 1e-9 * np.maximum(whole, 1), whole, delay)
     paths = series_paths(output, store["c2"].shape[0])
     for s, path in enumerate(paths):
         g2 = np.asarray(store["g2"][s], np.float64) + shift
@@ -274,8 +277,8 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
         temporal = None
         if frames:
             temporal = temporal_means(frames, qmap["dynamic_roi_map"], qmap["mask"].astype(bool), series=s)
-        write_aps_hdf5(path, c2=_SeriesMaps(store["c2"], s), c2_shift=shift, g2=g2[:, keep], g2_err=g2_err[:, keep], delay=lag[keep] / dt, frame_time=dt,
-                       n_segments=N_SEGMENTS, qmap=qmap, temporal=temporal,
+        write_aps_hdf5(path, c2=_SeriesMaps(store["c2"], s), c2_shift=shift, g2=g2[:, keep], g2_err=g2_err[:, keep],
+                       delay=delay, frame_time=dt, n_segments=N_SEGMENTS, qmap=qmap, temporal=temporal,
                        start_time=str(store.provenance.get("created", "")), incident_energy=energy, attrs=attrs)
         log.info("wrote %s (series %d)", path, s)
     return paths
