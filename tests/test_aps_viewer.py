@@ -85,13 +85,34 @@ def test_viewer_c2_maps_and_their_g2_equal_ours(exported):
         result = xf.get_twotime_c2(selection=k, correct_diag=False)
         np.testing.assert_allclose(result["c2_mat"], c2[k], rtol=1e-6)   # float32 maps
         assert result["delta_t"] == pytest.approx(DT)
-        # independent: the mean of every diagonal of our C2, lags 1 .. T-1
-        diagonal_means = [np.diagonal(c2[k], lag).mean() for lag in range(1, N_FRAMES)]
+        # independent: the mean of every diagonal of our C2; element i is lag i frames (lag 0 too:
+        # the viewer plots element i at i x frame time)
+        diagonal_means = [np.diagonal(c2[k], lag).mean() for lag in range(N_FRAMES)]
         np.testing.assert_allclose(result["g2_full"], diagonal_means, rtol=1e-10)
-        length = N_FRAMES // result["g2_partial"].shape[0]
-        first_block = c2[k, :length, :length]
-        np.testing.assert_allclose(result["g2_partial"][0], [np.diagonal(first_block, lag).mean()
-                                                             for lag in range(1, length)], rtol=1e-10)
+        length = result["g2_partial"].shape[1]
+        assert length == N_FRAMES // result["g2_partial"].shape[0]
+        last = slice(N_FRAMES - length - N_FRAMES % length, N_FRAMES - N_FRAMES % length)
+        np.testing.assert_allclose(result["g2_partial"][-1], [np.diagonal(c2[k, last, last], lag).mean()
+                                                              for lag in range(length)], rtol=1e-10)
+
+
+def test_viewer_two_time_panel_shows_our_c2_offscreen(exported):
+    """The viewer's own two-time plot (pyqtgraph widgets on an offscreen Qt) draws our map and g2."""
+    pg = pytest.importorskip("pyqtgraph")
+    from pyxpcsviewer.gui.control.plot.twotime import plot_twotime
+
+    _, store, _, xf = exported
+    app = pg.mkQApp()
+    handles = {"saxs": pg.ImageView(), "dqmap": pg.ImageView(), "tt": pg.ImageView(), "c2g2": pg.PlotWidget()}
+    k = store["roi_q"].size - 1
+    plot_twotime(xf, handles, selection=k, correct_diag=False)
+    app.processEvents()
+    c2 = store["c2"][0, k].astype(np.float64) + 1 - store.attrs["g2_offset"]
+    np.testing.assert_allclose(handles["tt"].image, c2, rtol=1e-6)
+    full = handles["c2g2"].getPlotItem().listDataItems()[0]
+    x, y = full.getOriginalDataset()
+    np.testing.assert_allclose(x, store["lag"][1:], rtol=1e-12)                       # seconds
+    np.testing.assert_allclose(y, [np.diagonal(c2, lag).mean() for lag in range(1, N_FRAMES)], rtol=1e-10)
 
 
 def test_viewer_saxs_and_intensity_equal_the_frames(exported):

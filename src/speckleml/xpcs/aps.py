@@ -299,10 +299,11 @@ APS_LAYOUT: dict[str, tuple[str, str]] = {
                                      "upper triangle with the diagonal stored, zeros below (the viewer "
                                      "rebuilds c2 + c2.T with the diagonal halved)"),
     "/xpcs/twotime/processed_bins": ("", "(n_bins,) 1-based bin of every c2 map, in name order"),
-    "/xpcs/twotime/normalized_g2": ("", "(T - 1, n_bins) g2 from the C2 diagonals at lags 1 .. T-1 frames"),
-    "/xpcs/twotime/normalized_g2_segments": ("", "(L - 1, n_segments, n_bins) the same within each of "
-                                                 "n_segments consecutive (L, L) blocks on the C2 diagonal"),
-    "/xpcs/twotime/delay_list": ("frame", "(T - 1,) lags of twotime/normalized_g2"),
+    "/xpcs/twotime/normalized_g2": ("", "(T, n_bins) g2 from the C2 diagonals at lags 0 .. T-1 frames (row = "
+                                        "lag, as the viewer plots it; lag 0 carries the shot noise)"),
+    "/xpcs/twotime/normalized_g2_segments": ("", "(L, n_segments, n_bins) the same within each of n_segments "
+                                                 "consecutive (L, L) blocks on the C2 diagonal, lags 0 .. L-1"),
+    "/xpcs/twotime/delay_list": ("frame", "(T,) lags of twotime/normalized_g2, 0 .. T-1"),
     "/xpcs/twotime/config/stride_frame": ("frame", "as multitau/config/stride_frame, for the C2"),
     "/xpcs/twotime/config/avg_frame": ("frame", "as multitau/config/avg_frame, for the C2"),
     "/xpcs/temporal_mean/scattering_2d": ("counts/pixel/frame", "(1, y, x) time-averaged frame"),
@@ -467,7 +468,7 @@ def write_aps_hdf5(path: str | os.PathLike, *, c2, g2: np.ndarray, g2_err: np.nd
         "/xpcs/multitau/normalized_g2_err": g2_err.T,
         "/xpcs/multitau/delay_list": delay,
         "/xpcs/twotime/processed_bins": np.arange(1, n_bins + 1),
-        "/xpcs/twotime/delay_list": np.arange(1, n_frames, dtype=np.float64),
+        "/xpcs/twotime/delay_list": np.arange(n_frames, dtype=np.float64),
     }
     for kind, stride, average in (("multitau", stride_frame, avg_frame), ("twotime", c2_stride_frame, c2_avg_frame)):
         datasets[f"/xpcs/{kind}/config/stride_frame"] = np.int64(stride)
@@ -523,10 +524,10 @@ def twotime_g2(c2: np.ndarray, n_segments: int = 5) -> tuple[np.ndarray, np.ndar
 
     Returns
     -------
-    g2 : ndarray (T - 1,)
-        Mean of ``C2(t, t + lag)`` over t, lags 1 .. T-1 frames.
-    segments : ndarray (n_segments, L - 1)
-        The same within each block, lags 1 .. L-1 frames.
+    g2 : ndarray (T,)
+        Mean of ``C2(t, t + lag)`` over t, lags 0 .. T-1 frames.
+    segments : ndarray (n_segments, L)
+        The same within each block, lags 0 .. L-1 frames.
     """
     from ..correlation import g2_from_c2
 
@@ -534,9 +535,9 @@ def twotime_g2(c2: np.ndarray, n_segments: int = 5) -> tuple[np.ndarray, np.ndar
     n_frames = c2.shape[-1]
     n_segments = max(1, min(int(n_segments), n_frames // 2))
     length = n_frames // n_segments
-    blocks = [g2_from_c2(c2[k * length:(k + 1) * length, k * length:(k + 1) * length])[0][1:]
+    blocks = [g2_from_c2(c2[k * length:(k + 1) * length, k * length:(k + 1) * length])[0]
               for k in range(n_segments)]
-    return g2_from_c2(c2)[0][1:], np.stack(blocks)
+    return g2_from_c2(c2)[0], np.stack(blocks)
 
 
 def _write(handle, key: str, value, layout_key: str, q_unit: str = "", **options) -> None:
