@@ -145,6 +145,18 @@ def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **
     return action
 
 
+def provenance_from_args(args: argparse.Namespace, inputs=()) -> dict:
+    """Provenance of a stage run from the command line: its parsed options are the config subset.
+
+    Lives with the CLI because it reads an argparse ``Namespace``; library code builds its
+    provenance with :func:`speckleml.provenance.make_provenance` from keyword arguments.
+    """
+    from .provenance import make_provenance
+
+    config = {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose", "quiet"}}
+    return make_provenance(config=config, seed=config.get("seed"), inputs=inputs)
+
+
 def add_threads(parser: argparse.ArgumentParser, default: int = 0) -> None:
     """``--threads N``: torch CPU threads of the stage (0 keeps torch's default)."""
     parser.add_argument("--threads", type=non_negative_int, default=default,

@@ -135,7 +135,7 @@ def register(commands) -> None:
 
 
 def correlate(args) -> int:
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .correlate import correlate_frames
 
     correlate_frames(args.frames, args.output, q_first=args.q_first, q_width=args.q_width, q_step=args.q_step,
@@ -154,7 +154,7 @@ def fit_g2(args) -> int:
 
 
 def import_c2(args) -> int:
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .export import import_c2 as run
 
     run(args.input, args.output, dataset=args.dataset, dt=args.dt, roi_q=args.roi_q,
