@@ -16,8 +16,9 @@ from speckleml.dynamics.training import HISTORY  # noqa: E402
 from speckleml.stores import read_store, write_frames, write_states  # noqa: E402
 
 TRAINING = dict(iterations=150, learning_rate=0.05, batch_series=3, batch_time=5, loss="l1", poisson_below=10.0,
-                rescale_t0="no", method="dopri5", rtol=1e-8, atol=1e-10, max_num_steps=20000, spike_factor=100.0,
-                spike_window=10, min_learning_rate=1e-6, checkpoint_every=25, snapshot_every=10)
+                rescale_t0="no", method="dopri5", rtol=1e-8, atol=1e-10, max_num_steps=20000, spike_rule="robust",
+                spike_factor=2.0, spike_mad=4.0, spike_window=20, spike_patience=3, lr_recovery=100,
+                min_learning_rate=1e-6, checkpoint_every=25, snapshot_every=10)
 
 
 class Decay(torch.nn.Module):

@@ -18,8 +18,8 @@ from ..runtime import set_torch_threads
 KEY = "dynamics.kuramoto"
 GEOMETRY = ("box", "detector", "dq_factor", "probe_sigma", "beamstop", "sigma_coh", "static_weight", "delta")
 TRAINING = ("iterations", "learning_rate", "batch_series", "batch_time", "loss", "poisson_below", "rescale_t0",
-            "method", "rtol", "atol", "max_num_steps", "spike_factor", "spike_window", "min_learning_rate",
-            "checkpoint_every", "snapshot_every")
+            "method", "rtol", "atol", "max_num_steps", "spike_rule", "spike_factor", "spike_mad", "spike_window",
+            "spike_patience", "lr_recovery", "min_learning_rate", "checkpoint_every", "snapshot_every")
 MODEL = ("kernel_size", "coupling", "init_std")  # keyword arguments of the case's build_model
 SYSTEM = ("series", "lattice", "kernel_size", "kernel_sigma", "kernel_normalization", "coupling", "t_max", "dt", "drop",
           "rtol", "atol", "test_series", "extrapolation")
@@ -74,7 +74,9 @@ def _add_training(parser) -> None:
              learning_rate=positive_float, batch_series=positive_int, batch_time=positive_int,
              loss=("auto", "l1", "poisson"), poisson_below=positive_float, rescale_t0=("auto", "yes", "no"),
              method=str, rtol=positive_float, atol=positive_float, max_num_steps=positive_int,
-             spike_factor=positive_float, spike_window=positive_int, min_learning_rate=positive_float,
+             spike_rule=("robust", "mean"), spike_factor=positive_float, spike_mad=positive_float,
+             spike_window=positive_int, spike_patience=positive_int, lr_recovery=non_negative_int,
+             min_learning_rate=positive_float,
              checkpoint_every=positive_int, snapshot_every=positive_int)
     group.add_argument("--stop-after", type=positive_int, help=argparse.SUPPRESS)  # tests: simulate a kill
 

@@ -46,8 +46,9 @@ def choose_loss(loss: str, lambda_max, poisson_below: float) -> str:
 
 def training_settings(*, lambda_max: float | None, seed: int, iterations: int, learning_rate: float,
                       batch_series: int, batch_time: int, loss: str, poisson_below: float, rescale_t0: str,
-                      method: str, rtol: float, atol: float, max_num_steps: int, spike_factor: float,
-                      spike_window: int, min_learning_rate: float, checkpoint_every: int,
+                      method: str, rtol: float, atol: float, max_num_steps: int, spike_rule: str,
+                      spike_factor: float, spike_mad: float, spike_window: int, spike_patience: int,
+                      lr_recovery: int, min_learning_rate: float, checkpoint_every: int,
                       snapshot_every: int) -> TrainSettings:
     """The :class:`TrainSettings` of a run on frames with noise level ``lambda_max``.
 
@@ -66,7 +67,8 @@ def training_settings(*, lambda_max: float | None, seed: int, iterations: int, l
         iterations=iterations, learning_rate=learning_rate, batch_series=batch_series, batch_time=batch_time,
         loss=choose_loss(loss, lambda_max, poisson_below),
         rescale_t0={"auto": lambda_max is not None, "yes": True, "no": False}[rescale_t0], method=method,
-        rtol=rtol, atol=atol, max_num_steps=max_num_steps, spike_factor=spike_factor, spike_window=spike_window,
+        rtol=rtol, atol=atol, max_num_steps=max_num_steps, spike_rule=spike_rule, spike_factor=spike_factor,
+        spike_mad=spike_mad, spike_window=spike_window, spike_patience=spike_patience, lr_recovery=lr_recovery,
         min_learning_rate=min_learning_rate, checkpoint_every=checkpoint_every, snapshot_every=snapshot_every,
         seed=seed,
     )
