@@ -153,24 +153,74 @@ class KuramotoRHS(nn.Module):
 
 
 def random_phases(n_series: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Independent uniform phases in [0, 2 pi): ``(n_series, size, size)`` float64."""
+    """Independent uniform phases (the random initial conditions of paper 000 case 1).
+
+    Parameters
+    ----------
+    n_series, size : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    ndarray (n_series, size, size) float64, radians in [0, 2 pi)
+    """
     return rng.uniform(0.0, 2 * math.pi, size=(n_series, size, size))
 
 
 def order_parameter(phi) -> tuple[np.ndarray, np.ndarray]:
-    """Order parameter ``r`` and mean orientation ``psi`` (paper eq. 3) over the last two axes.
+    """Order parameter ``r`` and mean orientation ``psi`` (paper 000 eq. 3) over the last two axes.
 
-    ``r exp(i psi) = mean_j exp(i phi_j)``; ``psi`` in (-pi, pi].
+    ``r exp(i psi) = mean_j exp(i phi_j)``.
+
+    Parameters
+    ----------
+    phi : ndarray (..., N, N), radians
+
+    Returns
+    -------
+    r : ndarray (...), in [0, 1] (1: all aligned)
+    psi : ndarray (...), radians in (-pi, pi]
     """
     phi = np.asarray(phi)
     z = np.exp(1j * phi).mean(axis=(-2, -1))
     return np.abs(z), np.angle(z)
 
 
-def vorticity(phi) -> np.ndarray:
-    """Curl of the unit orientation field ``(cos phi, sin phi)`` (periodic central differences).
+def circular_mean(angles, axis=0) -> np.ndarray:
+    """Circular mean ``arg(mean(exp(i angles)))`` along ``axis``, in (-pi, pi]; NaNs are ignored.
 
-    ``omega = d(sin phi)/dx - d(cos phi)/dy`` in units of 1/lattice site; x is the last axis.
+    The mean of angles near +-pi is near pi (a linear mean would give ~0). Same as
+    ``scipy.stats.circmean(angles, -pi, pi, axis, nan_policy="omit")`` up to the branch.
+
+    Parameters
+    ----------
+    angles : ndarray, radians
+    axis : int
+
+    Returns
+    -------
+    ndarray, ``angles`` without ``axis``; NaN where every value along ``axis`` is NaN.
+    """
+    angles = np.asarray(angles, np.float64)
+    unit = np.where(np.isnan(angles), np.nan, np.exp(1j * np.nan_to_num(angles)))
+    with np.errstate(invalid="ignore"):
+        count = np.sum(~np.isnan(angles), axis=axis)
+        total = np.nansum(unit, axis=axis)
+    return np.where(count > 0, np.angle(total), np.nan)
+
+
+def vorticity(phi) -> np.ndarray:
+    """Curl of the unit orientation field ``(cos phi, sin phi)`` (paper 000 Supp. Fig. 3).
+
+    ``omega = d(sin phi)/dx - d(cos phi)/dy`` by periodic central differences.
+
+    Parameters
+    ----------
+    phi : ndarray (..., N, N), radians; x is the last axis
+
+    Returns
+    -------
+    ndarray (..., N, N), 1 / lattice site
     """
     phi = np.asarray(phi)
     u, v = np.cos(phi), np.sin(phi)
@@ -184,11 +234,30 @@ def wrapped_difference(a, b):
     return (a - b + math.pi) % (2 * math.pi) - math.pi
 
 
+def plain_mae(pred, true, axes=(-2, -1)) -> np.ndarray:
+    """Real-space MAE (radians) per frame: the mean absolute wrapped difference (paper 000 Fig. 5).
+
+    Parameters
+    ----------
+    pred, true : ndarray (..., N, N)
+        Phases in radians (any branch: differences are wrapped to [-pi, pi)).
+    axes : tuple of int
+        The lattice axes averaged over.
+
+    Returns
+    -------
+    ndarray (...), in [0, pi]; pi / 2 is the expectation for uniformly random phases.
+    """
+    pred, true = np.asarray(pred), np.asarray(true)
+    return np.abs(wrapped_difference(pred, true)).mean(axis=axes)
+
+
 def orientation_mae(pred, true, axes=(-2, -1)) -> np.ndarray:
-    """Real-space MAE (radians) per frame, insensitive to the ``phi -> -phi`` ambiguity.
+    """Real-space MAE (radians) per frame with the ``phi -> -phi`` ambiguity removed ("sign-aligned").
 
     The intensity is even in ``phi`` (``f1 = cos phi``), so a prediction is scored against both
-    ``phi`` and ``-phi`` and the smaller mean absolute wrapped difference is kept per frame.
+    ``phi`` and ``-phi`` and the smaller mean absolute wrapped difference is kept per frame
+    (never above :func:`plain_mae`).
     """
     pred, true = np.asarray(pred), np.asarray(true)
     plus = np.abs(wrapped_difference(pred, true)).mean(axis=axes)
@@ -197,7 +266,16 @@ def orientation_mae(pred, true, axes=(-2, -1)) -> np.ndarray:
 
 
 def aligned_prediction(pred, true) -> np.ndarray:
-    """``pred`` or ``-pred`` per frame, whichever is closer to ``true`` (for difference maps)."""
+    """``pred`` or ``-pred`` per frame, whichever is closer to ``true`` (for difference maps).
+
+    Parameters
+    ----------
+    pred, true : ndarray (..., N, N), radians
+
+    Returns
+    -------
+    ndarray (..., N, N): ``pred`` with the sign of each frame chosen by the smaller plain MAE.
+    """
     pred, true = np.asarray(pred), np.asarray(true)
     plus = np.abs(wrapped_difference(pred, true)).mean(axis=(-2, -1), keepdims=True)
     minus = np.abs(wrapped_difference(-pred, true)).mean(axis=(-2, -1), keepdims=True)
