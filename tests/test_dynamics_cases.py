@@ -96,3 +96,27 @@ def test_kuramoto_model_file_round_trip(tmp_path):
     loaded, payload = load_model(tmp_path / "k.pt")
     assert torch.equal(loaded.kernel, model.kernel) and loaded.coupling == 2.5
     assert payload["architecture"] == {"kernel_size": 5, "coupling": 2.5} and payload["member"] == 3
+
+
+def test_schema_defaults_are_the_laptop_scale_of_config_yaml():
+    """config.yaml's dynamics values are the schema defaults (one home); paper.yaml differs from them."""
+    from pathlib import Path
+
+    import yaml
+
+    from speckleml.schema import schema_default
+
+    root = Path(__file__).resolve().parents[1]
+
+    def leaves(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from leaves(value, f"{prefix}.{key}")
+            else:
+                yield f"{prefix}.{key}", value
+
+    laptop = dict(leaves(yaml.safe_load((root / "config.yaml").read_text())["dynamics"], "dynamics"))
+    assert laptop and all(schema_default(key) == value for key, value in laptop.items()), \
+        {k: (v, schema_default(k)) for k, v in laptop.items() if schema_default(k) != v}
+    paper = dict(leaves(yaml.safe_load((root / "config" / "paper.yaml").read_text())["dynamics"], "dynamics"))
+    assert paper["dynamics.kuramoto.system.lattice"] == 80 and schema_default("dynamics.kuramoto.system.lattice") == 24

@@ -230,7 +230,25 @@ def intensity_loss(pred, target, mask, kind: str = "l1", rescale_t0: bool = Fals
 
     ``l1`` is the mean absolute error; ``poisson`` the Poisson negative log-likelihood minus its
     minimum (the half deviance ``rate - k - k log(rate / k)``): same gradient as the NLL, but
-    >= 0 and 0 for a perfect fit, so that the spike test on the running mean is meaningful.
+    >= 0 and 0 for a perfect fit, so that the spike test on the running statistic is meaningful.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor (batch, time, y, x)
+        Predicted intensities and observed frames (counts when noisy).
+    mask : torch.Tensor (y, x) bool
+        Valid pixels.
+    kind : {"l1", "poisson"}
+    rescale_t0 : bool
+
+    Returns
+    -------
+    torch.Tensor, scalar: the mean over valid pixels, frames and series (intensity units for L1).
+
+    Raises
+    ------
+    InputError
+        For an unknown ``kind``.
     """
     import torch
 
