@@ -129,18 +129,35 @@ def _closure(module, everywhere):
     return frozenset(files)
 
 
+def _registrar(module):
+    """The module of ``speckleml.cli.COMMAND_MODULES`` that registers ``module``'s commands."""
+    tree = ast.parse((SRC / "cli.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "COMMAND_MODULES" for t in node.targets):
+            package = module.rsplit(".", 1)[0]
+            for name in ast.literal_eval(node.value):
+                if name.rsplit(".", 1)[0] == package:
+                    return name
+    raise WorkflowError(f"stage_sources: no command module in speckleml.cli registers {module}")
+
+
 def stage_sources(handler, *data):
     """Every package file a stage runs, derived from the import graph, plus ``data`` files.
 
-    ``handler`` is ``"speckleml.<study>.cli:<function>"``, the function a stage's command
-    calls. The stage runs ``speckleml.cli`` and the handler's CLI module (their module-level
-    imports), then the handler, which imports the library code it calls: that code and all it
-    imports, at module level or inside functions, transitively. The config schemas come along
-    when the stage reads its defaults from them (``speckleml.schema``). So a rule re-runs when,
-    and only when, code its stage runs has changed.
+    ``handler`` is ``"speckleml.<package>.<cli module>:<function>"``, the function a stage's
+    command calls. The stage runs ``speckleml.cli``, the package's registering CLI module and
+    what its ``register`` imports, and the handler's module (module-level imports, each
+    transitively), then the handler, which imports the library code it calls: that code and
+    all it imports, at module level or inside functions, transitively. The config schemas
+    come along when the stage reads its defaults from them (``speckleml.schema``). So a rule
+    re-runs when, and only when, code its stage runs has changed.
     """
     cli_module, function = handler.split(":")
-    files = set(_closure("speckleml.cli", False)) | set(_closure(cli_module, False))
+    registrar = _registrar(cli_module)
+    # speckleml.cli whole (its option helpers import speckleml.schema when a parser is built)
+    files = set(_closure("speckleml.cli", True)) | _closure(registrar, False) | _closure(cli_module, False)
+    for name in _imports(_module_file(registrar), registrar, "register"):
+        files |= _closure(name, False)
     for name in _imports(_module_file(cli_module), cli_module, function):
         files |= _closure(name, True)
     if SRC / "schema.py" in files:

@@ -35,7 +35,7 @@ rule shear_simulate:
         sweep_r_s=cli_list(SHEAR_SIM["sweep_r_s"]),
         sweep_d2=cli_list(SHEAR_SIM["sweep_d2"]),
         sweep_gamma_l=cli_list(SHEAR_SIM["sweep_gamma_l"]),
-        compare_scaling="--compare-scaling" if SHEAR_SIM["compare_scaling"] else "",
+        compare_scaling="--compare-scaling" if SHEAR_SIM["compare_scaling"] else "--no-compare-scaling",
     log:
         log_path("shear", "simulate"),
     benchmark:
@@ -163,7 +163,7 @@ rule shear_figures:
             for name in SHEAR_FIGURES
         ],
     params:
-        outdir=lambda wildcards, output: os.path.dirname(output[0]),
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     log:
         log_path("shear", "figures"),
     benchmark:
@@ -173,7 +173,7 @@ rule shear_figures:
     shell:
         "speckleml shear figures --simulation {input.simulation} --dataset {input.dataset}"
         " --analysis {input.analysis} --predictions {input.predictions} --table {input.table}"
-        " --outdir {params.outdir} > {log} 2>&1"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 STUDY_TARGETS["shear"] = lambda: [

@@ -1,8 +1,30 @@
-# xpcs: the shared real-data chain. Measured frames (the scikit-beam stack when present,
-# else a synthetic stack with known g2) -> frames store -> correlation -> fits -> figures.
+# xpcs: the shared real-data chain. Measured frames (xpcs.frames) -> frames store -> correlation
+# -> fits -> figures; `xpcs.frames: null` uses a synthetic stack with known g2 instead.
+import math
+
 XPCS = config["xpcs"]
-XPCS_INPUT = Path(XPCS["frames"]) if XPCS.get("frames") else None
-XPCS_REAL = XPCS_INPUT is not None and XPCS_INPUT.exists()
+
+
+# Checks the JSON schema cannot state: finite numbers (it lets .nan/.inf through), rings that
+# do not overlap (q_step >= q_width). One line naming the key.
+_pending = [("xpcs", XPCS)]
+while _pending:
+    _prefix, _section = _pending.pop()
+    for _name, _value in _section.items():
+        _key = f"{_prefix}.{_name}"
+        if isinstance(_value, dict):
+            _pending.append((_key, _value))
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in (_value if isinstance(_value, list) else [_value])):
+            raise WorkflowError(f"invalid config: {_key}: must be finite, got {_value}")
+    if {"q_step", "q_width"} <= _section.keys() and _section["q_step"] < _section["q_width"]:
+        raise WorkflowError(f"invalid config: {_prefix}.q_step: {_section['q_step']} < {_prefix}.q_width "
+                            f"{_section['q_width']} (rings would overlap)")
+# Only an explicit null means synthetic: a mistyped path must not silently switch the data.
+XPCS_REAL = XPCS["frames"] is not None
+XPCS_INPUT = Path(XPCS["frames"]) if XPCS_REAL else None
+if XPCS_REAL and "xpcs" in config["studies"] and not XPCS_INPUT.exists():
+    raise WorkflowError(f"invalid config: xpcs.frames: {XPCS_INPUT} does not exist "
+                        f"(set xpcs.frames: null for the synthetic stack)")
 
 
 if XPCS_REAL:

@@ -25,6 +25,9 @@ def naive_c2(frames, labels, normalization):
             xc = x - x.mean(axis=1, keepdims=True)
             c = (xc @ xc.T) / x.shape[1]
             c /= np.sqrt(np.outer(np.diag(c), np.diag(c)))
+        elif normalization == "ring_mean":
+            d = x / x.mean() - 1                      # one time-and-pixel mean per ring
+            c = d @ d.T / d.shape[1]
         else:
             m = x.mean(axis=0)
             d = x[:, m > 0] / m[m > 0] - 1
@@ -90,6 +93,44 @@ def test_streaming_from_zarr_in_row_groups_gives_the_same_c2(stack, normalizatio
     # A budget of one 64-frame block forces three row groups and re-reads of later blocks.
     streamed = two_time(lazy, labels, normalization, series=1, max_memory=1)
     np.testing.assert_allclose(streamed, in_memory, rtol=1e-5, atol=1e-6)
+
+
+def test_ring_mean_is_paper_001_eq_2_with_sectors_sharing_the_ring_mean():
+    """Paper 001 eq. 1-2: D = I / <I(Q)>_t - 1 with <I(Q)>_t the azimuthal average of the time
+    average; the sectors of one ring share it. Independent loop over pixels, float64."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.indices((24, 24)) - 11.5
+    q, phi = np.hypot(yy, xx), np.arctan2(yy, xx)
+    # an anisotropic static pattern (brighter on the right) times fluctuating speckle
+    profile = 2.0 + 1.5 * (xx > 0)
+    frames = (profile * rng.gamma(4.0, 0.25, (60, 24, 24))).astype(np.float32)
+    labels, _ = q_ring_rois(q, ring_edges(2, 4, 4, 2), phi_map=phi, n_sectors=2)
+    c2 = two_time(frames, labels, "ring_mean", mean_groups=np.arange(4) // 2)
+    for roi in range(4):
+        ring = (labels - 1) // 2 == roi // 2
+        ring &= labels > 0
+        ring_mean = frames[:, ring].astype(np.float64).mean()      # time and azimuthal average
+        pixels = np.argwhere(labels == roi + 1)
+        expected = np.zeros((60, 60))
+        for y, x in pixels:
+            d = frames[:, y, x].astype(np.float64) / ring_mean - 1
+            expected += np.outer(d, d)
+        np.testing.assert_allclose(c2[roi], expected / len(pixels), rtol=1e-4, atol=1e-5)
+
+
+def test_ring_mean_and_pixel_mean_are_different_estimators():
+    """A static pattern across the ring raises the ring_mean baseline by var_p(<I>_t)/<I>^2;
+    pixel_mean removes it (decorrelated frames: baseline ~0)."""
+    rng = np.random.default_rng(6)
+    yy, xx = np.indices((32, 32)) - 15.5
+    profile = np.where(xx > 0, 3.0, 1.0)                           # mean 2, variance 1
+    frames = (profile * rng.exponential(1.0, (200, 32, 32))).astype(np.float32)
+    labels, _ = q_ring_rois(np.hypot(yy, xx), ring_edges(4, 8, 8, 1))
+    off = ~np.eye(200, dtype=bool)
+    pixel = two_time(frames, labels, "pixel_mean")[0][off].mean()
+    ring = two_time(frames, labels, "ring_mean")[0][off].mean()
+    assert abs(pixel) < 0.02
+    assert ring == pytest.approx(0.25, abs=0.03)                    # var 1 / mean 2 squared
 
 
 def test_peak_memory_is_bounded_by_c2_not_by_the_stack(tmp_path):
@@ -182,3 +223,20 @@ def test_skbeam_stack_g2_equals_an_independent_per_lag_pixel_average():
             # g2(lag) = < <I(t) I(t+lag)>_pixels / (<I(t)>_pixels <I(t+lag)>_pixels) >_t
             ratios = [np.mean(x[t] * x[t + lag]) / (mean[t] * mean[t + lag]) for t in range(100 - lag)]
             assert g2[r, lag] == pytest.approx(np.mean(ratios), rel=1e-5)
+
+
+def test_frozen_speckle_is_high_and_flat_with_ring_mean_and_zero_with_pixel_mean():
+    """Paper 001: a frozen sample is the high, flat class; eq. 2 (ring_mean) keeps the static
+    speckle contrast (fully developed speckle: var/mean^2 = 1), pixel_mean removes it."""
+    rng = np.random.default_rng(8)
+    speckle = rng.exponential(20.0, (32, 32))                      # one static pattern
+    frames = rng.poisson(speckle, (80, 32, 32)).astype(np.float32)  # shot noise only
+    yy, xx = np.indices((32, 32)) - 15.5
+    labels, _ = q_ring_rois(np.hypot(yy, xx), ring_edges(2, 12, 12, 1))
+    off = ~np.eye(80, dtype=bool)
+    ring = two_time(frames, labels, "ring_mean")[0]
+    pixel = two_time(frames, labels, "pixel_mean")[0]
+    pixels = speckle[labels == 1]
+    assert ring[off].mean() == pytest.approx(pixels.var() / pixels.mean() ** 2, rel=0.05)
+    assert ring[off].std() < 0.05 * ring[off].mean()                  # flat
+    assert abs(pixel[off].mean()) < 0.01

@@ -12,8 +12,9 @@ torch = pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
 from speckleml.shear.dataset import chunk_draws, simulate_draws  # noqa: E402
-from speckleml.shear.inversion import calibration, fit_target, relative_error, train_test_split  # noqa: E402
-from speckleml.shear.simulate import polar_intensity, simulate_correlation  # noqa: E402
+from speckleml.shear.inversion import (calibration, feature_rank, fit_target, pddf_acf,  # noqa: E402
+                                      profile_likelihood_rank, relative_error, train_test_split)
+from speckleml.shear.simulate import simulate_correlation  # noqa: E402
 from speckleml.shear.system import PARAM_NAMES, PolarGrid, ShearSystem, theory_g  # noqa: E402
 
 torch.set_num_threads(1)
@@ -31,20 +32,6 @@ def finite_size_eq5(system: ShearSystem, grid: PolarGrid) -> np.ndarray:
     phi2 = theory_g(grid.q(), grid.theta(), system.d2, system.gamma_l) - 1.0
     f = 1.0 - (system.gamma_l / 4 + 2 * 0.8 * system.d2) / grid.beam
     return 1.0 + phi2 * (f * f - f / system.density)
-
-
-def test_polar_intensity_equals_shared_point_intensity():
-    from speckleml.scattering import point_intensity, polar_q_grid
-
-    gen = torch.Generator().manual_seed(0)
-    positions = (torch.rand(3, 40, 2, generator=gen, dtype=torch.float64) - 0.5) * 800
-    q = torch.as_tensor(GRID.q())
-    theta = torch.as_tensor(GRID.theta())
-    amplitude = torch.rand(3, 40, len(q), generator=gen, dtype=torch.float64)
-    ours = polar_intensity(positions, amplitude, q, theta, q_chunk=7)
-    per_q = amplitude[..., None].expand(3, 40, len(q), len(theta)).reshape(3, 40, -1)
-    shared = point_intensity(positions, polar_q_grid(q, theta), per_q)
-    torch.testing.assert_close(ours, shared, rtol=1e-9, atol=1e-9 * float(shared.max()))
 
 
 @pytest.mark.parametrize("params", [(150, 0, 1, 10), (120, 0, 0.5, 25), (180, 0, 2, 5)])
@@ -122,6 +109,72 @@ def test_gpr_recovers_held_out_parameters(small_dataset):
         assert within2 > 0.6
 
 
+def _low_rank_plus_noise(rank, rng, offset=0.0):
+    """(400, 60) matrix of known rank (singular values 40..25) plus N(0, 0.05^2) noise (its
+    singular values are at most ~0.05 (sqrt(400) + sqrt(60)) ~ 1.4)."""
+    u = np.linalg.qr(rng.normal(size=(400, rank)))[0]
+    v = np.linalg.qr(rng.normal(size=(60, rank)))[0]
+    return offset + u @ np.diag(np.linspace(40, 25, rank)) @ v.T + 0.05 * rng.normal(size=(400, 60))
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3, 5])
+def test_profile_likelihood_recovers_known_rank(rank):
+    rng = np.random.default_rng(rank)
+    values = np.linalg.svd(_low_rank_plus_noise(rank, rng), compute_uv=False)
+    chosen, log_likelihood = profile_likelihood_rank(values)
+    assert chosen == rank and log_likelihood.shape == (59,)
+
+
+def test_profile_likelihood_of_two_exact_levels():
+    """Two groups of equal values: the split between them has zero within-group variance."""
+    chosen, log_likelihood = profile_likelihood_rank([1.0, 9.0, 9.0, 1.0, 1.0, 9.0, 1.0])
+    assert chosen == 3 and np.argmax(log_likelihood) == 2
+    with pytest.raises(ValueError):
+        profile_likelihood_rank([1.0, 2.0])
+
+
+def test_feature_rank_counts_the_mean_direction_once():
+    """g(theta)-like data (a large constant plus rank-3 structure): the uncentred scree stops at
+    the mean, feature_rank sees the structure and counts the mean as one more component."""
+    rng = np.random.default_rng(7)
+    features = _low_rank_plus_noise(3, rng, offset=1.3)
+    assert profile_likelihood_rank(np.linalg.svd(features, compute_uv=False))[0] == 1
+    assert feature_rank(features)[0] == 4
+
+
+def test_pddf_acf_of_a_uniform_line():
+    """Points uniform on [0, 1] with the target equal to the position: p(z) = 2 (1 - z) (eq. 7) and
+    C(z) = (1 - z)^2 - 3 z^2 (eq. 8 with the global mean and variance, as the paper writes it: pairs
+    at distance z are u, u + z with u uniform on [0, 1 - z]); bins with < 1 % of the pairs left out."""
+    x = np.linspace(0, 1, 401)[:, None]
+    z, pddf, acf = pddf_acf(x, x, bins=20)
+    np.testing.assert_allclose(pddf, 2 * (1 - z), atol=0.02)
+    kept = np.isfinite(acf[0])
+    np.testing.assert_allclose(acf[0, kept], (1 - z[kept]) ** 2 - 3 * z[kept] ** 2, atol=0.03)
+    # eq. 8 is not bounded by -1: far pairs sit at opposite ends of the target
+    assert np.nanmin(acf) < -1.5
+    # the last bins hold ~(1 - z)^2 share of the pairs: those under 1 % are NaN
+    share = 2 * (1 - z) * (z[1] - z[0])
+    assert not kept[share < 0.008].any() and kept[share > 0.012].all()
+
+
+def test_figure_cases_without_argparse():
+    from speckleml.shear.cases import figure_cases
+    from speckleml.errors import InputError
+
+    base = ShearSystem(150, 0, 1, 10)
+    cases = figure_cases(ShearSystem(150, 0, 0.5, 10), base, {"R_s": [0, 0.3], "D2": [2.0], "gamma_L": [20]},
+                         configs=5, estimator="pairs", nonaffine_scaling="paper", speckle_configs=7,
+                         compare_scaling=True)
+    assert [c["group"] for c in cases] == ["fig2", "fig2_speckle", "R_s", "R_s_reference", "R_s",
+                                          "R_s_reference", "D2", "gamma_L"]
+    assert cases[1]["estimator"] == "speckle" and cases[1]["configs"] == 7
+    assert cases[4]["system"] == ShearSystem(150, 0.3, 1, 10) and cases[5]["scaling"] == "reference"
+    assert cases[6]["system"].d2 == 2.0 and cases[7]["system"].gamma_l == 20
+    with pytest.raises(InputError, match="D2=-1"):
+        figure_cases(base, base, {"D2": [-1]}, configs=1, estimator="pairs", nonaffine_scaling="paper")
+
+
 def test_relative_error_is_the_papers_definition():
     assert relative_error(np.array([1.0, 2.0]), np.array([2.0, 2.0])) == pytest.approx(0.25)
 
@@ -142,12 +195,19 @@ def test_cli_chain_and_invert(tmp_path):
     np.savetxt(tmp_path / "m.csv", np.column_stack([theta, g]), delimiter=",", header="theta,g", comments="")
     proc = run_cli("shear", "invert", tmp_path / "gpr.pkl", tmp_path / "m.csv", "--json", tmp_path / "r.json",
                    check=True)
-    assert "D2 =" in proc.stdout and "+/-" in proc.stdout
+    assert "D2 =" in proc.stdout and "+/-" in proc.stdout and "(paper 3)" in proc.stdout
     result = json.loads((tmp_path / "r.json").read_text())
-    assert set(result) == {"R_s", "D2", "gamma_L"} and all(v["std"] > 0 for v in result.values())
+    parameters, model = result["parameters"], result["model"]
+    assert set(parameters) == {"R_s", "D2", "gamma_L"} and all(v["std"] > 0 for v in parameters.values())
+    # the model's rank and held-out calibration come along (30 draws: 21 train, 9 held out)
+    assert model["features"] == "angular" and 1 <= model["rank"] <= 10 and model["n_train"] == 21
+    for held in model["held_out"].values():
+        assert held["n_test"] == 9 and 0 <= held["within_1sigma"] <= held["within_2sigma"] <= 1
     # bad input: one line, exit 2, nothing written
     np.save(tmp_path / "bad.npy", np.ones(5))
     proc = run_cli("shear", "invert", tmp_path / "gpr.pkl", tmp_path / "bad.npy")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "expects 11" in proc.stderr
     proc = run_cli("shear", "dataset", tmp_path / "x.zarr", "--draws", "4", "--chunks", "2", "--chunk", "5")
-    assert proc.returncode == 2 and "--chunk" in proc.stderr and not (tmp_path / "x.zarr").exists()
+    assert proc.returncode == 2 and "chunk 5 of 2" in proc.stderr and not (tmp_path / "x.zarr").exists()
+    proc = run_cli("shear", "dataset", tmp_path / "x.zarr", "--draws", "4", "--chunk", "1")
+    assert proc.returncode == 2 and "--chunks and --chunk" in proc.stderr and not (tmp_path / "x.zarr").exists()

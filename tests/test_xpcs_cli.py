@@ -22,11 +22,11 @@ def test_help_has_examples(command):
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """synthetic frames -> c2 store (aps) -> fits -> APS HDF5."""
+    """synthetic frames -> c2 store (pixel_mean) -> fits -> APS HDF5."""
     root = tmp_path_factory.mktemp("xpcs")
     run_cli("synthetic-frames", root / "f.zarr", "--frames", "80", "--size", "32", "--tau", "6",
             "--mean-counts", "20", "--dt", "0.01", check=True)
-    run_cli("correlate", root / "f.zarr", root / "c2.zarr", *RINGS, "--normalization", "aps", check=True)
+    run_cli("correlate", root / "f.zarr", root / "c2.zarr", *RINGS, "--normalization", "pixel_mean", check=True)
     run_cli("fit-g2", root / "c2.zarr", root / "fits.csv", check=True)
     run_cli("export-aps", root / "c2.zarr", root / "out.hdf", "--frames", root / "f.zarr", check=True)
     return root
@@ -34,7 +34,7 @@ def chain(tmp_path_factory):
 
 def test_correlate_writes_a_valid_c2_store_with_roi_definition(chain):
     store = read_c2(chain / "c2.zarr")
-    assert store["c2"].shape == (1, 4, 80, 80) and store.attrs["normalization"] == "aps"
+    assert store["c2"].shape == (1, 4, 80, 80) and store.attrs["normalization"] == "pixel_mean"
     np.testing.assert_allclose(store["lag"][:3], [0, 0.01, 0.02])
     np.testing.assert_allclose(store["roi_q"], [5.5, 8.5, 11.5, 14.5])
     assert store.attrs["rois"]["q_units"] == "pixel" and len(store.attrs["rois"]["n_pixels"]) == 4
@@ -45,7 +45,7 @@ def test_fit_g2_recovers_the_synthetic_correlation_time(chain):
     fits = pd.read_csv(chain / "fits.csv")
     assert list(fits["roi"]) == [0, 1, 2, 3] and fits["success"].all()
     # ou_speckle: g2 - 1 = exp(-2 t / tau), tau = 6 frames = 0.06 s; the per-pixel time mean
-    # of an 80-frame series biases the APS form low, hence the loose band.
+    # of an 80-frame series biases the pixel_mean form low, hence the loose band.
     assert np.all((fits["tau"] > 0.035) & (fits["tau"] < 0.09))
     assert np.all(fits["tau_err"] > 0) and np.all(fits["beta"] > 0.5)
 
@@ -59,7 +59,7 @@ def test_export_aps_roundtrips_through_import_c2(chain, tmp_path):
     assert np.all(np.tril(upper, -1) == 0)                     # boost_corr stores triu(c2)
     run_cli("import-c2", chain / "out.hdf", tmp_path / "back.zarr", check=True)
     back, original = read_c2(tmp_path / "back.zarr"), read_c2(chain / "c2.zarr")
-    # export shifts the fluctuation (aps) form to baseline 1 for the APS viewers
+    # export shifts the fluctuation (pixel_mean) form to baseline 1 for the APS viewers
     np.testing.assert_allclose(back["c2"], original["c2"] + 1, rtol=1e-6)
     np.testing.assert_allclose(back["roi_q"], original["roi_q"])
     assert back.attrs["dt"] == pytest.approx(0.01)
@@ -97,7 +97,8 @@ def test_bad_inputs_give_one_line_errors(chain, tmp_path):
 
 @pytest.mark.realdata
 def test_bnl_measured_c2_imports_and_fits(tmp_path):
-    run_cli("import-c2", real_file("bnl_two_time", "test_g2.npy"), tmp_path / "c2.zarr", "--dt", "1", check=True)
+    run_cli("import-c2", real_file("bnl_two_time", "test_g2.npy"), tmp_path / "c2.zarr", "--dt", "1",
+            "--normalization", "classical", check=True)
     store = read_c2(tmp_path / "c2.zarr")
     assert store["c2"].shape == (1, 1, 350, 350) and store.attrs["normalization"] == "classical"
     run_cli("fit-g2", tmp_path / "c2.zarr", tmp_path / "fits.csv", check=True)

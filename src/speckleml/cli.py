@@ -34,7 +34,7 @@ COMMAND_MODULES = (
 STUDY_MODULES = {
     "dynamics": "speckleml.dynamics.cli",
     "clustering": "speckleml.clustering.cli",
-    "disk_count": "speckleml.disk_count.cli",
+    "disk-count": "speckleml.disk_count.cli",
     "shear": "speckleml.shear.cli",
 }
 
@@ -84,6 +84,38 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no nan, no inf)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type factory: a finite number in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
+    text_range = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (math.isfinite(value) and (low < value if low_open else low <= value) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be a number in {text_range}, got {text}")
+        return value
+    parse.__name__ = f"number in {text_range}"
+    return parse
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type factory: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     value = int(text)
@@ -111,6 +143,18 @@ def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **
     action = parser.add_argument(*flags, default=schema_default(key), **kwargs)
     action.schema_key = key
     return action
+
+
+def provenance_from_args(args: argparse.Namespace, inputs=()) -> dict:
+    """Provenance of a stage run from the command line: its parsed options are the config subset.
+
+    Lives with the CLI because it reads an argparse ``Namespace``; library code builds its
+    provenance with :func:`speckleml.provenance.make_provenance` from keyword arguments.
+    """
+    from .provenance import make_provenance
+
+    config = {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose", "quiet"}}
+    return make_provenance(config=config, seed=config.get("seed"), inputs=inputs)
 
 
 def add_threads(parser: argparse.ArgumentParser, default: int = 0) -> None:

@@ -4,18 +4,29 @@ For the pixels ``p`` of one region of interest (ROI, a ring of equal ``|q|``) an
 ``t`` of a series, every normalisation in use is ``C2 = X X^T`` of a normalised (T, P) matrix
 ``X`` followed by an elementwise rescaling, i.e. one symmetric rank-P update (SYRK) per ROI:
 
-``"aps"`` — paper 001 (AI-NERD) eq. 1-2, the APS form
+``"pixel_mean"`` — per-pixel time-mean normalisation
     ``D(p, t) = (I(p, t) - <I(p)>_t) / <I(p)>_t`` and ``C2(t1, t2) = <D(t1) D(t2)>_p``, with
     ``<I(p)>_t`` the time average of each pixel (first pass over the frames). Baseline 0:
     the off-diagonal values estimate ``g2 - 1``. Pixels that never see a photon are
-    excluded (their ``D`` is undefined).
+    excluded (their ``D`` is undefined). This is paper 001 eq. 1 with eq. 2's denominator
+    replaced by each pixel's own time mean (it removes the static speckle/structure of
+    every pixel, so a slowly varying ring profile does not raise the baseline).
+``"ring_mean"`` — paper 001 (AI-NERD) eq. 1-2 as written
+    ``D(p, t) = (I(p, t) - <I(Q)>_t) / <I(Q)>_t`` with ``<I(Q)>_t`` the 1-D SAXS intensity,
+    "the azimuthal average of the time-average": one number per ring, the mean over all
+    frames and all valid pixels of the ring (all its azimuthal sectors, see
+    ``mean_groups`` of :func:`two_time`). ``C2 = <D(t1) D(t2)>_p``. Baseline 0 plus the
+    pixel-to-pixel variance of the time-mean image within the ring over the squared ring
+    mean (``var_p <I(p)>_t / <I(Q)>_t^2``: static speckle and ring structure), so frozen
+    speckle gives a high, flat C2; ``"pixel_mean"`` removes that term. Every ROI pixel
+    counts, dark ones included (``D = -1``).
 ``"covariance"`` — paper 000 Methods eq. 19
     ``C2(t1, t2) = (<I1 I2>_p - <I1>_p <I2>_p) / (sigma_p(t1) sigma_p(t2))``: the Pearson
     correlation of the frames at ``t1`` and ``t2`` over the ROI pixels; 1 on the diagonal,
     0 for decorrelated frames. Frames are centred per frame before the product, so the
     float32 product does not lose the covariance to cancellation.
 ``"classical"`` — ``C2(t1, t2) = <I1 I2>_p / (<I1>_p <I2>_p)`` (scikit-beam ``two_time_corr``,
-    the correlation map of APS ``boost_corr``): baseline 1, ``g2`` convention.
+    the two-time map APS software (``boost_corr``) computes): baseline 1, ``g2`` convention.
 
 Frames are streamed in time blocks (the zarr chunks of a frames store); only the ROI pixels
 are kept, normalised, in float32 panels. ``C2`` is symmetric: the diagonal blocks are one
@@ -47,10 +58,10 @@ from .progress import progress
 log = logging.getLogger(__name__)
 
 #: Supported C2 normalisations (see the module docstring).
-NORMALIZATIONS = ("aps", "covariance", "classical")
+NORMALIZATIONS = ("pixel_mean", "ring_mean", "covariance", "classical")
 
 #: Value of ``g2`` at full decorrelation for each normalisation (``g2 - offset`` decays to 0).
-G2_OFFSET = {"aps": 0.0, "covariance": 0.0, "classical": 1.0}
+G2_OFFSET = {"pixel_mean": 0.0, "ring_mean": 0.0, "covariance": 0.0, "classical": 1.0}
 
 #: Frames per block when the input has no chunking of its own.
 DEFAULT_BLOCK = 64
@@ -225,25 +236,41 @@ class _Rois:
 class _Normaliser:
     """Turns raw ROI pixel blocks into the matrix ``X`` whose ``X X^T`` is (scaled) C2."""
 
-    def __init__(self, normalization: str, rois: _Rois, source: _FrameSource, desc: str):
+    def __init__(self, normalization: str, rois: _Rois, source: _FrameSource, desc: str, mean_groups=None):
         self.kind = normalization
         self.rois = rois
         self.frame_means = np.zeros((rois.n_roi, source.n_frames))  # classical
         self.inv_mean = self.valid = None
-        if normalization == "aps":
+        if normalization in ("pixel_mean", "ring_mean"):
             sums = np.zeros(rois.order.size)
             for t0, t1 in progress(source.blocks(0, source.n_frames), desc=f"{desc} pixel means"):
                 sums += rois.gather(source.read(t0, t1)).sum(axis=0, dtype=np.float64)
             mean = sums / source.n_frames
+            if normalization == "ring_mean":
+                mean = self._ring_means(mean, mean_groups)
             valid = mean > 0
             self.valid = valid.astype(np.float32)
             self.inv_mean = np.where(valid, 1.0 / np.where(valid, mean, 1.0), 0.0).astype(np.float32)
+
+    def _ring_means(self, pixel_mean: np.ndarray, mean_groups) -> np.ndarray:
+        """Per-pixel copy of the mean over every pixel of its ring (its ROI's group)."""
+        n_roi = self.rois.n_roi
+        groups = np.arange(n_roi) if mean_groups is None else np.asarray(mean_groups, dtype=np.int64)
+        if groups.shape != (n_roi,) or (groups.size and groups.min() < 0):
+            raise ValueError(f"mean_groups must be {n_roi} non-negative group ids, one per ROI")
+        roi_of_column = np.repeat(np.arange(n_roi), self.rois.sizes)
+        group_of_column = groups[roi_of_column]
+        totals = np.bincount(group_of_column, pixel_mean, minlength=groups.max(initial=0) + 1)
+        counts = np.bincount(group_of_column, minlength=totals.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ring = totals / counts
+        return ring[group_of_column]
 
     def panel(self, pixels: np.ndarray, t0: int, r: int, out: np.ndarray) -> None:
         """Write the normalised float32 rows of ROI ``r`` (frames ``t0:t0+b``) into ``out``."""
         cols = self.rois.columns(r)
         x = pixels[:, cols]
-        if self.kind == "aps":
+        if self.kind in ("pixel_mean", "ring_mean"):
             np.multiply(x, self.inv_mean[cols], out=out)
             out -= self.valid[cols]
             return
@@ -262,7 +289,7 @@ class _Normaliser:
             c2[:] = np.nan
             return
         with np.errstate(divide="ignore", invalid="ignore"):
-            if self.kind == "aps":
+            if self.kind in ("pixel_mean", "ring_mean"):
                 n_valid = float(self.valid[cols].sum())
                 c2 *= np.float32(1.0 / n_valid) if n_valid else np.float32(np.nan)
                 return
@@ -301,8 +328,8 @@ def _plan(n_frames: int, block: int, group: int):
     return items
 
 
-def two_time(frames, labels, normalization: str = "aps", series: int = 0, n_roi: int | None = None,
-             max_memory: int | None = None, desc: str = "c2") -> np.ndarray:
+def two_time(frames, labels, normalization: str = "pixel_mean", series: int = 0, n_roi: int | None = None,
+             max_memory: int | None = None, desc: str = "c2", mean_groups=None) -> np.ndarray:
     """Two-time correlation ``C2(t1, t2)`` of every ROI of one series.
 
     Parameters
@@ -312,7 +339,7 @@ def two_time(frames, labels, normalization: str = "aps", series: int = 0, n_roi:
         time (the frames store's ``frames``).
     labels : array of int (y, x)
         ROI labels, 0 = excluded (see :func:`q_ring_rois`).
-    normalization : {"aps", "covariance", "classical"}
+    normalization : {"pixel_mean", "ring_mean", "covariance", "classical"}
         See the module docstring.
     series : int
         Series to correlate when ``frames`` is 4-D.
@@ -324,11 +351,21 @@ def two_time(frames, labels, normalization: str = "aps", series: int = 0, n_roi:
         memory for re-reading frames.
     desc : str
         Label of the progress messages.
+    mean_groups : array of int (n_roi,), optional
+        ``"ring_mean"`` only: ROIs with the same id share one time-and-pixel mean (the
+        sectors of one ring, ``roi // n_sectors``, as paper 001 eq. 2 averages azimuthally).
+        Default: every ROI is its own ring.
 
     Returns
     -------
     ndarray of float32, (n_roi, T, T)
-        Symmetric C2 maps; NaN where a normalisation is undefined (empty ROI, zero frame).
+        Symmetric C2 maps; NaN where a normalisation is undefined (empty ROI, zero frame,
+        zero mean).
+
+    Raises
+    ------
+    ValueError
+        Unknown normalisation, labels that do not match the frames, non-finite ROI pixels.
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
@@ -336,7 +373,7 @@ def two_time(frames, labels, normalization: str = "aps", series: int = 0, n_roi:
     rois = _Rois.from_labels(labels, source.n_pixels, n_roi)
     n_roi, n_frames = rois.n_roi, source.n_frames
     c2 = np.empty((n_roi, n_frames, n_frames), np.float32)
-    normaliser = _Normaliser(normalization, rois, source, desc)
+    normaliser = _Normaliser(normalization, rois, source, desc, mean_groups)
     row_bytes = 4 * max(rois.order.size, 1)
     budget = max(c2.nbytes, DEFAULT_PANEL_FLOOR) if max_memory is None else int(max_memory)
     group = max(source.block, (budget // row_bytes) // source.block * source.block)

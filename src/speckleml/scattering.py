@@ -20,6 +20,9 @@ Two evaluators:
   off-lattice scatterers, chunked over ``Q`` to bound memory, with 3-D sphere (eq. 15) or
   2-D disk (``2 J1(qa)/(qa)``) form factors, per-particle radii and volume weighting, on any
   ``Q`` grid (Cartesian :func:`detector_q_grid` or polar :func:`polar_q_grid`).
+* **Polar fast path** (:func:`polar_intensity`): the same sum on a polar grid
+  ``(|q|, theta)`` for amplitudes that depend on ``|q|`` only (isotropic form factors, as
+  in paper 003); equal to :func:`point_intensity` and 2-4x faster on a CPU.
 
 Measurement effects: :func:`coherence_blur` (Gaussian mutual-coherence function),
 :func:`detector_blur` (Gaussian point-spread), :func:`beamstop_mask`,
@@ -66,6 +69,7 @@ __all__ = [
     "disk_area",
     "point_amplitude",
     "point_intensity",
+    "polar_intensity",
     "coherence_blur",
     "detector_blur",
     "poisson_noise",
@@ -716,7 +720,17 @@ def disk_form_factor(q: torch.Tensor, radius: float | torch.Tensor) -> torch.Ten
 
 
 def sphere_volume(radius: float | torch.Tensor) -> float | torch.Tensor:
-    """Volume ``4/3 pi R^3`` of a sphere (the weight of a volume-weighted sphere amplitude)."""
+    """Volume ``4/3 pi R^3`` of a sphere (the weight of a volume-weighted sphere amplitude).
+
+    Parameters
+    ----------
+    radius : float or torch.Tensor (any shape)
+        Radius (length units).
+
+    Returns
+    -------
+    float or torch.Tensor, same shape as ``radius`` (length units cubed).
+    """
     return 4.0 / 3.0 * math.pi * radius**3
 
 
@@ -927,7 +941,9 @@ def point_intensity(positions: torch.Tensor, q: torch.Tensor,
 
     Same arguments as :func:`point_amplitude`. For a Cartesian detector pass
     ``q = detector_q_grid(shape, dq)`` and apply :func:`coherence_blur`,
-    :func:`detector_blur` and :func:`beamstop_mask` to the result as needed.
+    :func:`detector_blur` and :func:`beamstop_mask` to the result as needed. On a polar grid
+    with amplitudes that depend on ``|q|`` only, :func:`polar_intensity` gives the same
+    result 2-4x faster.
 
     Parameters
     ----------
@@ -956,6 +972,80 @@ def point_intensity(positions: torch.Tensor, q: torch.Tensor,
                                 volume_weighted=volume_weighted, probe_sigma=probe_sigma,
                                 chunk_size=chunk_size, use_checkpoint=use_checkpoint)
     return amplitude.real**2 + amplitude.imag**2
+
+
+def polar_intensity(positions: torch.Tensor, q: torch.Tensor | Sequence[float],
+                    theta: torch.Tensor | Sequence[float], amplitudes: torch.Tensor | None = None, *,
+                    q_chunk: int = 10) -> torch.Tensor:
+    """Fast path of :func:`point_intensity` on a polar grid for amplitudes that depend on ``|q|`` only.
+
+    ``I(q, theta) = |sum_j a_j(q) exp(i q (x_j cos theta + y_j sin theta))|^2`` (paper 000
+    eq. 16, paper 003 eq. 1-2 with ``a_j(q) = V_j F(q R_j)``). Equal to
+    ``point_intensity(positions, polar_q_grid(q, theta), a)`` with ``a_j(q)`` repeated over
+    ``theta`` (a test checks it), 2-4x faster on a CPU: the projections
+    ``s_j(theta) = x_j cos theta + y_j sin theta`` are computed once, the phase of a chunk of
+    ``q`` is one product ``q s``, and the weighted sum over particles is a batched GEMM with
+    the ``(1, N)`` weight row of each ``q``, so no weight-times-phase temporaries are made.
+    Forward only (phases are overwritten in place): use :func:`point_intensity` when
+    gradients are needed.
+
+    Parameters
+    ----------
+    positions : torch.Tensor, (..., N, 2)
+        Scatterer positions ``(x, y)`` (length units; ``theta`` is measured from ``x``).
+    q : 1-D tensor or sequence, (n_q,)
+        Wave-vector magnitudes (inverse length units).
+    theta : 1-D tensor or sequence, (n_theta,)
+        Angles in radians.
+    amplitudes : torch.Tensor, optional
+        Real weights ``(..., N)`` per particle or ``(..., N, n_q)`` per particle and ``|q|``
+        (zero for particles that do not scatter). Default 1.
+    q_chunk : int
+        Magnitudes per chunk: memory is ``O(batch N q_chunk n_theta)``.
+
+    Returns
+    -------
+    torch.Tensor, real, (..., n_q, n_theta), dtype and device of ``positions``.
+
+    Raises
+    ------
+    ValueError
+        When ``positions`` is not ``(..., N, 2)``, ``q``/``theta`` are not 1-D, ``amplitudes``
+        has the wrong shape or is complex, or ``q_chunk < 1``.
+    """
+    if positions.ndim < 2 or positions.shape[-1] != 2:
+        raise ValueError(f"positions must be (..., N, 2), got shape {tuple(positions.shape)}")
+    if not positions.is_floating_point():
+        positions = positions.to(torch.get_default_dtype())
+    if q_chunk < 1:
+        raise ValueError(f"q_chunk must be >= 1, got {q_chunk}")
+    to = dict(dtype=positions.dtype, device=positions.device)
+    q = torch.as_tensor(q, **to)
+    theta = torch.as_tensor(theta, **to)
+    if q.ndim != 1 or theta.ndim != 1:
+        raise ValueError("polar_intensity needs 1-D q and theta")
+    batch, n_particles = positions.shape[:-2], positions.shape[-2]
+    if amplitudes is None:
+        amplitudes = torch.ones(*batch, n_particles, len(q), **to)
+    amplitudes = torch.as_tensor(amplitudes, device=positions.device)
+    if amplitudes.is_complex():
+        raise ValueError("polar_intensity needs real amplitudes; use point_intensity for complex ones")
+    if amplitudes.shape == (*batch, n_particles):
+        amplitudes = amplitudes[..., None].expand(*batch, n_particles, len(q))
+    if amplitudes.shape != (*batch, n_particles, len(q)):
+        raise ValueError(f"amplitudes must be (..., N) or (..., N, n_q) with N={n_particles}, "
+                         f"n_q={len(q)}; got shape {tuple(amplitudes.shape)}")
+    flat = positions.reshape(-1, n_particles, 2)
+    projection = flat[..., 0:1] * torch.cos(theta) + flat[..., 1:2] * torch.sin(theta)  # (B, N, n_theta)
+    rows = amplitudes.reshape(-1, n_particles, len(q)).to(positions.dtype).transpose(1, 2).unsqueeze(-2)
+    out = torch.empty(flat.shape[0], len(q), len(theta), **to)
+    for start in range(0, len(q), q_chunk):
+        stop = min(start + q_chunk, len(q))
+        phase = q[start:stop, None, None] * projection[:, None]  # (B, k, N, n_theta)
+        real = (rows[:, start:stop] @ torch.cos(phase)).squeeze(-2)
+        imag = (rows[:, start:stop] @ torch.sin(phase, out=phase)).squeeze(-2)
+        out[:, start:stop] = real * real + imag * imag
+    return out.reshape(*batch, len(q), len(theta))
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """`speckleml shear <stage>`: command line of the shear study (paper 003).
 
-Stages: ``simulate`` (figure cases), ``dataset`` (one chunk of parameter draws), ``merge``
-(chunks -> one store), ``fit`` (SVD + one GPR per target), ``evaluate`` (errors, calibration,
-Table I), ``figures`` (Fig. 1-7) and ``invert`` (a measured g(theta) -> parameters).
+Stages: ``simulate`` (figure cases, :func:`speckleml.shear.cases.simulate_cases`), ``dataset``
+(one chunk of parameter draws, :func:`speckleml.shear.dataset.simulate_chunk`), ``merge``
+(chunks -> one store), ``fit`` / ``evaluate`` / ``invert`` (:mod:`speckleml.shear.models`) and
+``figures`` (Fig. 1-7). Each handler parses, validates and calls one library function.
+Defaults are the config schema's (``shear.*``, laptop scale).
 """
 
 from __future__ import annotations
@@ -10,68 +12,54 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..cli import add_device, add_seed, add_stage, add_study
+from ..cli import add_config_option, add_device, add_seed, add_stage, add_study, non_negative_int, positive_int
 
 log = logging.getLogger(__name__)
 
 PARAMS_METAVAR = ("NL2", "R_S", "D2", "GAMMA_L")
+RANGE_OPTIONS = {"nL2": "nl2", "R_s": "r-s", "D2": "d2", "gamma_L": "gamma-l"}
 
-SIMULATE_EXAMPLE = """\
-example:
-  speckleml shear simulate results/shear/simulation.zarr --configs 100 --estimator pairs \\
-      --baseline 150 0 1 10 --sweep-r-s 0 0.1 0.2 0.3 --sweep-d2 0.5 1 2 --sweep-gamma-l 5 10 20
-"""
-DATASET_EXAMPLE = """\
-example (chunk 0 of 4 of 400 draws, 16 configurations each):
-  speckleml shear dataset results/shear/chunks/0.zarr --draws 400 --chunks 4 --chunk 0 \\
-      --configs 16 --estimator pairs --seed 42
-"""
-MERGE_EXAMPLE = """\
-example:
-  speckleml shear merge results/shear/chunks/*.zarr --output results/shear/dataset.zarr
-"""
-FIT_EXAMPLE = """\
-example:
-  speckleml shear fit results/shear/dataset.zarr results/shear/gpr.pkl results/shear/analysis.zarr \\
-      --features angular radial --targets R_s D2 gamma_L --restarts 5
-"""
-EVALUATE_EXAMPLE = """\
-example:
-  speckleml shear evaluate results/shear/dataset.zarr results/shear/gpr.pkl \\
-      --predictions results/shear/predictions.csv --table results/shear/table1.csv
-"""
-FIGURES_EXAMPLE = """\
-example:
-  speckleml shear figures --simulation results/shear/simulation.zarr --dataset results/shear/dataset.zarr \\
-      --analysis results/shear/analysis.zarr --predictions results/shear/predictions.csv \\
-      --table results/shear/table1.csv --outdir results/shear/figures
-"""
-INVERT_EXAMPLE = """\
-examples:
-  speckleml shear invert results/shear/gpr.pkl measured_g_theta.csv     # columns theta,g or one column g
-  speckleml shear invert results/shear/gpr.pkl g_theta.npy --json result.json
-"""
+EXAMPLES = {  # epilogs of the stages' --help
+    "simulate": "speckleml shear simulate results/shear/simulation.zarr --configs 100 --estimator pairs \\\n"
+                "      --baseline 150 0 1 10 --sweep-r-s 0 0.1 0.2 0.3 --sweep-d2 0.5 1 2 --sweep-gamma-l 5 10 20",
+    "dataset": "speckleml shear dataset results/shear/dataset.zarr --draws 400 --configs 16 --seed 42\n"
+               "  speckleml shear dataset results/shear/chunks/0.zarr --draws 400 --chunks 4 --chunk 0   # 1 of 4 jobs",
+    "merge": "speckleml shear merge results/shear/chunks/*.zarr --output results/shear/dataset.zarr",
+    "fit": "speckleml shear fit results/shear/dataset.zarr results/shear/gpr.pkl results/shear/analysis.zarr \\\n"
+           "      --features angular radial --targets R_s D2 gamma_L --restarts 5",
+    "evaluate": "speckleml shear evaluate results/shear/dataset.zarr results/shear/gpr.pkl \\\n"
+                "      --predictions results/shear/predictions.csv --table results/shear/table1.csv",
+    "figures": "speckleml shear figures --simulation results/shear/simulation.zarr --dataset "
+               "results/shear/dataset.zarr \\\n      --analysis results/shear/analysis.zarr --predictions "
+               "results/shear/predictions.csv \\\n      --table results/shear/table1.csv --out-dir results/shear/figures",
+    "invert": "speckleml shear invert results/shear/gpr.pkl measured_g_theta.csv     # columns theta,g or one column g\n"
+              "  speckleml shear invert results/shear/gpr.pkl g_theta.npy --json result.json",
+}
 
 
-def _add_grid(parser: argparse.ArgumentParser) -> None:
+def _stage(stages, name, func, help):
+    return add_stage(stages, name, func, help, epilog="examples:\n  " + EXAMPLES[name] + "\n")
+
+
+def _option(parser, flag: str, section: str, help: str, key: str | None = None, **kwargs) -> None:
+    """A config-backed option ``shear.<section>.<key>`` (key from the flag by default)."""
+    key = key or flag[2:].replace("-", "_")
+    add_config_option(parser, flag, key=f"shear.{section}.{key}", help=f"{help} (default %(default)s)", **kwargs)
+
+
+def _add_grid_and_mc(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("geometry (units of R0)")
-    group.add_argument("--beam", type=float, default=800.0, help="beam size L (default %(default)s)")
-    group.add_argument("--q-min", type=float, default=0.5, help="smallest q (default %(default)s)")
-    group.add_argument("--q-max", type=float, default=5.0, help="largest q (default %(default)s)")
-    group.add_argument("--n-q", type=int, default=100, help="log-spaced q values (default %(default)s)")
-    group.add_argument("--n-theta", type=int, default=101, help="theta values in [0, pi] (default %(default)s)")
-
-
-def _add_mc(parser: argparse.ArgumentParser) -> None:
+    for flag, kind, text in (("--beam", float, "beam size L"), ("--q-min", float, "smallest q"),
+                             ("--q-max", float, "largest q"), ("--n-q", positive_int, "log-spaced q values"),
+                             ("--n-theta", positive_int, "theta values in [0, pi]")):
+        _option(group, flag, "grid", text, type=kind)
     group = parser.add_argument_group("Monte Carlo")
-    group.add_argument("--estimator", choices=("speckle", "pairs"), default="speckle",
-                       help="speckle: <I I'> of the two patterns (paper); pairs: position-averaged "
-                            "products, same expectation, far less noise (default %(default)s)")
-    group.add_argument("--nonaffine-scaling", choices=("paper", "reference"), default="paper",
-                       help="paper: steps N(0, D2) (eq. 3); reference: times sqrt(R0/R) as the reference code")
-    group.add_argument("--batch", type=int, default=8, help="configurations per vectorised batch (default %(default)s)")
-    group.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                       help="precision of the scattering sums (default %(default)s)")
+    _option(group, "--estimator", "monte_carlo", "speckle: <I I'> of the two patterns (paper); pairs: "
+            "position-averaged products, same expectation, far less noise", choices=("speckle", "pairs"))
+    _option(group, "--nonaffine-scaling", "monte_carlo", "paper: steps N(0, D2) (eq. 3); reference: times "
+            "sqrt(R0/R) as the reference code", choices=("paper", "reference"))
+    _option(group, "--batch", "monte_carlo", "configurations per vectorised batch", type=positive_int)
+    _option(group, "--dtype", "monte_carlo", "precision of the scattering sums", choices=("float32", "float64"))
     add_device(parser)
     add_seed(parser)
 
@@ -79,213 +67,150 @@ def _add_mc(parser: argparse.ArgumentParser) -> None:
 def register(commands) -> None:
     stages = add_study(commands, "shear", "sheared colloids: Monte Carlo speckle, SVD, GP inversion (paper 003)")
 
-    p = add_stage(stages, "simulate", simulate, "g(q, theta) and <I> for the figure cases (Fig. 1-3)",
-                  epilog=SIMULATE_EXAMPLE)
+    p = _stage(stages, "simulate", simulate, "g(q, theta) and <I> for the figure cases (Fig. 1-3)")
     p.add_argument("output", help="simulation store to write (*.zarr)")
-    p.add_argument("--configs", type=int, default=100, help="configurations per case (default %(default)s)")
-    p.add_argument("--speckle-configs", type=int, default=200,
-                   help="configurations of the speckle-estimator copy of the Fig. 2 case when --estimator is "
-                        "pairs (0 = none; default %(default)s)")
-    p.add_argument("--fig1", type=float, nargs=4, default=[150, 0, 0.5, 30], metavar=PARAMS_METAVAR,
-                   help="parameters of the single configuration of Fig. 1")
-    p.add_argument("--fig2", type=float, nargs=4, default=[150, 0, 0.5, 10], metavar=PARAMS_METAVAR,
-                   help="parameters of the averaged maps of Fig. 2")
-    p.add_argument("--baseline", type=float, nargs=4, default=[150, 0, 1, 10], metavar=PARAMS_METAVAR,
-                   help="baseline of the Fig. 3 sweeps")
-    p.add_argument("--sweep-r-s", type=float, nargs="+", default=[0, 0.1, 0.2, 0.3], help="R_s values of Fig. 3")
-    p.add_argument("--sweep-d2", type=float, nargs="+", default=[0.5, 1, 2, 3], help="D2 values of Fig. 3")
-    p.add_argument("--sweep-gamma-l", type=float, nargs="+", default=[5, 10, 20, 30], help="gamma L values of Fig. 3")
-    p.add_argument("--compare-scaling", action="store_true",
-                   help="also run the R_s sweep with the other non-affine scaling (paper vs reference code)")
-    _add_grid(p)
-    _add_mc(p)
+    _option(p, "--configs", "simulate", "configurations per case", type=positive_int)
+    _option(p, "--speckle-configs", "simulate", "configurations of a speckle-estimator copy of the Fig. 2 case "
+            "when --estimator is pairs (0 = none)", type=non_negative_int)
+    for name, text in (("fig1", "the single configuration of Fig. 1"), ("fig2", "the averaged maps of Fig. 2"),
+                       ("baseline", "the baseline of the Fig. 3 sweeps")):
+        _option(p, f"--{name}", "simulate", f"parameters of {text}", type=float, nargs=4, metavar=PARAMS_METAVAR)
+    for flag, name in (("--sweep-r-s", "R_s"), ("--sweep-d2", "D2"), ("--sweep-gamma-l", "gamma L")):
+        _option(p, flag, "simulate", f"{name} values of Fig. 3", type=float, nargs="+")
+    _option(p, "--compare-scaling", "simulate", "also run the R_s sweep with the other non-affine scaling",
+            action=argparse.BooleanOptionalAction)
+    _add_grid_and_mc(p)
 
-    p = add_stage(stages, "dataset", dataset, "g(theta) and g(q) for one chunk of random parameter draws",
-                  epilog=DATASET_EXAMPLE)
-    p.add_argument("output", help="chunk store to write (*.zarr)")
-    p.add_argument("--draws", type=int, required=True, help="draws in the whole data set (paper 6000)")
-    p.add_argument("--chunks", type=int, default=1, help="number of chunks the draws are split into")
-    p.add_argument("--chunk", type=int, default=0, help="which chunk this job computes (0-based)")
-    p.add_argument("--configs", type=int, default=100, help="configurations per draw (paper 1e4)")
-    for name, (lo, hi) in (("nl2", (100, 200)), ("r-s", (0, 0.3)), ("d2", (0.5, 3)), ("gamma-l", (5, 30))):
-        p.add_argument(f"--range-{name}", type=float, nargs=2, default=[lo, hi], metavar=("LOW", "HIGH"),
-                       help=f"uniform range (default {lo} {hi})")
-    _add_grid(p)
-    _add_mc(p)
+    p = _stage(stages, "dataset", dataset, "g(theta) and g(q) for random parameter draws (or one chunk of them)")
+    p.add_argument("output", help="store to write (*.zarr)")
+    p.add_argument("--draws", type=positive_int, required=True, help="draws in the whole data set (paper 6000)")
+    p.add_argument("--chunks", type=positive_int, help="split the draws into this many chunks (with --chunk)")
+    p.add_argument("--chunk", type=non_negative_int, help="which chunk this job computes (0-based; with --chunks)")
+    _option(p, "--configs", "dataset", "configurations per draw (paper 1e4)", type=positive_int)
+    for name, flag in RANGE_OPTIONS.items():
+        _option(p, f"--range-{flag}", "dataset", "uniform range", key=f"ranges.{name}", type=float, nargs=2,
+                metavar=("LOW", "HIGH"))
+    _add_grid_and_mc(p)
 
-    p = add_stage(stages, "merge", merge, "merge dataset chunk stores into one store", epilog=MERGE_EXAMPLE)
+    p = _stage(stages, "merge", merge, "merge dataset chunk stores into one store")
     p.add_argument("chunks", nargs="+", help="chunk stores")
     p.add_argument("--output", required=True, help="merged store to write (*.zarr)")
 
-    p = add_stage(stages, "fit", fit, "SVD of the features and one GPR per target (LML with restarts)",
-                  epilog=FIT_EXAMPLE)
+    p = _stage(stages, "fit", fit, "SVD of the features and one GPR per target (LML with restarts)")
     p.add_argument("dataset", help="merged dataset store")
     p.add_argument("model", help="fitted models to write (*.pkl)")
     p.add_argument("analysis", help="SVD / PDDF / ACF / LML store to write (*.zarr)")
-    p.add_argument("--features", nargs="+", choices=("angular", "radial"), default=["angular", "radial"],
-                   help="feature sets; the first is the main one (paper: angular g(theta); reference code: radial g(q))")
-    p.add_argument("--targets", nargs="+", choices=("nL2", "R_s", "D2", "gamma_L"), default=["R_s", "D2", "gamma_L"])
-    p.add_argument("--train-fraction", type=float, default=0.7, help="training share (default %(default)s)")
-    p.add_argument("--restarts", type=int, default=5, help="optimizer restarts per GPR (default %(default)s)")
-    p.add_argument("--components", type=int, default=3, help="singular vectors kept for Fig. 4-5 (default %(default)s)")
-    p.add_argument("--lml-grid", type=int, default=20, help="points per axis of the LML contours (default %(default)s)")
-    p.add_argument("--lml-points", type=int, default=600,
-                   help="training points used for the LML contours (subsample; default %(default)s)")
-    p.add_argument("--pddf-points", type=int, default=2000, help="points used for PDDF/ACF (default %(default)s)")
-    p.add_argument("--pddf-bins", type=int, default=50, help="bins of PDDF/ACF (default %(default)s)")
+    _option(p, "--features", "fit", "feature sets; the first is the main one (paper: angular g(theta); reference "
+            "code: radial g(q))", nargs="+", choices=("angular", "radial"))
+    _option(p, "--targets", "fit", "parameters inverted", nargs="+", choices=("nL2", "R_s", "D2", "gamma_L"))
+    _option(p, "--train-fraction", "fit", "training share", type=float)
+    _option(p, "--restarts", "fit", "optimizer restarts per GPR", type=non_negative_int)
+    for flag, text in (("--components", "singular vectors kept for Fig. 4-5"),
+                       ("--lml-grid", "points per axis of the LML contours"),
+                       ("--lml-points", "training points of the LML contours"),
+                       ("--pddf-points", "points used for PDDF/ACF"), ("--pddf-bins", "bins of PDDF/ACF")):
+        _option(p, flag, "fit", text, type=positive_int)
     add_seed(p)
 
-    p = add_stage(stages, "evaluate", evaluate, "test-set errors (paper's Err), calibration, Table I",
-                  epilog=EVALUATE_EXAMPLE)
+    p = _stage(stages, "evaluate", evaluate, "test-set errors (paper's Err), calibration, Table I")
     p.add_argument("dataset", help="merged dataset store")
     p.add_argument("model", help="fitted models (*.pkl)")
     p.add_argument("--predictions", required=True, help="per-draw predictions CSV to write")
     p.add_argument("--table", required=True, help="Table I CSV to write")
 
-    p = add_stage(stages, "figures", figures, "Fig. 1-7 of paper 003", epilog=FIGURES_EXAMPLE)
+    p = _stage(stages, "figures", figures, "Fig. 1-7 of paper 003")
     for name in ("simulation", "dataset", "analysis", "predictions", "table"):
         p.add_argument(f"--{name}", required=True)
-    p.add_argument("--outdir", required=True, help="directory for fig1.png ... fig7.png")
+    p.add_argument("--out-dir", required=True, help="directory for fig1.png ... fig7.png")
 
-    p = add_stage(stages, "invert", invert, "measured g(theta) (CSV or npy) -> R_s, D2, gamma L with uncertainties",
-                  epilog=INVERT_EXAMPLE)
+    p = _stage(stages, "invert", invert, "measured g(theta) (CSV or npy) -> R_s, D2, gamma L with uncertainties")
     p.add_argument("model", help="fitted models (*.pkl) from `speckleml shear fit`")
     p.add_argument("measured", help="CSV (columns theta,g or one column g) or .npy ((n,) or (n, 2))")
-    p.add_argument("--features", choices=("angular", "radial"), default="angular",
-                   help="what the measurement is: g(theta) (angular) or g(q) (radial)")
+    p.add_argument("--features", choices=("angular", "radial"),
+                   help="what the measurement is: g(theta) (angular) or g(q) (radial); default: the model's main set")
     p.add_argument("--json", help="also write the result as JSON")
-
-
-# ---------------------------------------------------------------------------------------- helpers
-
-
-def _grid(args):
-    from ..errors import InputError
-    from .simulate import PolarGrid
-
-    try:
-        return PolarGrid(args.beam, args.q_min, args.q_max, args.n_q, args.n_theta)
-    except ValueError as exc:
-        raise InputError(f"--beam/--q-min/--q-max/--n-q/--n-theta: {exc}") from None
-
-
-def _mc_settings(args):
-    import torch
-
-    from ..errors import InputError
-    from ..runtime import resolve_device
-
-    if args.batch < 1 or args.configs < 1:
-        raise InputError("--batch and --configs must be >= 1")
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
-    return {"dtype": getattr(torch, args.dtype), "device": resolve_device(args.device)}
-
-
-def _system(values, option):
-    from ..errors import InputError
-    from .simulate import ShearSystem
-
-    try:
-        return ShearSystem.from_array(values)
-    except ValueError as exc:
-        raise InputError(f"{option}: {exc}") from None
-
-
-def _mc_attrs(args) -> dict:
-    return {"estimator": args.estimator, "nonaffine_scaling": args.nonaffine_scaling,
-            "grid": {"beam": args.beam, "q_min": args.q_min, "q_max": args.q_max,
-                     "n_q": args.n_q, "n_theta": args.n_theta}}
 
 
 # ---------------------------------------------------------------------------------------- stages
 
 
+def _checked(make, option):
+    """``make()``, with its ValueError reported as bad input of ``option``."""
+    from ..errors import InputError
+
+    try:
+        return make()
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def _system(values, option):
+    from .system import ShearSystem
+
+    return _checked(lambda: ShearSystem.from_array(values), option)
+
+
+def _mc(args) -> dict:
+    from .system import PolarGrid
+
+    grid = _checked(lambda: PolarGrid(args.beam, args.q_min, args.q_max, args.n_q, args.n_theta),
+                    "--beam/--q-min/--q-max/--n-q/--n-theta")
+    return dict(grid=grid, estimator=args.estimator, nonaffine_scaling=args.nonaffine_scaling,
+                batch=args.batch, dtype=args.dtype, device=args.device, seed=args.seed)
+
+
 def simulate(args) -> int:
     """Figure cases: one configuration (Fig. 1), averaged maps (Fig. 2), sweeps (Fig. 3)."""
-    import numpy as np
+    from ..cli import provenance_from_args
+    from .cases import simulate_cases
 
-    from ..progress import progress
-    from ..provenance import provenance_from_args
-    from ..runtime import seed_everything
-    from .figures_data import build_cases, example_configuration, write_simulation
-    from .simulate import simulate_correlation
-
-    grid = _grid(args)
-    settings = _mc_settings(args)
-    seed_everything(args.seed)
-    cases = build_cases(args, _system)
-    results = []
-    for number, case in enumerate(progress(cases, "shear cases")):
-        out = simulate_correlation(case["system"], case["configs"], grid,
-                                   np.random.SeedSequence([args.seed, number, 3]),
-                                   estimator=case["estimator"], nonaffine_scaling=case["scaling"],
-                                   batch=args.batch, **settings)
-        results.append(out)
-        log.info("case %s: g(theta) in [%.4f, %.4f]", case["label"], out["g_theta"].min(), out["g_theta"].max())
-    example = example_configuration(_system(args.fig1, "--fig1"), grid, args.seed, args.nonaffine_scaling, **settings)
-    write_simulation(args.output, grid, cases, results, example, _mc_attrs(args), provenance_from_args(args))
-    log.info("wrote %s (%d cases)", args.output, len(cases))
+    simulate_cases(args.output, fig1=_system(args.fig1, "--fig1"), fig2=_system(args.fig2, "--fig2"),
+                   baseline=_system(args.baseline, "--baseline"),
+                   sweeps={"R_s": args.sweep_r_s, "D2": args.sweep_d2, "gamma_L": args.sweep_gamma_l},
+                   configs=args.configs, speckle_configs=args.speckle_configs, compare_scaling=args.compare_scaling,
+                   provenance=provenance_from_args(args), **_mc(args))
     return 0
 
 
 def dataset(args) -> int:
-    """One chunk of the data set (a cluster runs the chunks in parallel)."""
+    """The whole data set, or one chunk of it (a cluster runs the chunks in parallel)."""
     from ..errors import InputError
-    from ..progress import progress
-    from ..provenance import provenance_from_args
-    from ..runtime import seed_everything
-    from .dataset import chunk_draws, simulate_draws, write_dataset
-    from .simulate import PARAM_NAMES
+    from ..cli import provenance_from_args
+    from .dataset import simulate_chunk
 
-    grid = _grid(args)
-    settings = _mc_settings(args)
-    try:
-        draws = chunk_draws(args.draws, args.chunks, args.chunk)
-    except ValueError as exc:
-        raise InputError(f"--draws/--chunks/--chunk: {exc}") from None
-    ranges = {"nL2": args.range_nl2, "R_s": args.range_r_s, "D2": args.range_d2, "gamma_L": args.range_gamma_l}
-    for name, (low, high) in ranges.items():
-        if not low <= high or (name != "gamma_L" and low < 0) or (name == "nL2" and low <= 0):
-            raise InputError(f"--range for {name}: need 0 <= LOW <= HIGH, got {low} {high}")
-    seed_everything(args.seed)
-    arrays = simulate_draws(draws, args.seed, args.configs, grid, ranges, args.estimator, args.nonaffine_scaling,
-                            args.batch, iterate=lambda it, n: progress(it, f"chunk {args.chunk} draws", total=n),
-                            **settings)
-    attrs = {**_mc_attrs(args), "param_names": list(PARAM_NAMES), "configs": args.configs,
-             "ranges": ranges, "chunk": args.chunk, "draws_total": args.draws}
-    write_dataset(args.output, arrays, attrs, provenance_from_args(args))
-    log.info("wrote %s: draws %d..%d", args.output, draws.start, draws.stop - 1)
+    if (args.chunks is None) != (args.chunk is None):
+        raise InputError("--chunks and --chunk go together")
+    split = {} if args.chunks is None else {"chunks": args.chunks, "chunk": args.chunk}
+    ranges = {name: getattr(args, f"range_{flag.replace('-', '_')}") for name, flag in RANGE_OPTIONS.items()}
+    simulate_chunk(args.output, draws=args.draws, configs=args.configs, ranges=ranges,
+                   provenance=provenance_from_args(args), **split, **_mc(args))
     return 0
 
 
 def merge(args) -> int:
     """Concatenate chunk stores (checked for equal settings and disjoint draws)."""
-    from ..provenance import provenance_from_args
-    from .dataset import merge_chunks, write_dataset
+    from ..cli import provenance_from_args
+    from .dataset import merge_dataset
 
-    arrays, attrs = merge_chunks(args.chunks)
-    write_dataset(args.output, arrays, attrs, provenance_from_args(args, inputs=args.chunks))
-    log.info("wrote %s: %d draws from %d chunks", args.output, len(arrays["params"]), len(args.chunks))
+    merge_dataset(args.chunks, args.output, provenance_from_args(args, inputs=args.chunks))
     return 0
 
 
 def fit(args) -> int:
     """SVD of the main features, one GPR per target and feature set, PDDF/ACF/LML for the figures."""
-    from ..errors import InputError
-    from ..provenance import provenance_from_args
-    from .fitting import fit_models
+    from ..cli import provenance_from_args
+    from .models import fit_models
 
-    if args.restarts < 0 or args.components < 1 or args.lml_grid < 2:
-        raise InputError("need --restarts >= 0, --components >= 1, --lml-grid >= 2")
-    if not 0 < args.train_fraction < 1:
-        raise InputError(f"--train-fraction must be in (0, 1), got {args.train_fraction}")
-    fit_models(args, provenance_from_args(args, inputs=[args.dataset]))
+    fit_models(args.dataset, args.model, args.analysis, features=args.features, targets=args.targets,
+               train_fraction=args.train_fraction, restarts=args.restarts, components=args.components,
+               lml_grid=args.lml_grid, lml_points=args.lml_points, pddf_points=args.pddf_points,
+               pddf_bins=args.pddf_bins, seed=args.seed, provenance=provenance_from_args(args, inputs=[args.dataset]))
     return 0
 
 
 def evaluate(args) -> int:
     """Predict the held-out draws; write predictions and Table I (with calibration)."""
-    from .fitting import evaluate_models
+    from .models import evaluate_models
 
     table = evaluate_models(args.dataset, args.model, args.predictions, args.table)
     for row in table.itertuples():
@@ -298,21 +223,21 @@ def figures(args) -> int:
     """Draw Fig. 1-7 (PNG) from the stores and tables."""
     from .figures import draw_all
 
-    paths = draw_all(args.simulation, args.dataset, args.analysis, args.predictions, args.table, args.outdir)
-    log.info("wrote %d figures to %s", len(paths), args.outdir)
+    paths = draw_all(args.simulation, args.dataset, args.analysis, args.predictions, args.table, args.out_dir)
+    log.info("wrote %d figures to %s", len(paths), args.out_dir)
     return 0
 
 
 def invert(args) -> int:
-    """Print R_s, D2, gamma L (and any other fitted target) with 1-sigma uncertainties."""
+    """Print R_s, D2, gamma L (and any other fitted target) with 1-sigma uncertainties, the model's
+    SVD rank and its held-out calibration."""
     import json
 
     from ..atomic import write_text
-    from .fitting import invert_measurement
+    from .models import format_inversion, invert_measurement
 
     result = invert_measurement(args.model, args.measured, args.features)
-    for name, (mean, std) in result.items():
-        print(f"{name} = {mean:.4g} +/- {std:.2g}")
+    print(format_inversion(result))
     if args.json:
-        write_text(json.dumps({k: {"mean": m, "std": s} for k, (m, s) in result.items()}, indent=2) + "\n", args.json)
+        write_text(json.dumps(result, indent=2) + "\n", args.json)
     return 0

@@ -38,7 +38,22 @@ DATASET = register_schema(StoreSchema(
 
 
 def chunk_draws(n_draws: int, n_chunks: int, chunk: int) -> range:
-    """Global draw indices of one chunk (contiguous, sizes differ by at most one)."""
+    """Global draw indices of one chunk (contiguous, sizes differ by at most one).
+
+    Parameters
+    ----------
+    n_draws, n_chunks, chunk : int
+        Draws in all, chunks, and the chunk (0-based).
+
+    Returns
+    -------
+    range
+
+    Raises
+    ------
+    ValueError
+        ``chunk`` outside ``[0, n_chunks)`` or more chunks than draws.
+    """
     if not 0 <= chunk < n_chunks or n_chunks < 1 or n_draws < n_chunks:
         raise ValueError(f"chunk {chunk} of {n_chunks} for {n_draws} draws is not valid")
     bounds = np.linspace(0, n_draws, n_chunks + 1).round().astype(int)
@@ -46,7 +61,18 @@ def chunk_draws(n_draws: int, n_chunks: int, chunk: int) -> range:
 
 
 def draw_parameters(seed: int, draw: int, ranges: Mapping[str, Sequence[float]] = PAPER_RANGES) -> ShearSystem:
-    """Uniform parameters of one draw from ``SeedSequence([seed, draw])``."""
+    """Uniform parameters of one draw from ``SeedSequence([seed, draw, 0])`` (paper Sec. III B).
+
+    Parameters
+    ----------
+    seed, draw : int
+    ranges : mapping ``{name: (low, high)}``
+        For every name of :data:`PARAM_NAMES` (units of R0).
+
+    Returns
+    -------
+    ShearSystem
+    """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(draw), 0]))
     values = [rng.uniform(*ranges[name]) for name in PARAM_NAMES]
     return ShearSystem.from_array(values)
@@ -58,7 +84,22 @@ def simulate_draws(draws: Sequence[int], seed: int, n_configs: int, grid: PolarG
                    iterate=lambda it, n: it) -> dict[str, np.ndarray]:
     """Simulate ``g`` for each draw; returns the arrays of a :data:`DATASET` store.
 
-    ``iterate(iterable, total)`` wraps the loop over draws (progress reporting).
+    Parameters
+    ----------
+    draws : sequence of int
+        Global draw indices; draw ``i`` uses ``SeedSequence([seed, i, 0])`` for its parameters and
+        ``SeedSequence([seed, i, 1])`` for its configurations.
+    seed, n_configs, grid, ranges, estimator, nonaffine_scaling, batch, dtype, device
+        See :func:`simulate_chunk` (``dtype`` a torch dtype here, default float32).
+    iterate : callable ``(iterable, total) -> iterable``
+        Wraps the loop over draws (progress reporting).
+
+    Returns
+    -------
+    dict
+        ``params`` (draws, 4), ``g_theta`` (draws, n_theta), ``g_q`` (draws, n_q),
+        ``g_theta_err`` (draws, n_theta), ``mean_i_q`` (draws, n_q), ``draw_index`` (draws,),
+        ``q`` and ``theta``.
     """
     import torch
 
@@ -84,8 +125,134 @@ def simulate_draws(draws: Sequence[int], seed: int, n_configs: int, grid: PolarG
     return arrays
 
 
+def check_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
+    """Validate the uniform ranges of the four parameters (units of R0).
+
+    Returns
+    -------
+    dict ``{name: (low, high)}`` in :data:`PARAM_NAMES` order.
+
+    Raises
+    ------
+    InputError
+        A parameter is missing, or ``low > high``, or a range allows ``nL^2 <= 0``,
+        ``R_s < 0`` or ``D2 < 0``.
+    """
+    from ..errors import InputError
+
+    out = {}
+    for name in PARAM_NAMES:
+        if name not in ranges or len(ranges[name]) != 2:
+            raise InputError(f"range of {name}: need two numbers LOW HIGH")
+        low, high = (float(v) for v in ranges[name])
+        if not low <= high or (name != "gamma_L" and low < 0) or (name == "nL2" and low <= 0):
+            raise InputError(f"range of {name}: need 0 <= LOW <= HIGH, got {low:g} {high:g}")
+        out[name] = (low, high)
+    return out
+
+
+def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges: Mapping[str, Sequence[float]],
+                   estimator: str, nonaffine_scaling: str, batch: int, dtype: str, device: str, seed: int,
+                   provenance: dict, chunks: int = 1, chunk: int = 0) -> range:
+    """The ``dataset`` stage: simulate one chunk of the data set and write it as a :data:`DATASET` store.
+
+    Parameters
+    ----------
+    output : path
+        Chunk store to write (``*.zarr``), atomically.
+    draws : int
+        Draws in the whole data set (paper: 6000).
+    configs : int
+        Monte Carlo configurations per draw (paper: 1e4).
+    grid : PolarGrid
+    ranges : mapping ``{"nL2" | "R_s" | "D2" | "gamma_L": (low, high)}``
+        Uniform ranges of the parameters (paper: :data:`PAPER_RANGES`).
+    estimator : {"speckle", "pairs"}
+    nonaffine_scaling : {"paper", "reference"}
+    batch : int
+        Configurations per vectorised batch.
+    dtype : {"float32", "float64"}
+    device : {"auto", "cpu", "cuda"}
+    seed : int
+        Draw ``i`` is seeded by ``SeedSequence([seed, i, ...])`` whatever the chunking.
+    provenance : dict
+        Written into the store.
+    chunks, chunk : int
+        Split of the draws into ``chunks`` contiguous parts, and which one to compute (0-based).
+
+    Returns
+    -------
+    range
+        The global draw indices written.
+
+    Raises
+    ------
+    InputError
+        Invalid chunking, ranges, batch, configs, dtype or device.
+    """
+    from ..errors import InputError
+    from ..progress import progress
+    from ..runtime import seed_everything
+    from .simulate import mc_settings, monte_carlo_attrs
+
+    settings = mc_settings(batch=batch, configs=configs, dtype=dtype, device=device)
+    try:
+        indices = chunk_draws(draws, chunks, chunk)
+    except ValueError as exc:
+        raise InputError(f"draws/chunks/chunk: {exc}") from None
+    ranges = check_ranges(ranges)
+    seed_everything(seed)
+    arrays = simulate_draws(indices, seed, configs, grid, ranges, estimator, nonaffine_scaling, batch,
+                            iterate=lambda it, n: progress(it, f"chunk {chunk} draws", total=n), **settings)
+    attrs = {**monte_carlo_attrs(grid, estimator, nonaffine_scaling), "param_names": list(PARAM_NAMES),
+             "configs": configs, "ranges": {k: list(v) for k, v in ranges.items()}, "chunk": chunk,
+             "draws_total": draws}
+    write_dataset(output, arrays, attrs, provenance)
+    log.info("wrote %s: draws %d..%d", output, indices.start, indices.stop - 1)
+    return indices
+
+
+def merge_dataset(chunk_paths: Sequence, output, provenance: dict) -> int:
+    """The ``merge`` stage: concatenate chunk stores into one :data:`DATASET` store.
+
+    Parameters
+    ----------
+    chunk_paths : sequence of paths
+        Chunk stores written by :func:`simulate_chunk`, in any order.
+    output : path
+        Merged store to write.
+    provenance : dict
+
+    Returns
+    -------
+    int
+        Number of draws written.
+
+    Raises
+    ------
+    InputError
+        No chunks, chunks with different settings or grids, or overlapping draws.
+    """
+    arrays, attrs = merge_chunks(chunk_paths)
+    write_dataset(output, arrays, attrs, provenance)
+    log.info("wrote %s: %d draws from %d chunks", output, len(arrays["params"]), len(chunk_paths))
+    return len(arrays["params"])
+
+
 def merge_chunks(paths: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
-    """Concatenate chunk stores (in draw order); check they share grid and settings."""
+    """Concatenate chunk stores (in draw order); check they share grid and settings.
+
+    Returns
+    -------
+    arrays : dict of ndarray
+    attrs : dict
+        The first chunk's attributes without ``chunk`` and provenance.
+
+    Raises
+    ------
+    InputError
+        No chunks, different settings or grids, or a draw in two chunks.
+    """
     from ..errors import InputError
 
     stores = [read_store(p, DATASET) for p in paths]
@@ -113,10 +280,18 @@ def merge_chunks(paths: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def write_dataset(path, arrays, attrs, provenance):
-    """Write a :data:`DATASET` store (one chunk or the merged set)."""
+    """Write a :data:`DATASET` store (one chunk or the merged set), atomically.
+
+    Parameters
+    ----------
+    path : path
+    arrays : dict of ndarray
+        As :func:`simulate_draws` returns.
+    attrs, provenance : dict
+    """
     return write_store(path, DATASET, arrays, attrs=attrs, provenance=provenance)
 
 
 def read_dataset(path):
-    """Read and validate a :data:`DATASET` store."""
+    """Read and validate a :data:`DATASET` store (raises InputError when it is not one)."""
     return read_store(path, DATASET)

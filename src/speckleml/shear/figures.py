@@ -1,4 +1,8 @@
-"""Figures 1-7 of paper 003 from the shear stores and tables."""
+"""Figures 1-7 of paper 003 from the shear stores and tables.
+
+Every ``figN(..., path)`` draws one PNG from already-computed stores (no simulation or fitting
+here) and returns the path written (:func:`speckleml.plotting.save_figure`, atomic).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 
 from ..plotting import figure, save_figure
 from .dataset import read_dataset
-from .figures_data import read_simulation
+from .cases import read_simulation
 from .inversion import ANALYSIS
 from .system import PARAM_LABELS, PARAM_NAMES, theory_g
 
@@ -30,7 +34,13 @@ def _params_text(params) -> str:
 
 
 def fig1(sim, path):
-    """A configuration before/after the move, its two speckle patterns and their product."""
+    """Fig. 1: a configuration before/after the move (eq. 3), its two speckle patterns and their product.
+
+    Parameters
+    ----------
+    sim : simulation store (:data:`~.cases.SIMULATION`)
+    path : path of the PNG
+    """
     fig, axes = figure(1, 4, width=3.3, height=3.0)
     before, after = sim["example_before"], sim["example_after"]
     beam = sim.attrs["grid"]["beam"]
@@ -59,7 +69,13 @@ def _case_indices(sim, group):
 
 
 def fig2(sim, path):
-    """Averaged <I>, g from the configured estimator (and the speckle one) and eq. 5."""
+    """Fig. 2: averaged ``<I>``, ``g(q)`` from the configured estimator (and the speckle one) and eq. 5.
+
+    Parameters
+    ----------
+    sim : simulation store
+    path : path of the PNG
+    """
     q, theta = sim["q"], sim["theta"]
     main = _case_indices(sim, "fig2")[0]
     speckle = _case_indices(sim, "fig2_speckle")
@@ -82,7 +98,13 @@ def fig2(sim, path):
 
 
 def fig3(sim, path):
-    """g(q) and g(theta) around the baseline for R_s, D2, gamma L (and the non-affine scaling)."""
+    """Fig. 3: ``g(q)`` and ``g(theta)`` around the baseline for R_s, D2, gamma L (and the other scaling).
+
+    Parameters
+    ----------
+    sim : simulation store
+    path : path of the PNG
+    """
     groups = [("R_s", 1), ("D2", 2), ("gamma_L", 3)]
     extra = [g for g in ("R_s_reference", "R_s_paper") if _case_indices(sim, g)]
     fig, axes = figure(len(groups) + len(extra), 2, width=3.4, height=2.5)
@@ -96,6 +118,7 @@ def fig3(sim, path):
             g = sim["g"][k]
             axes[row, 0].semilogx(q, g.mean(axis=1), color=color, label=label)
             axes[row, 1].plot(theta / np.pi, g.mean(axis=0), color=color, label=label)
+        _log_q_ticks(axes[row, 0], q)
         axes[row, 0].set_xlabel(r"$q\ (1/R_0)$")
         axes[row, 0].set_ylabel(r"$g(q)$")
         axes[row, 1].set_xlabel(r"$\theta/\pi$")
@@ -108,14 +131,49 @@ def fig3(sim, path):
     return save_figure(fig, path)
 
 
+def _log_q_ticks(ax, q):
+    """Labels at 1-2-5 values only on a log q axis (the default labels every minor tick of a
+    one-decade range, and they overlap)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if q.min() <= t <= q.max()]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _sparse_log_ticks(axis, low, high):
+    """At most ~4 labelled ticks on a log axis from ``low`` to ``high`` (no minor labels)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    if np.log10(high / low) >= 1.5:
+        axis.set_major_locator(LogLocator(base=10, numticks=5))
+    else:  # less than ~one decade: three rounded values inside
+        axis.set_major_locator(FixedLocator([float(f"{v:.1g}") for v in np.geomspace(low, high, 5)[1:4]]))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def fig4(analysis, path, features):
-    """Singular values and the top singular vectors of the feature matrix."""
+    """Fig. 4: singular values (the rank chosen by profile likelihood marked) and the top singular vectors.
+
+    Parameters
+    ----------
+    analysis : analysis store (:data:`~.inversion.ANALYSIS`)
+    path : path of the PNG
+    features : {"angular", "radial"}
+        Feature set of the analysis (sets the axis of the vectors).
+    """
     fig, axes = figure(1, 2, width=3.4, height=2.8)
     values = analysis["singular_values"]
     ax = axes[0, 0]
     ax.semilogy(np.arange(1, len(values) + 1), values, "o--", mfc="none", ms=3)
     top = len(analysis["singular_vectors"])
-    ax.semilogy(np.arange(1, top + 1), values[:top], "o", mfc="none", mec="red", ms=8)
+    ax.semilogy(np.arange(1, top + 1), values[:top], "o", mfc="none", mec="red", ms=8, label=f"top {top} shown")
+    rank = analysis.attrs["rank"]
+    ax.axvline(rank + 0.5, color="k", ls=":", lw=1,
+               label=f"rank {rank} by profile likelihood (paper {analysis.attrs['rank_paper']})")
+    ax.legend(fontsize=6)
     ax.set_xlabel("singular value rank")
     ax.set_ylabel(r"$\Sigma$")
     ax.set_title("(a) singular values")
@@ -131,7 +189,14 @@ def fig4(analysis, path, features):
 
 
 def fig5(analysis, dataset, path):
-    """Every draw in the space of its projections (FV0, FV1, FV2), coloured by each parameter."""
+    """Fig. 5: every draw in the space of its projections (FV0, FV1, FV2), coloured by each parameter.
+
+    Parameters
+    ----------
+    analysis : analysis store
+    dataset : dataset store (its ``params``, in the order of the projections)
+    path : path of the PNG
+    """
     import matplotlib.pyplot as plt
 
     from ..plotting import use_style
@@ -154,29 +219,41 @@ def fig5(analysis, dataset, path):
 
 
 def fig6(analysis, path):
-    """PDDF and ACF of the features; LML contours in (l, sigma) with the optimum per target."""
+    """Fig. 6: PDDF and ACF of the features (eq. 7-8); LML in (l, sigma) around the optimum of each target.
+
+    Parameters
+    ----------
+    analysis : analysis store
+    path : path of the PNG
+    """
     targets = analysis.attrs["targets"]
     fig, axes = figure(1, 1 + len(targets), width=3.3, height=2.9)
     z = analysis["z"]
     ax = axes[0, 0]
     ax.plot(z, analysis["pddf"] / analysis["pddf"].max(), "k", label="p(z)/max")
     for name, acf in zip(targets, analysis["acf"]):
-        ax.plot(z, acf, label=f"ACF {PARAM_LABELS[name]}")
+        ax.plot(z, acf, label=f"ACF {PARAM_LABELS[name]}")  # NaN (gaps) where a bin has < 1 % of the pairs
     ax.set_xlabel("z (feature distance)")
     ax.legend(fontsize=6)
     ax.set_title("(a) PDDF and ACF")
-    lengths, noises = analysis["length_grid"], analysis["noise_grid"]
     for k, name in enumerate(targets):
         ax = axes[0, k + 1]
-        lml = analysis["lml"][k]
-        finite = lml[np.isfinite(lml)]
-        levels = np.linspace(np.percentile(finite, 20), finite.max(), 25) if finite.size else 10
-        contour = ax.contour(lengths, noises, lml, levels=levels, cmap="viridis")
+        lengths, noises, lml = analysis["length_grid"][k], analysis["noise_grid"][k], analysis["lml"][k]
+        # levels below the grid's maximum: closed curves around it (likelihood-ratio spacing)
+        top = np.nanmax(lml)
+        drops = np.array([0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000])
+        levels = np.sort(top - drops[drops < top - np.nanmin(lml)]) if np.isfinite(top) else 10
+        contour = ax.contourf(lengths, noises, lml, levels=levels if len(np.atleast_1d(levels)) > 1 else 10,
+                              cmap="viridis", extend="both")
         fig.colorbar(contour, ax=ax, label="LML", shrink=0.8)
+        a, b = np.unravel_index(np.nanargmax(lml), lml.shape)
+        ax.plot([lengths[b]], [noises[a]], "k+", ms=9, mew=2, label="grid maximum (subsample)")
         l_opt, s_opt = analysis["optimum"][k]
-        ax.plot([l_opt], [s_opt], "rx", ms=9, mew=2, label=f"l={l_opt:.3g}, σ={s_opt:.3g}")
+        ax.plot([l_opt], [s_opt], "rx", ms=9, mew=2, label=f"fit: l={l_opt:.3g}, σ={s_opt:.3g}")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _sparse_log_ticks(ax.xaxis, lengths[0], lengths[-1])
+        _sparse_log_ticks(ax.yaxis, noises[0], noises[-1])
         ax.set_xlabel("l")
         ax.set_ylabel(r"$\sigma$")
         ax.legend(fontsize=6)
@@ -185,7 +262,14 @@ def fig6(analysis, path):
 
 
 def fig7(predictions, table, path):
-    """Predicted vs true on the test set with the paper's Err, one row per feature set."""
+    """Fig. 7: predicted vs true on the test set with Err beside the paper's, one row per feature set.
+
+    Parameters
+    ----------
+    predictions, table : pandas.DataFrame
+        As written by :func:`~.models.evaluate_models`.
+    path : path of the PNG
+    """
     feature_sets = list(dict.fromkeys(predictions["features"]))
     targets = list(dict.fromkeys(predictions["target"]))
     fig, axes = figure(len(feature_sets), len(targets), width=3.0, height=2.9)
@@ -207,7 +291,24 @@ def fig7(predictions, table, path):
 
 
 def draw_all(simulation, dataset, analysis, predictions, table, outdir) -> list[Path]:
-    """Write fig1.png ... fig7.png into ``outdir``."""
+    """The ``figures`` stage: write fig1.png ... fig7.png into ``outdir``.
+
+    Parameters
+    ----------
+    simulation, dataset, analysis : paths of the stores
+    predictions, table : paths of the CSVs of :func:`~.models.evaluate_models`
+    outdir : path of the directory (created when missing)
+
+    Returns
+    -------
+    list of Path
+        The seven PNGs.
+
+    Raises
+    ------
+    InputError
+        When a store is missing or not of its schema.
+    """
     import pandas as pd
 
     from ..stores import read_store

@@ -20,10 +20,11 @@ LENGTH_BOUNDS = (1e-3, 1e2)
 NOISE_BOUNDS = (1e-6, 1e1)
 
 ANALYSIS = register_schema(StoreSchema(
-    name="shear_analysis", version=1,
-    description="SVD of the feature matrix, PDDF/ACF and log-marginal-likelihood grids",
+    name="shear_analysis", version=2,
+    description="SVD of the feature matrix and its rank, PDDF/ACF and log-marginal-likelihood grids",
     arrays={
         "singular_values": ArraySpec(("rank",), ("float64",)),
+        "profile_log_likelihood": ArraySpec(("split",), ("float64",)),
         "singular_vectors": ArraySpec(("component", "feature"), ("float64",)),
         "projections": ArraySpec(("draw", "component"), ("float64",)),
         "axis": ArraySpec(("feature",), ("float64",)),
@@ -31,16 +32,35 @@ ANALYSIS = register_schema(StoreSchema(
         "pddf": ArraySpec(("z",), ("float64",)),
         "acf": ArraySpec(("target", "z"), ("float64",)),
         "lml": ArraySpec(("target", "noise", "length"), ("float64",)),
-        "length_grid": ArraySpec(("length",), ("float64",)),
-        "noise_grid": ArraySpec(("noise",), ("float64",)),
+        "length_grid": ArraySpec(("target", "length"), ("float64",)),
+        "noise_grid": ArraySpec(("target", "noise"), ("float64",)),
         "optimum": ArraySpec(("target", "hyper"), ("float64",)),
     },
-    required_attrs=("targets", "features"),
+    required_attrs=("targets", "features", "rank", "rank_paper"),
 ))
 
 
 def train_test_split(n: int, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random split of ``range(n)`` (paper: 70/30), sorted indices."""
+    """Random split of ``range(n)`` into training and test draws (paper: 70/30).
+
+    Parameters
+    ----------
+    n : int
+        Number of draws.
+    train_fraction : float
+        In (0, 1).
+    seed : int
+        The permutation comes from ``SeedSequence([seed, 2])``.
+
+    Returns
+    -------
+    train, test : ndarray of int, sorted
+
+    Raises
+    ------
+    ValueError
+        ``train_fraction`` outside (0, 1) or fewer than 2 training / 1 test draws.
+    """
     if not 0 < train_fraction < 1:
         raise ValueError(f"train fraction must be in (0, 1), got {train_fraction}")
     order = np.random.default_rng(np.random.SeedSequence([int(seed), 2])).permutation(n)
@@ -50,8 +70,91 @@ def train_test_split(n: int, train_fraction: float, seed: int) -> tuple[np.ndarr
     return np.sort(order[:n_train]), np.sort(order[n_train:])
 
 
+#: Components the paper keeps (Sec. III B, Fig. 4): the mean-like first vector and two more.
+PAPER_RANK = 3
+
+
+def profile_likelihood_rank(values: np.ndarray) -> tuple[int, np.ndarray]:
+    """Number of leading values that stand out, by the profile likelihood of Zhu & Ghodsi (2006).
+
+    M. Zhu and A. Ghodsi, "Automatic dimensionality selection from the scree plot via the use of
+    profile likelihood", Comput. Stat. Data Anal. 51, 918 (2006): for each ``q`` the values are
+    split into ``d_1..d_q`` and ``d_{q+1}..d_p``, each group modelled as normal with its own mean
+    and a common variance (maximum likelihood), and ``q`` maximises the profile log likelihood.
+
+    Parameters
+    ----------
+    values : ndarray, (p,)
+        Singular values (or eigenvalues), p >= 3; sorted descending here.
+
+    Returns
+    -------
+    rank : int
+        The ``q`` in ``[1, p - 1]`` of largest profile log likelihood.
+    log_likelihood : ndarray, (p - 1,)
+        Profile log likelihood of ``q = 1 .. p - 1``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 values or non-finite values.
+    """
+    d = np.sort(np.asarray(values, np.float64).ravel())[::-1]
+    if len(d) < 3 or not np.isfinite(d).all():
+        raise ValueError(f"need >= 3 finite values, got {len(d)}")
+    p = len(d)
+    # within-group sums of squares of every split from cumulative sums (O(p))
+    q = np.arange(1, p)
+    c1, c2 = np.cumsum(d)[:-1], np.cumsum(d**2)[:-1]
+    t1, t2 = d.sum() - c1, (d**2).sum() - c2
+    within = (c2 - c1**2 / q) + (t2 - t1**2 / (p - q))
+    variance = np.maximum(within / p, 1e-300)
+    log_likelihood = -0.5 * p * (np.log(2 * np.pi * variance) + 1.0)
+    return int(np.argmax(log_likelihood)) + 1, log_likelihood
+
+
+def feature_rank(features: np.ndarray) -> tuple[int, np.ndarray]:
+    """SVD rank of a feature matrix chosen by the data, in the paper's (uncentred) counting.
+
+    The uncentred SVD of ``g(theta)`` (paper Fig. 4) has a first singular value ~40x the others:
+    its vector is the mean ``g(theta)``, and a scree test on those values always stops there. So
+    the profile likelihood (:func:`profile_likelihood_rank`) is applied to the singular values of
+    the centred matrix, and the mean direction is counted once: ``rank = 1 + q``, comparable with
+    the paper's three components (:data:`PAPER_RANK`).
+
+    Parameters
+    ----------
+    features : ndarray, (draws, n)
+
+    Returns
+    -------
+    rank : int
+    log_likelihood : ndarray, (min(draws, n) - 1,)
+        Profile log likelihood of ``q = 1, 2, ...`` centred components.
+    """
+    values = np.linalg.svd(features - features.mean(axis=0), compute_uv=False)
+    q, log_likelihood = profile_likelihood_rank(values)
+    return q + 1, log_likelihood
+
+
 def svd(features: np.ndarray, components: int = 3):
-    """``F = U S V^T``: singular values, top ``components`` vectors and the projections ``F V``."""
+    """``F = U S V^T`` of the feature matrix (paper 003 Sec. III A, Fig. 4-5).
+
+    Parameters
+    ----------
+    features : ndarray, (draws, n)
+    components : int
+        Right singular vectors kept.
+
+    Returns
+    -------
+    values : ndarray, (min(draws, n),)
+        Singular values, descending.
+    vectors : ndarray, (components, n)
+        Top right singular vectors, each with its largest entry positive.
+    projections : ndarray, (draws, components)
+        ``F V``.
+    """
     _, values, vt = np.linalg.svd(features, full_matrices=False)
     vectors = vt[:components]
     # fix the sign so that each vector's largest entry is positive (SVD signs are arbitrary)
@@ -61,14 +164,25 @@ def svd(features: np.ndarray, components: int = 3):
 
 
 def pair_distances(features: np.ndarray) -> np.ndarray:
-    """Euclidean distances between all pairs of rows (upper triangle, i < j)."""
+    """Euclidean distances between all pairs of rows (upper triangle, i < j).
+
+    Parameters
+    ----------
+    features : ndarray, (M, F)
+
+    Returns
+    -------
+    distances : ndarray, (M (M - 1) / 2,)
+    i, j : ndarray of int
+        Row indices of each pair.
+    """
     sq = (features**2).sum(axis=1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * features @ features.T, 0.0)
     i, j = np.triu_indices(len(features), k=1)
     return np.sqrt(d2[i, j]), i, j
 
 
-def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50):
+def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50, min_share: float = 0.01):
     """Eq. 7 pair distance distribution ``p(z)`` and eq. 8 autocorrelation ``C_mu(z)`` per target.
 
     Parameters
@@ -76,11 +190,14 @@ def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50):
     features : (M, F) array
     targets : (M, T) array
     bins : int
+    min_share : float
+        The ACF of a bin holding less than this share of the pairs is NaN: at the largest
+        distances a handful of pairs gives values far outside [-1, 1] (noise ~ 1/sqrt(pairs)).
 
     Returns
     -------
     z : (bins,) bin centres; pddf : (bins,) density (integrates to 1 over pairs i != j);
-    acf : (T, bins), NaN where a bin has no pairs.
+    acf : (T, bins), NaN where a bin has no pairs or fewer than ``min_share`` of them.
     """
     dist, i, j = pair_distances(features)
     edges = np.linspace(0.0, dist.max() * (1 + 1e-9) if len(dist) else 1.0, bins + 1)
@@ -95,11 +212,27 @@ def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50):
         for t in range(targets.shape[1]):
             product = np.bincount(index, weights=mu[i, t] * mu[j, t], minlength=bins)
             acf[t] = product / counts / variance[t]
+    acf[:, counts < max(min_share * counts.sum(), 1.0)] = np.nan
     return 0.5 * (edges[1:] + edges[:-1]), pddf, acf
 
 
 def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: int = 0, optimize: bool = True):
-    """Unfitted ``GaussianProcessRegressor`` with ``RBF(length) + WhiteKernel(noise)``."""
+    """Unfitted scikit-learn ``GaussianProcessRegressor`` with ``RBF(length) + WhiteKernel(noise)``.
+
+    The paper's kernel ``k = exp(-|x - x'|^2 / 2 l^2) + sigma delta`` (Sec. II C) on standardised
+    targets; bounds :data:`LENGTH_BOUNDS`, :data:`NOISE_BOUNDS`.
+
+    Parameters
+    ----------
+    length, noise : float
+        Initial ``l`` (feature units) and ``sigma`` (standardised target variance).
+    restarts : int
+        Optimiser restarts from random initial values.
+    seed : int
+        Seeds the restarts.
+    optimize : bool
+        False keeps ``length`` and ``noise`` fixed.
+    """
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
@@ -111,7 +244,17 @@ def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: 
 
 @dataclass
 class TargetModel:
-    """A fitted GPR for one target with the standardisation of its values."""
+    """A fitted GPR for one target with the standardisation of its values.
+
+    Attributes
+    ----------
+    name : str
+        Target (a :data:`~.system.PARAM_NAMES` entry).
+    gpr : sklearn.gaussian_process.GaussianProcessRegressor
+        Fitted on ``(values - mean) / std``.
+    mean, std : float
+        Standardisation, in the target's units.
+    """
 
     name: str
     gpr: object
@@ -120,46 +263,102 @@ class TargetModel:
 
     @property
     def length_scale(self) -> float:
+        """Fitted RBF length ``l`` (feature units; paper Table I)."""
         return float(self.gpr.kernel_.k1.length_scale)
 
     @property
     def noise_level(self) -> float:
+        """Fitted white-noise level ``sigma`` (standardised units; paper Table I)."""
         return float(self.gpr.kernel_.k2.noise_level)
 
     @property
     def log_marginal_likelihood(self) -> float:
+        """Log marginal likelihood at the optimum."""
         return float(self.gpr.log_marginal_likelihood_value_)
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predictive mean and standard deviation in the target's units."""
+        """Predictive mean and standard deviation in the target's units.
+
+        Parameters
+        ----------
+        features : ndarray, (M, n) or (n,)
+
+        Returns
+        -------
+        mean, std : ndarray, (M,)
+        """
         mean, std = self.gpr.predict(np.atleast_2d(features), return_std=True)
         return mean * self.std + self.mean, std * self.std
 
 
 @dataclass
 class InversionModel:
-    """GPRs for several targets on one kind of feature (``angular`` g(theta) or ``radial`` g(q))."""
+    """GPRs for several targets on one kind of feature (``angular`` g(theta) or ``radial`` g(q)).
+
+    Attributes
+    ----------
+    features : {"angular", "radial"}
+    axis : ndarray, (n,)
+        ``theta`` (radians) or ``q`` (1/R0) of the training features.
+    targets : dict ``{name: TargetModel}``
+    train_index, test_index : ndarray of int
+        Draws of the data set used for training and held out.
+    rank : int or None
+        SVD rank of the training features chosen by :func:`feature_rank`.
+    scores : dict ``{name: dict}``
+        Held-out ``err``, ``within_1sigma``, ``within_2sigma`` and ``n_test`` per target
+        (:func:`score`), so that whoever applies the model knows its calibration.
+    """
 
     features: str
     axis: np.ndarray
     targets: dict[str, TargetModel] = field(default_factory=dict)
     train_index: np.ndarray | None = None
     test_index: np.ndarray | None = None
+    rank: int | None = None
+    scores: dict[str, dict] = field(default_factory=dict)
 
     def predict(self, features: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{target: (mean, std)}`` for features ``(M, n)``; see :meth:`TargetModel.predict`."""
         return {name: model.predict(features) for name, model in self.targets.items()}
 
 
 def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: int, seed: int) -> TargetModel:
-    """Standardise ``values`` and fit one GPR by maximum log marginal likelihood."""
+    """Standardise ``values`` and fit one GPR by maximum log marginal likelihood (paper Sec. II C).
+
+    Parameters
+    ----------
+    name : str
+        Target name.
+    features : ndarray, (M, n)
+    values : ndarray, (M,)
+        Target values (their units).
+    restarts : int
+    seed : int
+
+    Returns
+    -------
+    TargetModel
+    """
     mean, std = float(values.mean()), float(values.std())
     std = std if std > 0 else 1.0
     gpr = make_gpr(restarts=restarts, seed=seed).fit(features, (values - mean) / std)
     return TargetModel(name, gpr, mean, std)
 
 
-def lml_grid(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:
-    """Log marginal likelihood of the fitted GPR's training data on a ``(noise, length)`` grid."""
+def lml_surface(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:
+    """Log marginal likelihood of the fitted GPR's training data on a ``(noise, length)`` grid (Fig. 6).
+
+    Parameters
+    ----------
+    model : TargetModel
+    lengths, noises : ndarray, 1-D
+        Values of ``l`` and ``sigma``.
+
+    Returns
+    -------
+    ndarray, (len(noises), len(lengths))
+    """
     out = np.empty((len(noises), len(lengths)))
     for a, noise in enumerate(noises):
         for b, length in enumerate(lengths):
@@ -168,19 +367,78 @@ def lml_grid(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.
 
 
 def relative_error(true: np.ndarray, predicted: np.ndarray) -> float:
-    """Paper's ``Err = < |mu - mu_hat| / max(mu, mu_hat) >`` (absolute values guard the sign)."""
+    """Paper 003's ``Err = < |mu - mu_hat| / max(mu, mu_hat) >`` (Sec. III C; absolute values guard the sign).
+
+    Parameters
+    ----------
+    true, predicted : ndarray, (M,)
+
+    Returns
+    -------
+    float
+        Mean relative error (0 when both are 0).
+    """
     denominator = np.maximum(np.abs(true), np.abs(predicted))
     return float(np.mean(np.abs(true - predicted) / np.where(denominator > 0, denominator, 1.0)))
 
 
 def calibration(true: np.ndarray, predicted: np.ndarray, std: np.ndarray) -> tuple[float, float]:
-    """Fractions of points within 1 and 2 predictive standard deviations (ideal 0.683, 0.954)."""
+    """Fractions of points within 1 and 2 predictive standard deviations (ideal 0.683, 0.954).
+
+    Parameters
+    ----------
+    true, predicted, std : ndarray, (M,)
+
+    Returns
+    -------
+    within_1sigma, within_2sigma : float
+    """
     z = np.abs(true - predicted) / np.maximum(std, 1e-300)
     return float(np.mean(z <= 1)), float(np.mean(z <= 2))
 
 
+def score(model: TargetModel, features: np.ndarray, true: np.ndarray) -> dict:
+    """Held-out error and calibration of one target's GPR (paper Fig. 7 and Table I).
+
+    Parameters
+    ----------
+    model : TargetModel
+    features : ndarray, (M, n)
+        Held-out features.
+    true : ndarray, (M,)
+        Their true target values.
+
+    Returns
+    -------
+    dict
+        ``err`` (:func:`relative_error`), ``within_1sigma``, ``within_2sigma``
+        (:func:`calibration`), ``n_test``, and the predictions ``mean`` and ``std`` (M,).
+    """
+    mean, std = model.predict(features)
+    within1, within2 = calibration(true, mean, std)
+    return {"err": relative_error(true, mean), "within_1sigma": within1, "within_2sigma": within2,
+            "n_test": len(true), "mean": mean, "std": std}
+
+
 def resample_feature(axis: np.ndarray, values: np.ndarray, target_axis: np.ndarray) -> np.ndarray:
-    """Linear interpolation of a measured feature onto the training grid (paper Sec. IV)."""
+    """Linear interpolation of a measured feature onto the training grid (paper Sec. IV).
+
+    Parameters
+    ----------
+    axis, values : ndarray, (m,)
+        Measured axis (any order) and feature.
+    target_axis : ndarray, (n,)
+        The model's axis.
+
+    Returns
+    -------
+    ndarray, (n,)
+
+    Raises
+    ------
+    InputError
+        When ``axis`` does not cover ``target_axis``.
+    """
     from ..errors import InputError
 
     order = np.argsort(axis)

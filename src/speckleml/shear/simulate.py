@@ -5,9 +5,8 @@ A configuration is ``4 nL^2`` particles uniform in ``[-L, L]^2`` with log-normal
 ``x' = x + gamma y`` (``gamma = (gamma L) / L``) plus Gaussian non-affine steps of standard
 deviation ``D2``. Only particles inside the beam ``[-L/2, L/2]^2`` scatter, before and after.
 The intensity is eq. 1-2 (volume-weighted sphere amplitudes normalised by ``sum V^2``, the form
-factor from :func:`speckleml.scattering.sphere_form_factor`) on the polar ``(q, theta)`` grid;
-:func:`polar_intensity` is a polar-grid fast path equal to
-:func:`speckleml.scattering.point_intensity` (tested).
+factor from :func:`speckleml.scattering.sphere_form_factor`) on the polar ``(q, theta)`` grid,
+summed by the polar fast path :func:`speckleml.scattering.polar_intensity`.
 
 Two estimators of the ensemble correlation ``g(q) = <I I'> / <I>^2`` (eq. 4):
 
@@ -29,27 +28,48 @@ the default ``"paper"`` follows eq. 3.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..progress import progress
-from ..scattering import sphere_form_factor
+from ..scattering import polar_intensity, sphere_form_factor, sphere_volume
 
 from .system import ESTIMATORS, PARAM_LABELS, PARAM_NAMES, SCALINGS, PolarGrid, ShearSystem, theory_g  # noqa: F401
 
 
 def sample_configurations(system: ShearSystem, n_configs: int, beam: float, generator: torch.Generator,
                           nonaffine_scaling: str = "paper", dtype=torch.float64, device="cpu"):
-    """Draw configurations and their transformed copies (eq. 3).
+    """Draw configurations and their transformed copies (paper 003 eq. 3).
+
+    Parameters
+    ----------
+    system : ShearSystem
+        ``(nL^2, R_s, D2, gamma L)`` in units of R0.
+    n_configs : int
+        Configurations to draw.
+    beam : float
+        Beam size L (R0); particles fill ``[-L, L]^2``.
+    generator : torch.Generator
+        CPU generator; every number is drawn from it in float64 (device- and dtype-independent).
+    nonaffine_scaling : {"paper", "reference"}
+        Steps ``N(0, D2)`` (eq. 3) or times ``sqrt(R0 / R)`` (reference code).
+    dtype, device
+        Of the returned tensors.
 
     Returns
     -------
     positions, moved : torch.Tensor, (n_configs, 4 nL^2, 2)
-        Coordinates before and after the transformation, in ``[-L, L]^2`` (before).
+        Coordinates (R0) before and after the transformation, in ``[-L, L]^2`` before.
     radii : torch.Tensor, (n_configs, 4 nL^2)
+        ``ln R ~ N(0, R_s)`` (R0).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``nonaffine_scaling``.
     """
     if nonaffine_scaling not in SCALINGS:
         raise ValueError(f"nonaffine_scaling must be one of {SCALINGS}, got {nonaffine_scaling!r}")
@@ -70,7 +90,18 @@ def sample_configurations(system: ShearSystem, n_configs: int, beam: float, gene
 
 
 def in_beam(positions: torch.Tensor, beam: float) -> torch.Tensor:
-    """Mask of particles inside the illuminated square ``[-L/2, L/2]^2``."""
+    """Mask of particles inside the illuminated square ``[-L/2, L/2]^2``.
+
+    Parameters
+    ----------
+    positions : torch.Tensor, (..., N, 2)
+    beam : float
+        Beam size L (same units).
+
+    Returns
+    -------
+    torch.Tensor, bool, (..., N)
+    """
     return (positions.abs() < beam / 2).all(dim=-1)
 
 
@@ -79,6 +110,16 @@ def pack(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]
 
     Padding keeps its values but gets ``mask`` False, so callers zero its weights. Cuts the work
     of a configuration from ``4 nL^2`` particles to the ``~nL^2`` that scatter.
+
+    Parameters
+    ----------
+    mask : torch.Tensor, bool, (B, N)
+    *tensors : torch.Tensor, (B, N, ...)
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        The packed mask ``(B, W)`` and each tensor ``(B, W, ...)``, ``W`` = largest count (>= 1).
     """
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
     width = max(int(mask.sum(dim=1).max()), 1)
@@ -91,59 +132,66 @@ def pack(mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]
 
 
 def particle_amplitudes(radii: torch.Tensor, mask: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 1-2 weights ``V_j F(q R_j)`` (zero outside the beam) and ``sum_j V_j^2`` per configuration."""
-    volume = (4.0 * math.pi / 3.0) * radii**3 * mask
+    """Eq. 1-2 weights ``a_j(q) = V_j F(q R_j)`` and the normalisation ``sum_j V_j^2`` (paper 003).
+
+    Parameters
+    ----------
+    radii : torch.Tensor, (B, N)
+        Radii (units of R0).
+    mask : torch.Tensor, bool, (B, N)
+        Particles that scatter (in the beam); the others get zero weight.
+    q : torch.Tensor, (n_q,)
+        Wave-vector magnitudes (1/R0).
+
+    Returns
+    -------
+    amplitude : torch.Tensor, (B, N, n_q)
+    norm : torch.Tensor, (B,)
+        ``sum_j V_j^2`` over the masked particles.
+    """
+    volume = sphere_volume(radii) * mask
     amplitude = volume[..., None] * sphere_form_factor(q, radii[..., None])
     return amplitude, (volume**2).sum(dim=1)
 
 
-def polar_intensity(positions: torch.Tensor, amplitude: torch.Tensor, q: torch.Tensor,
-                    theta: torch.Tensor, q_chunk: int = 10) -> torch.Tensor:
-    """``|sum_j a_j(q) exp(i q.r_j)|^2`` on a polar grid for weights that depend on ``|q|`` only.
-
-    Same result as :func:`speckleml.scattering.point_intensity` with per-(particle, q)
-    amplitudes repeated over theta (a test checks it), 2-3x faster on a CPU: the projections
-    ``s = x cos(theta) + y sin(theta)`` are computed once, the phase of a chunk of ``q`` is one
-    product ``q s``, and the weighted sum over particles is a batched GEMM with the
-    ``(1, N)`` weight row of each ``q``, so no weight-times-phase temporaries are made.
+def speckle_patterns(positions: torch.Tensor, radii: torch.Tensor, beam: float, q: torch.Tensor,
+                     theta: torch.Tensor, q_chunk: int = 10) -> torch.Tensor:
+    """Normalised intensity of paper 003 eq. 1-2, ``|sum_j V_j F(q R_j) e^{i q.r_j}|^2 / sum_j V_j^2``.
 
     Parameters
     ----------
-    positions : torch.Tensor, (B, N, 2)
-    amplitude : torch.Tensor, (B, N, n_q)
-        Real weights ``a_j(q)`` (zero for particles that do not scatter).
+    positions : torch.Tensor, (configs, N, 2)
+        Positions (R0); only those in the beam scatter.
+    radii : torch.Tensor, (configs, N)
+    beam : float
+        Beam size L (R0).
     q, theta : torch.Tensor, 1-D
+        Polar grid (1/R0, radians).
     q_chunk : int
-        Wave-vector magnitudes per chunk (bounds memory to ``B N q_chunk n_theta``).
+        Magnitudes per chunk of :func:`speckleml.scattering.polar_intensity`.
 
     Returns
     -------
-    torch.Tensor, (B, n_q, n_theta)
+    torch.Tensor, (configs, n_q, n_theta)
     """
-    projection = positions[..., 0:1] * torch.cos(theta) + positions[..., 1:2] * torch.sin(theta)
-    rows = amplitude.transpose(1, 2).unsqueeze(-2)  # (B, n_q, 1, N)
-    out = torch.empty(positions.shape[0], len(q), len(theta), dtype=positions.dtype, device=positions.device)
-    for start in range(0, len(q), q_chunk):
-        stop = min(start + q_chunk, len(q))
-        phase = q[start:stop, None, None] * projection[:, None]  # (B, k, N, n_theta)
-        real = (rows[:, start:stop] @ torch.cos(phase)).squeeze(-2)
-        imag = (rows[:, start:stop] @ torch.sin(phase, out=phase)).squeeze(-2)
-        out[:, start:stop] = real * real + imag * imag
-    return out
-
-
-def speckle_patterns(positions: torch.Tensor, radii: torch.Tensor, beam: float, q: torch.Tensor,
-                     theta: torch.Tensor, q_chunk: int = 10) -> torch.Tensor:
-    """Normalised intensity of eq. 1 for each configuration, (configs, n_q, n_theta)."""
     mask, positions, radii = pack(in_beam(positions, beam), positions, radii)
     amplitude, norm = particle_amplitudes(radii, mask, q)
-    intensity = polar_intensity(positions, amplitude, q, theta, q_chunk)
+    intensity = polar_intensity(positions, q, theta, amplitude, q_chunk=q_chunk)
     return intensity / norm.clamp_min(torch.finfo(norm.dtype).tiny)[:, None, None]
 
 
 def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Tensor, beam: float,
                   q: torch.Tensor, theta: torch.Tensor, q_chunk: int = 10):
     """Position-averaged ``I``, ``I'`` and ``I I'`` of each configuration (``pairs`` estimator).
+
+    Parameters
+    ----------
+    positions, moved : torch.Tensor, (configs, N, 2)
+        Positions before and after eq. 3 (R0).
+    radii : torch.Tensor, (configs, N)
+    beam : float
+    q, theta : torch.Tensor, 1-D
+    q_chunk : int
 
     Returns
     -------
@@ -156,7 +204,7 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
     both = before & after
     # one form-factor evaluation for every particle, then masks select the scatterers
     amplitude, _ = particle_amplitudes(radii, torch.ones_like(before), q)
-    volume2 = ((4.0 * math.pi / 3.0) * radii**3) ** 2
+    volume2 = sphere_volume(radii) ** 2
     norm_before = (volume2 * before).sum(dim=1)
     norm_after = (volume2 * after).sum(dim=1)
     squared = amplitude**2
@@ -164,7 +212,7 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
     incoherent_after = (squared * after[..., None]).sum(dim=1)
     mask, shift, weight = pack(both, moved - positions, squared)
     weight = weight * mask[..., None]
-    coherent = polar_intensity(shift, weight, q, theta, q_chunk)
+    coherent = polar_intensity(shift, q, theta, weight, q_chunk=q_chunk)
     self_term = (weight**2).sum(dim=1)
     norm = (norm_before * norm_after).clamp_min(torch.finfo(norm_before.dtype).tiny)[:, None]
     product = (incoherent_before * incoherent_after - self_term)[..., None] + coherent
@@ -175,7 +223,13 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
 
 
 class CorrelationAccumulator:
-    """Running sums of ``I``, ``I^2``, ``P = I I'``, ``P^2`` and ``I P`` (float64) for eq. 4 and its error."""
+    """Running sums of ``I``, ``I^2``, ``P = I I'``, ``P^2`` and ``I P`` (float64) for eq. 4 and its error.
+
+    Parameters
+    ----------
+    shape : (n_q, n_theta)
+        Grid of the sums.
+    """
 
     def __init__(self, shape: tuple[int, int]):
         self.count = 0
@@ -207,7 +261,25 @@ def correlation_batches(system: ShearSystem, n_configs: int, batch: int, grid: P
                         generator: torch.Generator, estimator: str = "speckle",
                         nonaffine_scaling: str = "paper", dtype=torch.float32,
                         device="cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(intensity, product)`` for batches of configurations of one system."""
+    """Yield ``(intensity, product)`` for batches of configurations of one system.
+
+    Parameters
+    ----------
+    system, n_configs, batch, grid, generator, estimator, nonaffine_scaling, dtype, device
+        See :func:`simulate_correlation`.
+
+    Yields
+    ------
+    intensity : torch.Tensor, (B, n_q, n_theta) or (B, n_q, 1)
+        ``I`` before the move (speckle) or its position average (pairs).
+    product : torch.Tensor, (B, n_q, n_theta)
+        ``I I'`` (speckle) or its position average (pairs).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``estimator``.
+    """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     q = torch.as_tensor(grid.q(), dtype=dtype, device=device)
@@ -268,8 +340,57 @@ def simulate_correlation(system: ShearSystem, n_configs: int, grid: PolarGrid, s
     return out
 
 
+def mc_settings(*, batch: int, configs: int, dtype: str, device: str) -> dict:
+    """Torch ``dtype`` and ``device`` of the Monte Carlo sums, checked once.
+
+    Parameters
+    ----------
+    batch, configs : int
+        Configurations per batch and per system (>= 1).
+    dtype : {"float32", "float64"}
+    device : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    dict
+        ``dtype`` (torch.dtype) and ``device`` (torch.device), keyword arguments of
+        :func:`simulate_correlation`.
+
+    Raises
+    ------
+    InputError
+        ``batch < 1``, ``configs < 1``, a dtype other than float32/float64, or an unknown or
+        unavailable device.
+    """
+    from ..errors import InputError
+    from ..runtime import resolve_device
+
+    if batch < 1 or configs < 1:
+        raise InputError(f"batch and configs must be >= 1, got {batch} and {configs}")
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
+    return {"dtype": getattr(torch, dtype), "device": resolve_device(device)}
+
+
+def monte_carlo_attrs(grid: PolarGrid, estimator: str, nonaffine_scaling: str) -> dict:
+    """Store attributes that say how ``g`` was estimated and on which grid.
+
+    Returns
+    -------
+    dict
+        ``estimator``, ``nonaffine_scaling`` and ``grid`` (beam, q_min, q_max, n_q, n_theta).
+    """
+    return {"estimator": estimator, "nonaffine_scaling": nonaffine_scaling, "grid": dataclasses.asdict(grid)}
+
+
 def make_generator(seed: int | np.random.SeedSequence) -> torch.Generator:
-    """A torch CPU generator seeded from an int or a :class:`numpy.random.SeedSequence`."""
+    """A torch CPU generator seeded from an int or a :class:`numpy.random.SeedSequence`.
+
+    Returns
+    -------
+    torch.Generator
+        On the CPU (configurations are drawn there whatever the device of the sums).
+    """
     if isinstance(seed, np.random.SeedSequence):
         seed = int(seed.generate_state(1, dtype=np.uint64)[0] % (2**63))
     generator = torch.Generator(device="cpu")

@@ -32,13 +32,20 @@ class ShearSystem:
 
     @classmethod
     def from_array(cls, values) -> "ShearSystem":
-        """Build from ``(nL^2, R_s, D2, gamma L)``."""
+        """Build from ``(nL^2, R_s, D2, gamma L)``.
+
+        Raises
+        ------
+        ValueError
+            Not four numbers, ``nL^2 <= 0``, ``R_s < 0`` or ``D2 < 0``.
+        """
         values = [float(v) for v in values]
         if len(values) != 4:
             raise ValueError(f"need 4 parameters (nL^2, R_s, D2, gamma L), got {len(values)}")
         return cls(*values)
 
     def as_array(self) -> np.ndarray:
+        """``(nL^2, R_s, D2, gamma L)`` as a float64 array, (4,)."""
         return np.array([self.density, self.r_s, self.d2, self.gamma_l], dtype=np.float64)
 
 

@@ -57,13 +57,20 @@ def detector_maps(store) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def _symmetrise(c2: np.ndarray, name: str) -> np.ndarray:
-    """Fill the lower triangle of an upper-triangle map (APS stores ``triu(c2)``)."""
-    lower = np.tril(c2, -1)
-    upper = np.triu(c2, 1)
-    if not np.any(lower) and np.any(upper):
-        return c2 + upper.T
+    """Full symmetric map from one stored triangle (APS stores ``triu(c2)``; zeros or NaN
+    fill the other half) or a map that is already symmetric."""
+    below = np.tril_indices_from(c2, -1)
+    lower, upper = c2[below], c2.T[below]
+    empty = lambda v: not np.any(np.nan_to_num(v, nan=0.0))  # noqa: E731 - zeros or NaN only
+    full = c2.copy()
+    if empty(lower) and not empty(upper):
+        full[below] = upper                       # mirror the upper triangle
+        return full
+    if empty(upper) and not empty(lower):
+        full.T[below] = lower                     # lower triangle stored instead
+        return full
     if not np.allclose(c2, c2.T, rtol=1e-5, atol=1e-6, equal_nan=True):
-        raise InputError(f"{name}: C2 map is neither symmetric nor upper-triangular")
+        raise InputError(f"{name}: C2 map is neither symmetric nor one stored triangle")
     return c2
 
 
@@ -84,7 +91,14 @@ def read_c2_file(path: str | os.PathLike, dataset: str | None = None) -> tuple[n
     c2 : ndarray (roi, T, T)
         Symmetric maps (upper-triangle storage is mirrored).
     meta : dict
-        ``dt`` (s) and ``roi_q`` when the file records them.
+        ``dt`` (s) and ``roi_q`` when the file records them; ``aps_layout`` True when the
+        maps came from the APS ``c2_*`` group (classical normalisation by convention).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, complex or non-square maps, infinite values, an empty
+        ``frame_time``, an HDF5 layout without the APS group (and no ``dataset``).
     """
     path = Path(path)
     if not path.exists():
@@ -99,9 +113,14 @@ def read_c2_file(path: str | os.PathLike, dataset: str | None = None) -> tuple[n
             raise InputError(f"{path}: unknown C2 format (use .npy or HDF5 .h5/.hdf/.nxs)")
     except InputError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError) as exc:
         raise InputError(f"{path}: cannot read C2 ({' '.join(str(exc).split())})") from None
-    data = np.asarray(data, dtype=np.float64)
+    data = np.asarray(data)
+    if data.dtype.kind == "c":
+        raise InputError(f"{path}: C2 must be real, got complex values ({data.dtype})")
+    if data.dtype.kind not in "uifb":
+        raise InputError(f"{path}: C2 must be numeric, got dtype {data.dtype}")
+    data = data.astype(np.float64)
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3 or data.shape[-1] != data.shape[-2] or data.shape[-1] < 2:
@@ -116,7 +135,10 @@ def _read_c2_hdf5(path: Path, dataset: str | None, meta: dict) -> np.ndarray:
 
     with h5py.File(path, "r") as handle:
         if APS_FRAME_TIME in handle:
-            meta["dt"] = float(np.ravel(handle[APS_FRAME_TIME][()])[0])
+            frame_time = np.ravel(handle[APS_FRAME_TIME][()])
+            if frame_time.size == 0:
+                raise InputError(f"{path}: {APS_FRAME_TIME} is empty (give --dt, or fix the file)")
+            meta["dt"] = float(frame_time[0])
         if dataset:
             if dataset not in handle:
                 raise InputError(f"{path}: HDF5 dataset {dataset!r} not found")
@@ -124,7 +146,14 @@ def _read_c2_hdf5(path: Path, dataset: str | None, meta: dict) -> np.ndarray:
         if APS_C2_GROUP not in handle:
             raise InputError(f"{path}: no {APS_C2_GROUP} group (APS two-time layout); use --dataset")
         group = handle[APS_C2_GROUP]
-        names = sorted(n for n in group if re.fullmatch(r"c2_\d+", n))
+        meta["aps_layout"] = True
+        if isinstance(group, h5py.Dataset):     # one stacked (roi, T, T) dataset instead of c2_* maps
+            if group.ndim != 3:
+                raise InputError(f"{path}: {APS_C2_GROUP} is a {group.ndim}-D dataset, expected a group "
+                                 f"of c2_* maps or a (roi, T, T) stack")
+            return group[...]
+        # numeric order (c2_2 before c2_10; unpadded names occur in practice)
+        names = sorted((n for n in group if re.fullmatch(r"c2_\d+", n)), key=lambda n: int(n[3:]))
         if not names:
             raise InputError(f"{path}: {APS_C2_GROUP} holds no c2_* maps")
         maps = [group[n][...] for n in names]
@@ -133,9 +162,16 @@ def _read_c2_hdf5(path: Path, dataset: str | None, meta: dict) -> np.ndarray:
         if APS_Q_LIST in handle:
             q = np.ravel(handle[APS_Q_LIST][()]).astype(float)
             bins = handle["/xpcs/twotime/processed_bins"][()] if "/xpcs/twotime/processed_bins" in handle else None
-            index = [int(re.sub(r"\D", "", n)) - 1 for n in names] if bins is None else list(np.ravel(bins) - 1)
-            if len(index) == len(names) and all(0 <= i < q.size for i in index):
-                meta["roi_q"] = q[index].tolist()
+            # without processed_bins, c2_<k> is bin k (1-based)
+            index = [int(n[3:]) - 1 for n in names] if bins is None else list(np.ravel(bins) - 1)
+            # q-phi maps: bin k (0-based) is ring k // n_phi, sector k % n_phi
+            n_phi = 1
+            if "/xpcs/qmap/dynamic_num_pts" in handle:
+                points = np.ravel(handle["/xpcs/qmap/dynamic_num_pts"][()])
+                if points.size >= 2 and int(points[0]) == q.size and int(points[1]) >= 1:
+                    n_phi = int(points[1])
+            if len(index) == len(names) and all(0 <= i < q.size * n_phi for i in index):
+                meta["roi_q"] = q[np.asarray(index, int) // n_phi].tolist()
         return np.stack(maps)
 
 
@@ -185,6 +221,16 @@ def read_g2_table(path: str | os.PathLike) -> list[dict]:
     missing = {"lag", "g2"} - set(table.columns)
     if missing:
         raise InputError(f"{path}: g2 table lacks column(s) {sorted(missing)} (need lag, g2[, g2_err, roi])")
+    if table.empty:
+        raise InputError(f"{path}: g2 table has a header but no rows")
+    for column in ("lag", "g2", "g2_err"):
+        if column in table.columns:
+            values = pd.to_numeric(table[column], errors="coerce")
+            bad = values.isna() & table[column].notna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise InputError(f"{path}: column {column!r} row {row + 1} is not a number: {table[column].iloc[row]!r}")
+            table[column] = values
     key = "roi" if "roi" in table.columns else ("q" if "q" in table.columns else None)
     groups = table.groupby(key, sort=True) if key else [(0, table)]
     curves = []
@@ -211,7 +257,8 @@ def _is_number(text: str) -> bool:
 
 def write_aps_hdf5(path: str | os.PathLike, c2: np.ndarray, g2: np.ndarray, lag: np.ndarray,
                    roi_q: np.ndarray, dt: float, g2_err: np.ndarray | None = None,
-                   qmap: dict | None = None, attrs: dict | None = None) -> Path:
+                   qmap: dict | None = None, attrs: dict | None = None,
+                   incident_energy: float | None = None) -> Path:
     """Write one series' C2 and g2 in the APS 8-ID-I result layout, atomically.
 
     Parameters
@@ -230,6 +277,9 @@ def write_aps_hdf5(path: str | os.PathLike, c2: np.ndarray, g2: np.ndarray, lag:
         Extra ``/xpcs/qmap`` datasets (``dynamic_roi_map``, ``mask``, beam centre ...).
     attrs : dict, optional
         Root attributes (provenance, normalisation).
+    incident_energy : float, optional
+        Photon energy (keV) for ``/entry/instrument/incident_beam/incident_energy``; written
+        with everything else before the atomic rename.
     """
     import h5py
 
@@ -252,8 +302,11 @@ def write_aps_hdf5(path: str | os.PathLike, c2: np.ndarray, g2: np.ndarray, lag:
             handle["/xpcs/multitau/delay_list"] = lag[keep]
             if g2_err is not None:
                 handle["/xpcs/multitau/normalized_g2_err"] = np.asarray(g2_err, float)[:, keep].T
-            handle[APS_Q_LIST] = np.asarray(roi_q, float)
+            if "dynamic_v_list_dim0" not in (qmap or {}):     # else the ring centres of a q-phi map
+                handle[APS_Q_LIST] = np.asarray(roi_q, float)
             handle["/xpcs/qmap/dynamic_index_mapping"] = np.arange(c2.shape[0])
             for key, value in (qmap or {}).items():
                 handle[f"/xpcs/qmap/{key}"] = value
+            if incident_energy is not None:
+                handle["/entry/instrument/incident_beam/incident_energy"] = np.float64(incident_energy)
     return path

@@ -1,27 +1,35 @@
 """Correlation tools: ``correlate``, ``fit-g2``, ``import-c2``, ``export-aps``, ``plot-g2``.
 
-Registered at the top level of ``speckleml`` by :mod:`speckleml.xpcs.import_cli`. Heavy modules
-are imported inside the handlers so that ``--help`` stays fast.
+Registered at the top level of ``speckleml`` by :mod:`speckleml.xpcs.import_cli`. Each handler
+parses, then calls one function of :mod:`speckleml.xpcs` (imported inside the handler, so that
+``--help`` stays fast and a rule depends only on the code its stage runs).
 """
 
 from __future__ import annotations
 
 import logging
 
-from ..cli import add_stage
+from ..cli import (add_config_option, add_stage, finite_float, float_in, non_negative_float, non_negative_int,
+                   positive_float, positive_int)
 
 log = logging.getLogger(__name__)
 
-NORMALIZATION_HELP = ("C2 normalisation: aps = paper 001 eq. 1-2 <D D>_pixels with D = I/<I>_t - 1; "
-                      "covariance = paper 000 eq. 19 (Pearson over pixels); classical = "
-                      "<I1 I2>/(<I1><I2>) (default %(default)s)")
+#: :data:`speckleml.correlation.NORMALIZATIONS` (not imported here: ``--help`` stays light).
+NORMALIZATIONS = ("pixel_mean", "ring_mean", "covariance", "classical")
+#: Stretching exponents the KWW fit accepts (:data:`speckleml.xpcs.fit.GAMMA_RANGE`).
+GAMMA_RANGE = (0.2, 4.0)
+
+NORMALIZATION_HELP = ("C2 normalisation: pixel_mean = D = I/<I>_t - 1 per pixel, C2 = <D D>_pixels; "
+                      "ring_mean = paper 001 eq. 1-2, D = I/<I(Q)>_t - 1 with one time-and-ring mean per "
+                      "ring; covariance = paper 000 eq. 19 (Pearson over pixels); classical = "
+                      "<I1 I2>/(<I1><I2>), the form of APS software (default %(default)s)")
 
 CORRELATE_EXAMPLE = """\
 examples:
   speckleml correlate results/xpcs/frames.zarr results/xpcs/c2.zarr \\
       --q-first 0.0016 --q-width 2e-4 --q-step 2e-4 --n-rings 8 --normalization classical
   speckleml correlate frames.zarr c2.zarr --q-first 4 --q-width 3 --q-step 3 --n-rings 4 \\
-      --n-sectors 18 --normalization aps --max-memory 512
+      --n-sectors 18 --normalization ring_mean --max-memory 512
 """
 
 FIT_EXAMPLE = """\
@@ -34,9 +42,10 @@ examples:
 
 IMPORT_C2_EXAMPLE = """\
 examples:
-  speckleml import-c2 ../shared/data/real/bnl_two_time/test_g2.npy results/real/c2.zarr --dt 1
+  speckleml import-c2 ../shared/data/real/bnl_two_time/test_g2.npy results/real/c2.zarr --dt 1 \\
+      --normalization classical
   speckleml import-c2 A001_results.hdf c2.zarr          # APS /xpcs/twotime/correlation_map/c2_*
-  speckleml import-c2 maps.h5 c2.zarr --dataset /c2 --dt 0.01 --roi-q 0.002 0.003
+  speckleml import-c2 maps.h5 c2.zarr --dataset /c2 --dt 0.01 --roi-q 0.002 0.003 --normalization classical
 """
 
 EXPORT_EXAMPLE = """\
@@ -59,30 +68,36 @@ def register(commands) -> None:
                        epilog=CORRELATE_EXAMPLE)
     parser.add_argument("frames", help="frames store (*.zarr)")
     parser.add_argument("output", help="c2 store to write (*.zarr)")
-    parser.add_argument("--q-first", type=float, required=True, help="inner edge of the first ring (store q units)")
-    parser.add_argument("--q-width", type=float, required=True, help="ring width (store q units)")
-    parser.add_argument("--q-step", type=float, required=True, help="centre-to-centre ring spacing (>= width)")
-    parser.add_argument("--n-rings", type=int, required=True, help="number of rings")
-    parser.add_argument("--n-sectors", type=int, default=1, help="azimuthal sectors per ring (default %(default)s)")
-    parser.add_argument("--normalization", choices=("aps", "covariance", "classical"), default="classical",
-                        help=NORMALIZATION_HELP)
-    parser.add_argument("--min-pixel-mean", type=float, default=0.0,
-                        help="exclude pixels whose time-averaged intensity is <= this (beamstop shadow, dead "
-                             "pixels; default %(default)s keeps all pixels of the store mask)")
-    parser.add_argument("--max-memory", type=float,
-                        help="MiB for the normalised ROI panels held at once (default or 0: size of the C2 output)")
+    parser.add_argument("--q-first", type=non_negative_float, required=True,
+                        help="inner edge of the first ring (store q units)")
+    parser.add_argument("--q-width", type=positive_float, required=True, help="ring width (store q units)")
+    parser.add_argument("--q-step", type=positive_float, required=True,
+                        help="centre-to-centre ring spacing (>= width)")
+    parser.add_argument("--n-rings", type=positive_int, required=True, help="number of rings")
+    add_config_option(parser, "--n-sectors", key="xpcs.rois.n_sectors", type=positive_int,
+                      help="azimuthal sectors per ring (default %(default)s)")
+    add_config_option(parser, "--normalization", key="xpcs.correlate.normalization", choices=NORMALIZATIONS,
+                      help=NORMALIZATION_HELP)
+    add_config_option(parser, "--min-pixel-mean", key="xpcs.synthetic.rois.min_pixel_mean", type=non_negative_float,
+                      help="exclude pixels whose time-averaged intensity is <= this (beamstop shadow, dead "
+                           "pixels; default %(default)s keeps all pixels of the store mask)")
+    add_config_option(parser, "--max-memory", key="xpcs.correlate.max_memory_mib", type=non_negative_float,
+                      help="MiB for the normalised ROI panels held at once (0: size of the C2 output; "
+                           "default %(default)s)")
 
     parser = add_stage(commands, "fit-g2", fit_g2,
                        "c2 store or g2 table -> CSV of beta, tau, gamma, baseline with errors per ROI",
                        epilog=FIT_EXAMPLE)
     parser.add_argument("input", help="c2 store (*.zarr) or g2 table (*.csv)")
     parser.add_argument("output", help="CSV to write")
-    parser.add_argument("--fix-gamma", type=float, help="hold the stretching exponent at this value")
+    add_config_option(parser, "--fix-gamma", key="xpcs.fit.fix_gamma", type=float_in(*GAMMA_RANGE),
+                      help=f"hold the stretching exponent at this value, in [{GAMMA_RANGE[0]:g}, "
+                           f"{GAMMA_RANGE[1]:g}] (the fit's bounds; default: fit it)")
     parser.add_argument("--no-baseline", action="store_true", help="hold the baseline at 0")
-    parser.add_argument("--max-lag-fraction", type=float, default=0.5,
-                        help="c2 store: fit lags up to this fraction of the series (long lags average "
-                             "few C2 elements; default %(default)s)")
-    parser.add_argument("--offset", type=float,
+    add_config_option(parser, "--max-lag-fraction", key="xpcs.fit.max_lag_fraction", type=float_in(0, 1, low_open=True),
+                      help="c2 store: fit lags up to this fraction of the series (long lags average "
+                           "few C2 elements; default %(default)s)")
+    parser.add_argument("--offset", type=finite_float,
                         help="value of g2 at full decorrelation (default: from the store's normalisation, "
                              "1 for tables)")
 
@@ -92,10 +107,12 @@ def register(commands) -> None:
     parser.add_argument("input", help=".npy (T, T) or (roi, T, T), or HDF5")
     parser.add_argument("output", help="c2 store to write (*.zarr)")
     parser.add_argument("--dataset", help="HDF5 dataset to read instead of the APS c2_* maps")
-    parser.add_argument("--dt", type=float, help="frame time in seconds (default: from the file, else 1)")
-    parser.add_argument("--roi-q", type=float, nargs="+", help="q of every ROI (default: from the file, else NaN)")
-    parser.add_argument("--normalization", choices=("aps", "covariance", "classical"), default="classical",
-                        help="normalisation the maps were computed with (default %(default)s, as APS/BNL)")
+    parser.add_argument("--dt", type=positive_float, help="frame time in seconds (default: from the file, else 1)")
+    parser.add_argument("--roi-q", type=finite_float, nargs="+",
+                        help="q of every ROI (default: from the file, else NaN)")
+    parser.add_argument("--normalization", choices=NORMALIZATIONS,
+                        help="normalisation the maps were computed with (default: classical for the APS "
+                             "layout, whose two-time maps are classical; required for other inputs)")
 
     parser = add_stage(commands, "export-aps", export_aps,
                        "c2 store -> HDF5 in the APS 8-ID-I result layout (one file per series)",
@@ -110,264 +127,49 @@ def register(commands) -> None:
     parser.add_argument("c2", help="c2 store (*.zarr)")
     parser.add_argument("fits", help="fit table from fit-g2 (CSV)")
     parser.add_argument("output", help="figure to write (.png/.pdf)")
-    parser.add_argument("--roi", type=int, default=0, help="ROI whose C2 map is shown (default %(default)s)")
-    parser.add_argument("--max-lag-fraction", type=float, default=0.5,
-                        help="plot lags up to this fraction of the series, as fitted (default %(default)s)")
-
-
-# --------------------------------------------------------------------------- correlate
+    add_config_option(parser, "--roi", key="xpcs.figure_roi", type=non_negative_int,
+                      help="ROI whose C2 map is shown (default %(default)s)")
+    add_config_option(parser, "--max-lag-fraction", key="xpcs.fit.max_lag_fraction", type=float_in(0, 1, low_open=True),
+                      help="plot lags up to this fraction of the series, as fitted (default %(default)s)")
 
 
 def correlate(args) -> int:
-    import numpy as np
+    from ..cli import provenance_from_args
+    from .correlate import correlate_frames
 
-    from ..correlation import G2_OFFSET, g2_from_c2, mean_image, q_ring_rois, ring_edges, sector_centres, two_time
-    from ..errors import InputError
-    from ..provenance import provenance_from_args
-    from ..stores import read_frames, write_c2
-    from .aps import detector_maps
-
-    store = read_frames(args.frames, lazy=True)
-    frames = store["frames"]
-    n_series, n_frames = frames.shape[:2]
-    if n_frames < 2:
-        raise InputError(f"{args.frames}: need at least 2 frames, got {n_frames}")
-    try:
-        edges = ring_edges(args.q_first, args.q_width, args.q_step, args.n_rings)
-    except ValueError as exc:
-        raise InputError(f"--q-first/--q-width/--q-step/--n-rings: {exc}") from None
-    if args.n_sectors < 1:
-        raise InputError("--n-sectors must be >= 1")
-    q_map, phi_map, q_unit = detector_maps(store)
-    mask = np.asarray(store["mask"], bool)
-    if args.min_pixel_mean > 0:
-        mask = mask & (mean_image(frames) > args.min_pixel_mean)
-        log.info("%d of %d pixels have a mean intensity > %g", int(mask.sum()), mask.size, args.min_pixel_mean)
-    labels, roi_q = q_ring_rois(q_map, edges, mask=mask, phi_map=phi_map, n_sectors=args.n_sectors)
-    n_roi = roi_q.size
-    n_pixels = np.bincount(labels.ravel(), minlength=n_roi + 1)[1:]
-    if np.any(n_pixels < 2):
-        empty = [int(i) for i in np.flatnonzero(n_pixels < 2)]
-        raise InputError(f"ROIs {empty} have fewer than 2 valid pixels: rings {edges[0, 0]:g}..{edges[-1, 1]:g} "
-                         f"{q_unit} vs detector q {np.nanmin(q_map):g}..{np.nanmax(q_map):g} (check --q-first/--q-width)")
-    if args.max_memory is not None and args.max_memory < 0:
-        raise InputError("--max-memory must be >= 0 MiB")
-    max_memory = int(args.max_memory * 2**20) if args.max_memory else None
-    c2 = np.empty((n_series, n_roi, n_frames, n_frames), np.float32)
-    for s in range(n_series):
-        try:
-            c2[s] = two_time(frames, labels, args.normalization, series=s, n_roi=n_roi, max_memory=max_memory,
-                             desc=f"c2 series {s}")
-        except ValueError as exc:
-            raise InputError(f"{args.frames}: {exc}") from None
-    g2, g2_err = g2_from_c2(c2)
-    dt = float(store.attrs.get("dt", 1.0))
-    rois = {"q_edges": edges.tolist(), "n_sectors": args.n_sectors, "phi_centres": sector_centres(args.n_sectors).tolist(),
-            "n_pixels": n_pixels.tolist(), "q_units": q_unit, "detector_shape": list(labels.shape),
-            "geometry": store.attrs.get("geometry"), "min_pixel_mean": args.min_pixel_mean}
-    attrs = {"dt": dt, "g2_offset": G2_OFFSET[args.normalization], "rois": rois, "source": str(args.frames),
-             "units": {"lag": "s", "q": q_unit}}
-    write_c2(args.output, c2, g2, np.arange(n_frames) * dt, roi_q, args.normalization, g2_err=g2_err,
-             attrs=attrs, provenance=provenance_from_args(args, inputs=[args.frames]))
-    log.info("wrote %s: %d series x %d ROIs x %d^2 frames (%s)", args.output, n_series, n_roi, n_frames,
-             args.normalization)
+    correlate_frames(args.frames, args.output, q_first=args.q_first, q_width=args.q_width, q_step=args.q_step,
+                     n_rings=args.n_rings, n_sectors=args.n_sectors, normalization=args.normalization,
+                     min_pixel_mean=args.min_pixel_mean, max_memory_mib=args.max_memory,
+                     provenance=provenance_from_args(args, inputs=[args.frames]))
     return 0
-
-
-# --------------------------------------------------------------------------- fit-g2
-
-
-def _curves_from_store(path, max_lag_fraction: float):
-    """(series, roi, q, lag, g2, err, offset) of every curve in a c2 store."""
-    import numpy as np
-
-    from ..correlation import G2_OFFSET
-    from ..stores import read_c2
-
-    store = read_c2(path, lazy=True)
-    lag = np.asarray(store["lag"], float)
-    g2 = np.asarray(store["g2"], float)
-    err = np.asarray(store["g2_err"], float) if "g2_err" in store else None
-    offset = float(store.attrs.get("g2_offset", G2_OFFSET.get(store.attrs["normalization"], 1.0)))
-    keep = np.arange(lag.size) <= max(2, int(max_lag_fraction * lag.size))
-    for s in range(g2.shape[0]):
-        for r in range(g2.shape[1]):
-            yield (s, r, float(store["roi_q"][r]), lag[keep], g2[s, r, keep],
-                   None if err is None else err[s, r, keep], offset)
 
 
 def fit_g2(args) -> int:
-    import pandas as pd
+    from .fit import fit_g2_curves
 
-    from ..atomic import write_csv
-    from ..errors import InputError
-    from ..fitting import fit_g2 as fit
-    from .aps import read_g2_table
-
-    if not 0 < args.max_lag_fraction <= 1:
-        raise InputError("--max-lag-fraction must be in (0, 1]")
-    if args.input.rstrip("/").endswith(".zarr"):
-        curves = list(_curves_from_store(args.input, args.max_lag_fraction))
-    else:
-        curves = [(0, c["roi"], c["q"], c["lag"], c["g2"], c["g2_err"], 1.0) for c in read_g2_table(args.input)]
-    rows = []
-    for series, roi, q, lag, g2, err, offset in curves:
-        result = fit(lag, g2, err, offset=args.offset if args.offset is not None else offset,
-                     fit_gamma=args.fix_gamma is None, gamma=args.fix_gamma or 1.0,
-                     fit_baseline=not args.no_baseline)
-        rows.append({"series": series, "roi": roi, "q": q, **result.row()})
-        if not result.success:
-            log.warning("series %d roi %d: fit failed: %s", series, roi, result.message)
-    table = pd.DataFrame(rows)
-    write_csv(table, args.output)
-    log.info("wrote %s: %d fits (%d succeeded)", args.output, len(table), int(table["success"].sum()))
+    fit_g2_curves(args.input, args.output, max_lag_fraction=args.max_lag_fraction, fix_gamma=args.fix_gamma,
+                  baseline=not args.no_baseline, offset=args.offset)
     return 0
-
-
-# --------------------------------------------------------------------------- import / export
 
 
 def import_c2(args) -> int:
-    import numpy as np
+    from ..cli import provenance_from_args
+    from .export import import_c2 as run
 
-    from ..correlation import G2_OFFSET, g2_from_c2
-    from ..errors import InputError
-    from ..provenance import provenance_from_args
-    from ..stores import write_c2
-    from .aps import read_c2_file
-
-    c2, meta = read_c2_file(args.input, args.dataset)
-    dt = args.dt if args.dt is not None else meta.get("dt", 1.0)
-    if not np.isfinite(dt) or dt <= 0:
-        raise InputError(f"--dt must be a positive number, got {dt}")
-    roi_q = args.roi_q if args.roi_q is not None else meta.get("roi_q", [float("nan")] * c2.shape[0])
-    if len(roi_q) != c2.shape[0]:
-        raise InputError(f"--roi-q has {len(roi_q)} values but {args.input} holds {c2.shape[0]} C2 maps")
-    g2, g2_err = g2_from_c2(c2)
-    n_frames = c2.shape[-1]
-    write_c2(args.output, c2[None].astype(np.float32), g2[None], np.arange(n_frames) * dt, roi_q,
-             args.normalization, g2_err=g2_err[None],
-             attrs={"dt": dt, "g2_offset": G2_OFFSET[args.normalization], "source": str(args.input),
-                    "units": {"lag": "s", "q": "1/Angstrom"}},
-             provenance=provenance_from_args(args, inputs=[args.input]))
-    log.info("wrote %s: %d ROIs x %d^2 frames from %s", args.output, c2.shape[0], n_frames, args.input)
+    run(args.input, args.output, dataset=args.dataset, dt=args.dt, roi_q=args.roi_q,
+        normalization=args.normalization, provenance=provenance_from_args(args, inputs=[args.input]))
     return 0
-
-
-def _qmap_from_frames(frames_path, rois: dict) -> dict:
-    """ROI maps, mask and geometry of ``/xpcs/qmap`` rebuilt from the frames store."""
-    import numpy as np
-
-    from ..correlation import mean_image, q_ring_rois
-    from ..stores import read_frames
-    from .aps import detector_maps
-
-    store = read_frames(frames_path, lazy=True)
-    q_map, phi_map, _ = detector_maps(store)
-    mask = np.asarray(store["mask"], bool)
-    if float(rois.get("min_pixel_mean", 0)) > 0:
-        mask = mask & (mean_image(store["frames"]) > float(rois["min_pixel_mean"]))
-    labels, _ = q_ring_rois(q_map, np.asarray(rois["q_edges"]), mask=mask, phi_map=phi_map,
-                            n_sectors=int(rois.get("n_sectors", 1)))
-    qmap = {"dynamic_roi_map": labels, "static_roi_map": labels, "mask": mask.astype(np.int32),
-            "dynamic_num_pts": np.array([len(rois["q_edges"]), int(rois.get("n_sectors", 1))]),
-            "dynamic_v_list_dim1": np.rad2deg(np.asarray(rois.get("phi_centres", [0.0]))),
-            "map_names": np.array([b"q", b"phi"]), "map_units": np.array([b"1/A", b"deg"])}
-    geometry = store.attrs.get("geometry")
-    if geometry:
-        qmap.update(beam_center_y=float(geometry["center"][0]), beam_center_x=float(geometry["center"][1]),
-                    pixel_size=float(geometry["pixel_size"]), detector_distance=float(geometry["distance"]))
-    return qmap
 
 
 def export_aps(args) -> int:
-    import json
-    from pathlib import Path
+    from .export import export_aps as run
 
-    from ..errors import InputError
-    from ..stores import read_c2
-    from .aps import HC_KEV_ANGSTROM, write_aps_hdf5
-
-    store = read_c2(args.input)
-    rois = store.attrs.get("rois")
-    qmap = None
-    if args.frames:
-        if not rois:
-            raise InputError(f"{args.input}: store has no ROI definition (rois attr) to rebuild the q map")
-        qmap = _qmap_from_frames(args.frames, rois)
-    output = Path(args.output)
-    n_series = store["c2"].shape[0]
-    attrs = {"normalization": store.attrs["normalization"], "creator": "speckleml export-aps",
-             "provenance": json.dumps(store.provenance)}
-    geometry = (rois or {}).get("geometry")
-    # APS viewers expect baseline-1 g2 and C2: shift the fluctuation forms (aps, covariance).
-    shift = 1.0 - float(store.attrs.get("g2_offset", 1.0))
-    attrs["baseline_shift_added"] = shift
-    for s in range(n_series):
-        path = output if s == 0 else output.with_name(f"{output.stem}_s{s:03d}{output.suffix}")
-        write_aps_hdf5(path, store["c2"][s] + shift, store["g2"][s] + shift, store["lag"], store["roi_q"],
-                       float(store.attrs.get("dt", 1.0)), g2_err=store["g2_err"][s] if "g2_err" in store else None,
-                       qmap=qmap, attrs=attrs)
-        if geometry:
-            import h5py
-
-            with h5py.File(path, "a") as handle:
-                handle["/entry/instrument/incident_beam/incident_energy"] = HC_KEV_ANGSTROM / geometry["wavelength"]
-        log.info("wrote %s (series %d)", path, s)
+    run(args.input, args.output, frames=args.frames)
     return 0
 
 
-# --------------------------------------------------------------------------- figure
-
-
 def plot_g2(args) -> int:
-    import matplotlib
-    import matplotlib.ticker
-    import numpy as np
-    import pandas as pd
+    from .figures import plot_g2 as run
 
-    from ..errors import InputError
-    from ..fitting import g2_model
-    from ..plotting import figure, save_figure
-    from ..stores import read_c2
-
-    store = read_c2(args.c2, lazy=True)
-    fits = pd.read_csv(args.fits)
-    lag, g2 = np.asarray(store["lag"]), np.asarray(store["g2"])
-    err = np.asarray(store["g2_err"]) if "g2_err" in store else np.full_like(g2, np.nan)
-    n_roi = g2.shape[1]
-    if not 0 <= args.roi < n_roi:
-        raise InputError(f"--roi {args.roi} out of range (store has {n_roi} ROIs)")
-    offset = float(store.attrs.get("g2_offset", 1.0))
-    q_unit = store.attrs.get("units", {}).get("q", "")
-    fig, axes = figure(1, 2, width=4.2, height=3.4)
-    ax = axes[0, 0]
-    colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, n_roi))
-    shown = (lag > 0) & (np.arange(lag.size) <= max(2, int(args.max_lag_fraction * lag.size)))
-    for r in range(n_roi):
-        ax.errorbar(lag[shown], g2[0, r, shown], yerr=err[0, r, shown], fmt="o", ms=2.5, lw=0.6,
-                    color=colours[r], alpha=0.8, label=f"q = {float(store['roi_q'][r]):.4g}")
-        row = fits[(fits["series"] == 0) & (fits["roi"] == r)]
-        if len(row) and bool(row["success"].iloc[0]):
-            p = row.iloc[0]
-            t = np.geomspace(lag[shown][0], lag[shown][-1], 200)
-            ax.plot(t, offset + g2_model(t, p["beta"], p["tau"], p["gamma"], p["baseline"]), color=colours[r], lw=1)
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("lag (s)")
-    ax.set_ylabel("g2" if offset else "g2 - 1")
-    ax.set_title(f"g2 per ring ({store.attrs['normalization']}), lines: KWW fits")
-    ax.legend(title=f"q ({q_unit})", fontsize=6, ncol=2)
-    ax = axes[0, 1]
-    c2 = np.asarray(store["c2"][0, args.roi])
-    t_max = lag[-1]
-    off_diagonal = c2[~np.eye(c2.shape[0], dtype=bool)]
-    low, high = np.nanpercentile(off_diagonal, [1, 99]) if np.isfinite(off_diagonal).any() else (0, 1)
-    image = ax.imshow(c2, origin="lower", extent=(0, t_max, 0, t_max), vmin=low, vmax=high, cmap="viridis")
-    fig.colorbar(image, ax=ax, label="C2")
-    ax.set_xlabel("t1 (s)")
-    ax.set_ylabel("t2 (s)")
-    ax.set_title(f"C2, ROI {args.roi} (q = {float(store['roi_q'][args.roi]):.4g} {q_unit})")
-    save_figure(fig, args.output)
-    log.info("wrote %s", args.output)
+    run(args.c2, args.fits, args.output, roi=args.roi, max_lag_fraction=args.max_lag_fraction)
     return 0

@@ -40,6 +40,8 @@ class Geometry:
         for name in ("pixel_size", "distance", "wavelength"):
             if not np.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise InputError(f"geometry {name} must be a positive number, got {getattr(self, name)}")
+        if len(self.center) != 2 or not np.isfinite(self.center).all():
+            raise InputError(f"geometry center must be two finite pixel coordinates, got {self.center}")
 
     def axis_q(self, n: int, axis: int) -> np.ndarray:
         """Signed momentum transfer (1/Angstrom) along one detector axis through the centre."""
@@ -112,7 +114,7 @@ def read_frame_array(path: str | os.PathLike, dataset: str | None = None) -> np.
             raise InputError(f"{path}: unknown frame format (use .npy, .npy.zip, .h5/.nxs or .zarr)")
     except InputError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: cannot read frames ({' '.join(str(exc).split())})") from None
     if data.ndim not in (3, 4):
         raise InputError(f"{path}: frames must have 3 (time, y, x) or 4 (series, time, y, x) dims, got shape {data.shape}")
