@@ -55,7 +55,9 @@ def test_export_aps_roundtrips_through_import_c2(chain, tmp_path):
         assert handle["/xpcs/multitau/normalized_g2"].shape == (79, 4)
         assert handle["/xpcs/qmap/dynamic_roi_map"].shape == (32, 32)
         upper = handle["/xpcs/twotime/correlation_map/c2_00002"][...]
-        np.testing.assert_allclose(handle["/xpcs/multitau/delay_list"][:2], [0.01, 0.02])
+        # delays in frames; the APS readers multiply them by the frame time
+        np.testing.assert_array_equal(handle["/xpcs/multitau/delay_list"][:2], [1, 2])
+        assert handle["/entry/instrument/detector_1/frame_time"][()] == pytest.approx(0.01)
     assert np.all(np.tril(upper, -1) == 0)                     # boost_corr stores triu(c2)
     run_cli("import-c2", chain / "out.hdf", tmp_path / "back.zarr", check=True)
     back, original = read_c2(tmp_path / "back.zarr"), read_c2(chain / "c2.zarr")

@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import math
 import sys
 from typing import Callable
 
 from . import __version__
 from .errors import InputError
+from .cli_types import (  # noqa: F401 (the stage CLIs import them from here)
+    positive_float, non_negative_float, finite_float, float_in, int_at_least, positive_int, non_negative_int,
+)
 
 #: Modules that register commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
@@ -66,70 +68,6 @@ def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="compute device; auto picks CUDA when available (default %(default)s)")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite number (no nan, no inf)."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
-    """argparse type factory: a finite number in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
-    text_range = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-
-    def parse(text: str) -> float:
-        value = float(text)
-        if not (math.isfinite(value) and (low < value if low_open else low <= value) and value <= high):
-            raise argparse.ArgumentTypeError(f"must be a number in {text_range}, got {text}")
-        return value
-    parse.__name__ = f"number in {text_range}"
-    return parse
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type factory: an integer >= ``minimum``."""
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
-        return value
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
 
 
 def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **kwargs) -> argparse.Action:

@@ -51,8 +51,8 @@ examples:
 EXPORT_EXAMPLE = """\
 examples:
   speckleml export-aps results/xpcs/c2.zarr results/xpcs/c2_aps.hdf --frames results/xpcs/frames.zarr
-  (opens in pyXpcsViewer; /xpcs/multitau/normalized_g2, delay_list, /xpcs/twotime/
-   correlation_map/c2_00001..., /xpcs/qmap)
+  (opens in pyXpcsViewer: /xpcs/multitau/normalized_g2, delay_list in frames, /xpcs/twotime/
+   correlation_map/c2_00001..., /xpcs/qmap q-phi map, /xpcs/temporal_mean, frame_time)
 """
 
 PLOT_EXAMPLE = """\
@@ -120,7 +120,8 @@ def register(commands) -> None:
                        epilog=EXPORT_EXAMPLE)
     parser.add_argument("input", help="c2 store (*.zarr)")
     parser.add_argument("output", help="HDF5 file to write (.hdf/.h5); series > 0 get a _sNNN suffix")
-    parser.add_argument("--frames", help="frames store the C2 came from: adds the ROI map and mask to /xpcs/qmap")
+    parser.add_argument("--frames", help="frames store the C2 came from: adds the ROI maps, mask, average frame, "
+                                         "SAXS 1D and intensity vs time (pyXpcsViewer needs them)")
 
     parser = add_stage(commands, "plot-g2", plot_g2,
                        "figure: g2 per ring with its fit, and the C2 map of one ring",
