@@ -445,8 +445,9 @@ def _two_time_rois(source, normaliser, r0: int, r1: int, max_memory: int | None,
         if cross is None:
             diagonal = _read_panels(source, normaliser, g0, g1, r0, r1)
             for r, a in enumerate(diagonal):
-                # a @ a.T is one BLAS syrk call in numpy (symmetric half of the flops).
-                c2[r, g0:g1, g0:g1] = a @ a.T
+                # a @ a.T is one BLAS syrk call in numpy (symmetric half of the flops); out= spares
+                # a T x T temporary when the group is the whole series.
+                np.matmul(a, a.T, out=c2[r, g0:g1, g0:g1])
             continue
         j0, j1 = cross
         other = _read_panels(source, normaliser, j0, j1, r0, r1)

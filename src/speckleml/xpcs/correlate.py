@@ -200,11 +200,13 @@ def correlate_frames(frames: str | os.PathLike, output: str | os.PathLike, *, q_
                 for r0, r1, c2 in two_time_batches(window, labels, normalization, series=s, n_roi=n_roi,
                                                    max_memory=budget, c2_memory=budget, desc=f"c2 series {s}",
                                                    mean_groups=np.arange(n_roi) // n_sectors, observer=observer):
-                    undefined = np.flatnonzero(np.isnan(c2).all(axis=(1, 2)))
+                    # A row of C2 is NaN exactly where its diagonal element is (zero frame or mean).
+                    undefined = np.flatnonzero(np.isnan(np.diagonal(c2, axis1=1, axis2=2)).all(axis=1))
                     if undefined.size:
                         raise InputError(f"{frames}: series {s}: C2 undefined in ROIs {(undefined + r0).tolist()} "
                                          f"(zero mean intensity: all-zero frames or pixels?)")
-                    out.arrays["c2"][s, r0:r1] = c2
+                    for t0 in range(0, n_c2, chunk):   # chunk rows: zarr's encoding buffers stay small
+                        out.arrays["c2"][s, r0:r1, t0:t0 + chunk] = c2[:, t0:t0 + chunk]
                     if g2 == "diagonal":
                         diagonal[:, r0:r1] = g2_from_c2(c2)
                     del c2

@@ -58,9 +58,9 @@ def curves_from_store(path: str | os.PathLike, max_lag_fraction: float) -> Itera
     for s in range(g2.shape[0]):
         for r in range(g2.shape[1]):
             points, errors = keep, None
-            if err is not None:
-                points = keep & (np.isfinite(err[s, r]) | ~np.isfinite(err[s, r, keep]).all())
-                errors = err[s, r, points] if np.isfinite(err[s, r, points]).any() else None
+            if err is not None and np.isfinite(err[s, r, keep]).any():
+                points = keep & np.isfinite(err[s, r])
+                errors = err[s, r, points]
             yield s, r, float(roi_q[r]), lag[points], g2[s, r, points], errors, offset
 
 
