@@ -112,3 +112,38 @@ def test_fit_points_without_an_error_are_left_out(tmp_path):
     assert curves[1][5] is None
     # the fraction is of the series (17 frames), not of the number of multi-tau lags
     np.testing.assert_array_equal(lags_within(lag, {"dt": 1.0, "g2_frames": 17}, 0.5), lag <= 8.5)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npy.zip"])
+def test_import_frames_streams_the_stack(tmp_path, suffix):
+    import zipfile
+
+    from speckleml.stores import read_frames
+    from speckleml.xpcs.ingest import import_frames
+
+    data = np.random.default_rng(1).poisson(3.0, (1000, 64, 64)).astype(np.uint16)   # 8 MB
+    data[700] = 0
+    np.save(tmp_path / "s.npy", data)
+    source = tmp_path / f"s{suffix}"
+    if suffix == ".npy.zip":
+        with zipfile.ZipFile(source, "w") as archive:
+            archive.write(tmp_path / "s.npy", "s.npy")
+    tracemalloc.start()
+    import_frames(source, tmp_path / "f.zarr", dt=0.1, max_frames=900)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    store = read_frames(tmp_path / "f.zarr")
+    np.testing.assert_array_equal(store["frames"][0], data[:900].astype(np.float32))
+    # the float32 copy of the stack would be 14.7 MB: blocks of 64 frames (1 MB) are held instead
+    assert peak < 4 * 64 * 64 * 64 * 4, peak
+
+
+def test_import_frames_rejects_non_finite_frames_without_writing(tmp_path):
+    from speckleml.xpcs.ingest import import_frames
+
+    data = np.ones((200, 8, 8), np.float32)
+    data[150, 2, 2] = np.nan
+    np.save(tmp_path / "s.npy", data)
+    with pytest.raises(InputError, match="NaN"):
+        import_frames(tmp_path / "s.npy", tmp_path / "f.zarr", dt=0.1)
+    assert not (tmp_path / "f.zarr").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -121,3 +122,104 @@ def read_frame_array(path: str | os.PathLike, dataset: str | None = None) -> np.
     if data.dtype.kind not in "uif":
         raise InputError(f"{path}: frames must be numeric, got dtype {data.dtype}")
     return data
+
+
+class _NpyStream:
+    """Sequential reader of a C-ordered ``.npy`` inside a zip (a zip member cannot be memory-mapped)."""
+
+    def __init__(self, handle, shape, dtype):
+        self.handle, self.shape, self.dtype = handle, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._frame_bytes = int(np.prod(self.shape[-2:])) * self.dtype.itemsize
+        self._position = 0          # frames read so far (flattened over series and time)
+
+    def __getitem__(self, key):
+        """``stack[t0:t1]`` or ``stack[s, t0:t1]``, strictly after the frames already read."""
+        key = key if isinstance(key, tuple) else (key,)
+        offset = int(key[0]) * self.shape[1] if self.ndim == 4 else 0
+        t0, t1, _ = key[-1].indices(self.shape[-3])
+        if offset + t0 != self._position:
+            raise ValueError("a zipped .npy is read in order, once")
+        raw = self.handle.read((t1 - t0) * self._frame_bytes)
+        self._position = offset + t1
+        return np.frombuffer(raw, self.dtype).reshape(t1 - t0, *self.shape[-2:])
+
+
+@contextmanager
+def open_frame_stack(path: str | os.PathLike, dataset: str | None = None):
+    """Open a stack of frames without loading it: an array-like read by time slices.
+
+    Parameters
+    ----------
+    path : path
+        As :func:`read_frame_array`: ``.npy`` (memory-mapped), ``.npy.zip`` (read in order,
+        once), HDF5 (dataset ``/entry/data/data`` unless ``dataset``) or ``.zarr``.
+    dataset : str, optional
+        HDF5 dataset path or zarr array name.
+
+    Yields
+    ------
+    array-like (time, y, x) or (series, time, y, x)
+        With ``shape``, ``dtype``, ``ndim``; ``stack[t0:t1]`` / ``stack[s, t0:t1]`` give numpy
+        blocks (a zipped ``.npy`` in increasing order only).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, unknown format, wrong dims or a non-numeric dtype.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: input file does not exist")
+    name = path.name.lower()
+    try:
+        with _open(path, name, dataset) as stack:
+            if stack.ndim not in (3, 4):
+                raise InputError(f"{path}: frames must have 3 (time, y, x) or 4 (series, time, y, x) dims, "
+                                 f"got shape {stack.shape}")
+            if np.dtype(stack.dtype).kind not in "uif":
+                raise InputError(f"{path}: frames must be numeric, got dtype {stack.dtype}")
+            yield stack
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: cannot read frames ({' '.join(str(exc).split())})") from None
+
+
+@contextmanager
+def _open(path: Path, name: str, dataset: str | None):
+    if name.endswith(".npy.zip") or name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if m.endswith(".npy")]
+            if len(members) != 1:
+                raise InputError(f"{path}: expected exactly one .npy in the zip, found {len(members)}")
+            with archive.open(members[0]) as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(handle)
+                if fortran or np.dtype(dtype).hasobject:
+                    raise InputError(f"{path}: the zipped .npy must be C-ordered numbers to be streamed")
+                yield _NpyStream(handle, shape, dtype)
+    elif name.endswith(".npy"):
+        yield np.load(path, mmap_mode="r", allow_pickle=False)
+    elif name.endswith((".h5", ".hdf5", ".hdf", ".nxs")):
+        import h5py
+
+        key = dataset or DEFAULT_HDF5_DATASET
+        with h5py.File(path, "r") as handle:
+            if key not in handle or not isinstance(handle[key], h5py.Dataset):
+                raise InputError(f"{path}: HDF5 dataset {key!r} not found (use --dataset)")
+            yield handle[key]
+    elif name.endswith(".zarr") or path.is_dir():
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+        if hasattr(node, "array_keys"):
+            key = dataset or "frames"
+            if key not in node:
+                raise InputError(f"{path}: zarr group has no array {key!r} (use --dataset)")
+            node = node[key]
+        yield node
+    else:
+        raise InputError(f"{path}: unknown frame format (use .npy, .npy.zip, .h5/.nxs or .zarr)")
