@@ -32,6 +32,8 @@ examples:
       --q-first 0.0016 --q-width 2e-4 --q-step 2e-4 --n-rings 8 --normalization classical
   speckleml correlate frames.zarr c2.zarr --q-first 4 --q-width 3 --q-step 3 --n-rings 4 \\
       --n-sectors 18 --normalization ring_mean --max-memory 512
+  speckleml correlate long.zarr c2.zarr --q-first 6 --q-width 7 --q-step 7 --n-rings 8 \
+      --normalization classical --c2-frames 0 2000      # multi-tau g2 of all frames, C2 of 2000
 """
 
 FIT_EXAMPLE = """\
