@@ -147,3 +147,17 @@ def test_import_frames_rejects_non_finite_frames_without_writing(tmp_path):
     with pytest.raises(InputError, match="NaN"):
         import_frames(tmp_path / "s.npy", tmp_path / "f.zarr", dt=0.1)
     assert not (tmp_path / "f.zarr").exists()
+
+
+def test_frame_stack_reads_npy_blocks_in_any_order(tmp_path):
+    from speckleml.xpcs.frames import open_frame_stack
+
+    data = np.arange(2 * 5 * 3 * 4, dtype=np.int32).reshape(2, 5, 3, 4)
+    np.save(tmp_path / "s.npy", data)
+    with open_frame_stack(tmp_path / "s.npy") as stack:
+        assert stack.shape == data.shape
+        np.testing.assert_array_equal(stack[1, 2:5], data[1, 2:5])
+        np.testing.assert_array_equal(stack[0, 0:2], data[0, 0:2])
+    np.save(tmp_path / "f.npy", np.asfortranarray(data[0]))
+    with open_frame_stack(tmp_path / "f.npy") as stack:
+        np.testing.assert_array_equal(stack[1:3], data[0, 1:3])

@@ -125,24 +125,38 @@ def read_frame_array(path: str | os.PathLike, dataset: str | None = None) -> np.
 
 
 class _NpyStream:
-    """Sequential reader of a C-ordered ``.npy`` inside a zip (a zip member cannot be memory-mapped)."""
+    """Reader of a C-ordered ``.npy`` by time slices through file reads (no memory map, so the
+    resident memory stays one block; a zip member is read in increasing order)."""
 
     def __init__(self, handle, shape, dtype):
         self.handle, self.shape, self.dtype = handle, tuple(shape), np.dtype(dtype)
         self.ndim = len(self.shape)
         self._frame_bytes = int(np.prod(self.shape[-2:])) * self.dtype.itemsize
+        self._start = handle.tell()  # first data byte
         self._position = 0          # frames read so far (flattened over series and time)
 
     def __getitem__(self, key):
-        """``stack[t0:t1]`` or ``stack[s, t0:t1]``, strictly after the frames already read."""
+        """``stack[t0:t1]`` or ``stack[s, t0:t1]``."""
         key = key if isinstance(key, tuple) else (key,)
         offset = int(key[0]) * self.shape[1] if self.ndim == 4 else 0
         t0, t1, _ = key[-1].indices(self.shape[-3])
         if offset + t0 != self._position:
-            raise ValueError("a zipped .npy is read in order, once")
+            self.handle.seek(self._start + (offset + t0) * self._frame_bytes)
         raw = self.handle.read((t1 - t0) * self._frame_bytes)
+        if len(raw) != (t1 - t0) * self._frame_bytes:
+            raise ValueError(f"the .npy ends before frame {offset + t1}")
         self._position = offset + t1
         return np.frombuffer(raw, self.dtype).reshape(t1 - t0, *self.shape[-2:])
+
+
+def _npy_stream(handle, path):
+    """A :class:`_NpyStream` of an open ``.npy`` (C order), or None for Fortran order."""
+    version = np.lib.format.read_magic(handle)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(handle)
+    if np.dtype(dtype).hasobject:
+        raise InputError(f"{path}: the .npy holds Python objects, not numbers")
+    return None if fortran else _NpyStream(handle, shape, dtype)
 
 
 @contextmanager
@@ -152,8 +166,8 @@ def open_frame_stack(path: str | os.PathLike, dataset: str | None = None):
     Parameters
     ----------
     path : path
-        As :func:`read_frame_array`: ``.npy`` (memory-mapped), ``.npy.zip`` (read in order,
-        once), HDF5 (dataset ``/entry/data/data`` unless ``dataset``) or ``.zarr``.
+        As :func:`read_frame_array`: ``.npy`` (file reads; memory-mapped if Fortran-ordered),
+        ``.npy.zip`` (read in order), HDF5 (dataset ``/entry/data/data`` unless ``dataset``) or ``.zarr``.
     dataset : str, optional
         HDF5 dataset path or zarr array name.
 
@@ -161,7 +175,7 @@ def open_frame_stack(path: str | os.PathLike, dataset: str | None = None):
     ------
     array-like (time, y, x) or (series, time, y, x)
         With ``shape``, ``dtype``, ``ndim``; ``stack[t0:t1]`` / ``stack[s, t0:t1]`` give numpy
-        blocks (a zipped ``.npy`` in increasing order only).
+        blocks.
 
     Raises
     ------
@@ -194,15 +208,14 @@ def _open(path: Path, name: str, dataset: str | None):
             if len(members) != 1:
                 raise InputError(f"{path}: expected exactly one .npy in the zip, found {len(members)}")
             with archive.open(members[0]) as handle:
-                version = np.lib.format.read_magic(handle)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, fortran, dtype = read_header(handle)
-                if fortran or np.dtype(dtype).hasobject:
-                    raise InputError(f"{path}: the zipped .npy must be C-ordered numbers to be streamed")
-                yield _NpyStream(handle, shape, dtype)
+                stream = _npy_stream(handle, path)
+                if stream is None:
+                    raise InputError(f"{path}: the zipped .npy is Fortran-ordered; unzip it or save it in C order")
+                yield stream
     elif name.endswith(".npy"):
-        yield np.load(path, mmap_mode="r", allow_pickle=False)
+        with open(path, "rb") as handle:
+            stream = _npy_stream(handle, path)
+            yield np.load(path, mmap_mode="r", allow_pickle=False) if stream is None else stream
     elif name.endswith((".h5", ".hdf5", ".hdf", ".nxs")):
         import h5py
 
