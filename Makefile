@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+TEST_STAMP := $(subst .installed-,.installed-test-,$(STAMP))
 CORES  ?= 2
 SNAKE  := PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake
 
@@ -18,11 +19,17 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The test extra (the APS viewer the export must open) only for `make test`; removed with the
+# stamp above whenever pyproject.toml changes, so it is reinstalled with the new pins.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
 run: setup
 	$(SNAKE) --profile profiles/default --cores $(CORES)
 
-test: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: $(TEST_STAMP)
+	PATH=$(abspath $(BIN)):$$PATH QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
 	$(SNAKE) --lint

@@ -222,11 +222,13 @@ rule clustering_similar:
         crops=f"{CLU_DIR}/crops_library.zarr",
         src=stage_sources("speckleml.clustering.cli:similar"),
     output:
-        f"{CLU_DIR}/neighbours.csv",
+        neighbours=f"{CLU_DIR}/neighbours.csv",
+        precision=f"{CLU_DIR}/neighbours_precision.csv",
     params:
         query_class=CLU["similar"]["query_class"],
         n_queries=CLU["similar"]["n_queries"],
         neighbours=CLU["similar"]["neighbours"],
+        exclude_series="--exclude-series" if CLU["similar"]["exclude_series"] else "--no-exclude-series",
         seed=config["seed"],
         device=config["device"],
     log:
@@ -238,13 +240,13 @@ rule clustering_similar:
     shell:
         "speckleml clustering similar {input.model} {input.latents} --crops {input.crops}"
         " --query-class {params.query_class} --n-queries {params.n_queries} -k {params.neighbours}"
-        " --out {output} --seed {params.seed} --device {params.device} > {log} 2>&1"
+        " {params.exclude_series} --out {output.neighbours} --precision {output.precision}"
+        " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
 
 rule clustering_figures:
     input:
         crops=f"{CLU_DIR}/crops_library.zarr",
-        latents=f"{CLU_DIR}/latents_library.zarr",
         clusters=f"{CLU_DIR}/clusters.csv",
         elbow=f"{CLU_DIR}/elbow.csv",
         scores=f"{CLU_DIR}/scores.csv",
@@ -268,8 +270,8 @@ rule clustering_figures:
     conda:
         ENV
     shell:
-        "speckleml clustering figures --crops {input.crops} --latents {input.latents}"
-        " --clusters {input.clusters} --elbow {input.elbow} --scores {input.scores}"
+        "speckleml clustering figures --crops {input.crops} --clusters {input.clusters}"
+        " --elbow {input.elbow} --scores {input.scores}"
         " --drive-frames {input.drive_frames} --drive-clusters {input.drive_clusters}"
         " --neighbours {input.neighbours} --sweep {input.sweep} --out-dir {params.out_dir}"
         " --seed {params.seed} > {log} 2>&1"
@@ -312,6 +314,6 @@ if CLU_REAL:
 
 STUDY_TARGETS["clustering"] = lambda: (
     [f"{CLU_FIG}/{name}.png" for name in CLU_FIGURES]
-    + [f"{CLU_DIR}/scores.csv"]
+    + [f"{CLU_DIR}/scores.csv", f"{CLU_DIR}/neighbours_precision.csv"]
     + ([f"{CLU_DIR}/real/{name}.png" for name in CLU_REAL_FIGURES] + [f"{CLU_DIR}/real/real_summary.json"] if CLU_REAL else [])
 )

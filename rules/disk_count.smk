@@ -20,6 +20,7 @@ rule disk_count_simulate:
         n_disks=cli_list(DC["n_disks"]),
         per_class=lambda w: DC["per_class"] if int(w.dc_size) == DC["size"] else DC["large_per_class"],
         box=DC["box"],
+        k_grid=DC["k_grid"],
         precision=DC["precision"],
         seed=config["seed"],
         device=config["device"],
@@ -32,7 +33,7 @@ rule disk_count_simulate:
     shell:
         "speckleml disk-count simulate {output} --dispersity {wildcards.dc_dispersity}"
         " --n-disks {params.n_disks} --per-class {params.per_class} --size {wildcards.dc_size}"
-        " --box {params.box} --precision {params.precision} --seed {params.seed}"
+        " --box {params.box} --k-grid {params.k_grid} --precision {params.precision} --seed {params.seed}"
         " --device {params.device} > {log} 2>&1"
 
 
@@ -70,11 +71,12 @@ rule disk_count_train:
         history=f"{DC_OUT}/{{dc_dispersity}}/history.csv",
     params:
         arch=DC["arch"],
+        stem=DC["stem"],
         epochs=DC["epochs"],
         batch_size=DC["batch_size"],
         lr=DC["lr"],
         schedule=DC["schedule"],
-        augment="--augment" if DC["augment"] else "",
+        augment="--augment" if DC["augment"] else "--no-augment",
         seed=config["seed"],
         device=config["device"],
     threads: DC["threads"]
@@ -88,7 +90,7 @@ rule disk_count_train:
         ENV
     shell:
         "speckleml disk-count train {input.inputs} {output.model} --history {output.history}"
-        " --arch {params.arch} --epochs {params.epochs} --batch-size {params.batch_size}"
+        " --arch {params.arch} --stem {params.stem} --epochs {params.epochs} --batch-size {params.batch_size}"
         " --lr {params.lr} --schedule {params.schedule} {params.augment} --threads {threads}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
@@ -187,7 +189,6 @@ rule disk_count_fig_confusion:
                caption="../report/disk_count/confusion.rst"),
     params:
         title=lambda w: q(f"{w.dc_dispersity}disperse, {w.dc_size}x{w.dc_size} patterns"),
-        bands=lambda w: "--bands" if w.dc_dispersity == "poly" else "",
     log:
         log_path("disk_count", "fig_confusion_{dc_dispersity}_{dc_size}"),
     benchmark:
@@ -196,7 +197,7 @@ rule disk_count_fig_confusion:
         ENV
     shell:
         "speckleml disk-count figures confusion {input.confusion} {output} --title {params.title}"
-        " {params.bands} > {log} 2>&1"
+        " --bands > {log} 2>&1"
 
 
 rule disk_count_fig_moments:

@@ -34,8 +34,9 @@ DYN_TRAINING_ARGS = " ".join(
     [f"--coupling {q(DYN_SYS['coupling'])}", f"--seed {q(config['seed'])}", f"--device {q(config['device'])}"]
     + [f"--{key.replace('_', '-')} {q(DYN_TRAIN[key])}"
        for key in ("kernel_size", "init_std", "iterations", "learning_rate", "batch_series", "batch_time", "loss",
-                   "poisson_below", "rescale_t0", "method", "rtol", "atol", "max_num_steps", "spike_factor",
-                   "spike_window", "min_learning_rate", "checkpoint_every", "snapshot_every")]
+                   "poisson_below", "rescale_t0", "method", "rtol", "atol", "max_num_steps", "spike_rule",
+                   "spike_factor", "spike_mad", "spike_window", "spike_patience", "lr_recovery", "min_learning_rate",
+                   "checkpoint_every", "snapshot_every")]
 )
 DYN_EVALUATION_ARGS = (
     f"--example {q(DYN_EVAL['example'])} --eval-rtol {q(DYN_EVAL['rtol'])} --eval-atol {q(DYN_EVAL['atol'])}"

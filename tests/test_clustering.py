@@ -10,8 +10,8 @@ import torch
 
 from conftest import real_file, run_cli
 from speckleml.clustering.cluster import (LATENTS, agreement_scores, elbow_point, nearest_neighbours,
-                                          order_by_relaxation)
-from speckleml.clustering.crops import (diagonal_profiles, fit_crops_kww, minmax_normalise, sector_c2,
+                                          neighbour_precision, order_by_relaxation)
+from speckleml.clustering.crops import (CROPS, diagonal_profiles, fit_crops_kww, minmax_normalise, sector_c2,
                                         sector_labels)
 from speckleml.clustering.model import AutoencoderConfig, C2Autoencoder, save_model
 from speckleml.clustering.simulate import CLASS_INDEX, Detector, evolve_field, rate_map
@@ -54,6 +54,38 @@ def test_simulated_diffusion_c2_matches_the_analytic_decay():
         np.testing.assert_allclose(measured[sector], expected, atol=0.08)
 
 
+def test_shared_ou_field_has_the_analytic_correlation_for_varying_per_pixel_rates():
+    # <E(0) E*(t)> = prod_{s <= t} a_s for every pixel, with unit power at every step
+    from speckleml.synthetic import ou_field
+
+    rng = np.random.default_rng(5)
+    n = 40_000
+    slow = np.arange(n) < n // 2                      # two pixel populations, two rates
+    decay = [np.where(slow, 0.95, 0.6), np.where(slow, 0.9, 0.3), np.where(slow, 0.99, 0.8)]
+    fields = np.stack(list(ou_field(iter(decay), (n,), rng)))
+    assert fields.shape == (4, n)
+    np.testing.assert_allclose((np.abs(fields) ** 2).mean(axis=1), 1.0, atol=0.03)
+    for t in range(1, 4):
+        for part in (slow, ~slow):
+            measured = np.mean(fields[0, part] * fields[t, part].conj())
+            expected = np.prod([d[part][0] for d in decay[:t]])
+            assert abs(measured - expected) < 0.03, (t, measured, expected)
+
+
+def test_shared_poisson_sampler_scales_to_the_mean_and_has_poisson_variance():
+    from speckleml.synthetic import poisson_counts
+
+    rng = np.random.default_rng(2)
+    intensity = np.full((200, 100), 7.0)
+    counts = poisson_counts(intensity, 4.0, rng)
+    assert counts.dtype == np.float32 and np.array_equal(counts, np.round(counts))
+    assert abs(counts.mean() - 4.0) < 0.05 and abs(counts.var() - 4.0) < 0.15
+    clean = poisson_counts(np.array([1.0, 3.0]), None, rng)
+    np.testing.assert_array_equal(clean, np.array([0.5, 1.5], np.float32))
+    with pytest.raises(ValueError, match="mean_counts"):
+        poisson_counts(intensity, -1.0, rng)
+
+
 def test_kww_fit_recovers_the_relaxation_time_of_an_analytic_crop():
     t = np.arange(64.0)
     lag = np.abs(t[:, None] - t[None, :])
@@ -62,9 +94,27 @@ def test_kww_fit_recovers_the_relaxation_time_of_an_analytic_crop():
     scaled, low, high = minmax_normalise(crops)
     assert np.allclose(scaled.min(axis=(1, 2)), 0) and np.allclose(scaled.max(axis=(1, 2)), 1)
     np.testing.assert_allclose(low, 0.2 + 0.5 * np.exp(-2.0 * (63 / taus) ** 0.8), rtol=1e-5)
-    fitted_tau, fitted_gamma = fit_crops_kww(scaled)
-    np.testing.assert_allclose(fitted_tau, taus, rtol=0.02)
-    np.testing.assert_allclose(fitted_gamma, 0.8, rtol=0.02)
+    for baseline in (0.2, None):          # the decorrelated level known, or fitted
+        fitted_tau, fitted_gamma, bound = fit_crops_kww(crops, baseline)
+        np.testing.assert_allclose(fitted_tau, taus, rtol=0.02)
+        np.testing.assert_allclose(fitted_gamma, 0.8, rtol=0.02)
+        assert bound.tolist() == [0, 0, 0]
+
+
+def test_kww_fit_flags_maps_outside_the_crops_lag_range():
+    # classical C2 (decorrelated level 1): frozen = flat above 1, fully decorrelated = flat
+    # at 1 after lag 0, a 500-frame decay in a 32-frame crop; noise as in a real sector
+    rng = np.random.default_rng(4)
+    t = np.arange(32.0)
+    lag = np.abs(t[:, None] - t[None, :])
+    spike = 0.3 * (lag == 0)                   # shot noise on the diagonal
+    maps = np.stack([1.4 + spike, 1.0 + spike, 1.0 + 0.4 * np.exp(-2.0 * lag / 500.0) + spike,
+                     1.0 + 0.4 * np.exp(-2.0 * lag / 6.0) + spike])
+    maps += 0.003 * rng.standard_normal(maps.shape)
+    tau, gamma, bound = fit_crops_kww(maps, baseline=1.0)
+    assert bound.tolist() == [1, -1, 1, 0]
+    assert tau[0] == tau[2] == 31.0 and tau[1] == 1.0           # the limits: the crop's lag range
+    assert abs(tau[3] - 6.0) < 0.3
 
 
 def test_wrapped_diagonal_shift_is_a_joint_roll_of_both_time_axes():
@@ -97,6 +147,37 @@ def test_clusters_are_renumbered_slowest_first_and_scores_detect_agreement():
     assert index.tolist() == [[1, 0]] and np.allclose(distance, [[1.0, 5.0]])
 
 
+def test_bound_hits_are_left_out_of_the_cluster_order():
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    tau = np.array([5.0, 6.0, 63.0, 63.0, 4.0, 63.0, 1.0, 1.0])
+    bound = np.array([0, 0, 1, 1, 0, 1, -1, -1])
+    # times alone: cluster 1 (63), 2 (median of 4 and 63: 15.9), 0 (5.5), 3 (1)
+    assert order_by_relaxation(labels, tau, 4).tolist() == [2, 0, 1, 3]
+    # flags: cluster 1 only above the range -> slowest; cluster 2 by its one measured time (4)
+    # after cluster 0; cluster 3 only below the range -> after every measured cluster
+    assert order_by_relaxation(labels, tau, 4, bound).tolist() == [1, 0, 2, 3]
+    bound[4] = 1                       # cluster 2 now only above the range too: beside cluster 1
+    assert order_by_relaxation(labels, tau, 4, bound).tolist() == [2, 0, 1, 3]
+
+
+def test_neighbour_precision_excludes_the_query_series_when_asked():
+    # two classes on a line; series 0 and 2 are class 0, series 1 and 3 class 1
+    latents = np.array([[0.0], [0.1], [1.0], [1.1], [0.5], [0.52], [2.0], [2.1]])
+    labels = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    series = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    mask = series[None, :] == series[[0], None]
+    index, _ = nearest_neighbours(latents[[0]], latents, 2, mask=mask)
+    assert index.tolist() == [[4, 5]]
+    with_series = neighbour_precision(latents, labels, series, 1, exclude_series=False)
+    assert with_series == {0: (4, 1.0), 1: (4, 1.0)}        # each item's twin is its neighbour
+    # without its own series: class 0 items find the other class-0 series (4, 5 <-> 0, 1),
+    # class 1: item 2 -> 5 (0.48), 3 -> 5 (0.58) wrong; 6, 7 -> 3 (0.9, 1.0) right
+    without = neighbour_precision(latents, labels, series, 1, exclude_series=True)
+    assert without == {0: (4, 1.0), 1: (4, 0.5)}
+    with pytest.raises(ValueError, match="fewer than 7"):
+        neighbour_precision(latents, labels, series, 7, exclude_series=True)
+
+
 @pytest.mark.slow
 def test_latent_clusters_beat_chance_on_a_tiny_synthetic_set():
     """Simulate -> C2 crops -> train briefly -> k-means: ARI against the true classes > 0."""
@@ -120,7 +201,8 @@ def test_latent_clusters_beat_chance_on_a_tiny_synthetic_set():
             series.append(s)
     crops = minmax_normalise(np.stack(crops))[0]
     model, history = train_autoencoder(crops, np.array(series), AutoencoderConfig(crop=64, latent=16),
-                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, augment=1, cycle_epochs=1),
+                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, augment=1, cycle_epochs=1,
+                                                                   val_fraction=0.2),
                                        seed=0, device=torch.device("cpu"))
     assert history[-1]["train_l1"] < history[0]["train_l1"]
     latents, errors = encode_crops(model, crops, "cpu")
@@ -134,13 +216,14 @@ def test_latent_clusters_beat_chance_on_a_tiny_synthetic_set():
     assert ari > 0.08 and ari > max(null) + 0.05, (ari, max(null))   # measured here: 0.16
 
 
-def _toy_library(tmp_path, crop=64, n=12, latent=8):
-    """A saved untrained model and a latents store of ``n`` random crops encoded with it."""
+def _toy_library(tmp_path, crop=64, n=12, latent=8, labels=None, series=None):
+    """A saved untrained model, and a crops store and a latents store of ``n`` random crops
+    encoded with it (one class and one series per crop unless ``labels``/``series`` given)."""
     from speckleml.clustering.train import encode_crops
 
     torch.manual_seed(0)
     model = C2Autoencoder(AutoencoderConfig(crop=crop, latent=latent)).eval()
-    save_model(model, tmp_path / "model.pt")
+    save_model(tmp_path / "model.pt", model)
     rng = np.random.default_rng(0)
     t = np.arange(crop)
     lag = np.abs(t[:, None] - t[None, :])
@@ -148,14 +231,21 @@ def _toy_library(tmp_path, crop=64, n=12, latent=8):
     crops = minmax_normalise(crops)[0]
     latents, errors = encode_crops(model, crops, "cpu")
     zeros = np.zeros(n, np.int64)
-    write_store(tmp_path / "latents.zarr", LATENTS,
-                {"latent": latents, "recon_l1": errors, "label": zeros, "series": np.arange(n), "sector": zeros,
-                 "start": zeros, "kww_tau": np.ones(n)}, attrs={"classes": ["toy"], "dt": 1.0, "crop": crop})
-    return crops
+    labels = zeros if labels is None else np.asarray(labels, np.int64)
+    series = np.arange(n) if series is None else np.asarray(series, np.int64)
+    classes = [f"toy{i}" for i in range(int(labels.max()) + 1)]
+    common = {"label": labels, "series": series, "sector": zeros, "start": zeros, "kww_tau": np.ones(n),
+              "kww_bound": np.zeros(n, np.int8)}
+    write_store(tmp_path / "latents.zarr", LATENTS, {"latent": latents, "recon_l1": errors, **common},
+                attrs={"classes": classes, "dt": 1.0, "crop": crop})
+    write_store(tmp_path / "crops.zarr", CROPS, {"crops": crops, "c2_min": np.zeros(n, np.float32),
+                                                 "c2_max": np.ones(n, np.float32), "kww_gamma": np.ones(n), **common},
+                attrs={"classes": classes, "dt": 1.0, "crop": crop})
+    return crops, latents
 
 
 def test_similar_cli_finds_the_query_itself_first(tmp_path):
-    crops = _toy_library(tmp_path)
+    crops, _ = _toy_library(tmp_path)
     big = np.zeros((80, 80), np.float32)
     big[5:69, 5:69] = crops[7] * 3.0 + 1.0          # an affine copy of crop 7 inside a larger map
     np.save(tmp_path / "query.npy", big)
@@ -169,6 +259,37 @@ def test_similar_cli_finds_the_query_itself_first(tmp_path):
     assert table["rank"].tolist() == [1, 2, 3]
     assert table["item"].iloc[0] == 7 and table["distance"].iloc[0] < 1e-4
     assert (np.diff(table["distance"]) >= 0).all()
+
+
+def test_similar_cli_leaves_out_the_query_series_and_reports_class_precision(tmp_path):
+    import pandas as pd
+
+    labels = np.repeat([0, 1], 6)                 # slow decays vs fast ones, 3 series of 2 each
+    series = np.repeat(np.arange(6), 2)
+    _, latents = _toy_library(tmp_path, labels=labels, series=series)
+    out = {name: tmp_path / f"{name}.csv" for name in ("nn", "precision", "nn_all")}
+    common = ("-q", "clustering", "similar", tmp_path / "model.pt", tmp_path / "latents.zarr", "--crops",
+              tmp_path / "crops.zarr", "--query-class", "toy1", "--n-queries", "3", "-k", "2", "--device", "cpu")
+    proc = run_cli(*common, "--exclude-series", "--out", out["nn"], "--precision", out["precision"])
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out["nn"])
+    assert (table["query_label"] == 1).all() and len(table) == 6
+    assert (table["series"] != table["query_series"]).all()
+    assert (table["same_class"] == (table["label"] == 1)).all()
+    # independent brute force: every crop a query, k = 2 outside its own series
+    distance = np.linalg.norm(latents[:, None].astype(float) - latents[None].astype(float), axis=-1)
+    distance[series[:, None] == series[None, :]] = np.inf
+    nearest = np.argsort(distance, axis=1, kind="stable")[:, :2]
+    hits = (labels[nearest] == labels[:, None]).mean(axis=1)
+    precision = pd.read_csv(out["precision"])
+    library = precision[precision["scope"] == "library"].set_index("class")["precision"]
+    np.testing.assert_allclose(library[["toy0", "toy1"]], [hits[:6].mean(), hits[6:].mean()])
+    queries = precision[precision["scope"] == "queries"]
+    assert queries["class"].tolist() == ["toy1"] and queries["precision"].iloc[0] == table["same_class"].mean()
+    # without the option the query's twin (same series) is the nearest crop when it is nearest overall
+    proc = run_cli(*common, "--no-exclude-series", "--out", out["nn_all"])
+    assert proc.returncode == 0, proc.stderr
+    assert (pd.read_csv(out["nn_all"])["series"] == pd.read_csv(out["nn_all"])["query_series"]).any()
 
 
 def test_similar_cli_rejects_a_bad_query_in_one_line(tmp_path):
@@ -214,6 +335,24 @@ def test_real_stage_reproduces_fig3_inputs(tmp_path):
 
     table = pd.read_csv(tmp_path / "real" / "real_clusters.csv")
     assert table.groupby("start").size().eq(18).all()       # 18 sectors per start time
+    # clusters numbered slowest first by the decoded crops' relaxation times (measured: None
+    # for an all-above-range cluster 0, then 188, 124, 48, 12.7 frames)
+    measured = [tau for tau in summary["cluster_decoded_tau_frames"] if tau is not None]
+    assert measured == sorted(measured, reverse=True)
+    # the three stress drops of the published run (Fig. 3 lines)
+    assert summary["stress_minima_s"] == [590.0, 850.0, 1510.0]
+
+
+def test_stress_minima_are_the_drops_of_a_sawtooth():
+    from speckleml.clustering.real import stress_minima
+
+    t = np.arange(-50.0, 1000.0, 10.0)
+    stress = 100.0 + 0.01 * t                               # slow build-up ...
+    for drop in (300.0, 700.0):                              # ... released by two 5 Pa drops
+        stress = stress - 5.0 * ((t >= drop) & (t < drop + 60)) * np.clip((t - drop + 10) / 30, 0, 1)
+    stress = stress + 0.1 * np.random.default_rng(0).standard_normal(t.size)
+    minima = stress_minima(t, stress)
+    assert minima.size == 2 and np.all(np.abs(minima - [330.0, 730.0]) <= 30.0), minima
 
 
 def test_truth_labels_follow_the_simulator(tmp_path):

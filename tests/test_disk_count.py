@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import j1
 
-from speckleml.disk_count import data, evaluate, simulate
+from speckleml.disk_count import data, evaluate, kgrid, moments, simulate
 from speckleml.errors import InputError
 
 torch = pytest.importorskip("torch")
@@ -17,30 +17,51 @@ torch = pytest.importorskip("torch")
 from conftest import run_cli  # noqa: E402
 
 
-def test_single_disk_is_airy_pattern():
-    """One disk: I(k) = (pi r^2 2 J1(kr)/(kr))^2, written out with scipy's J1."""
+@pytest.mark.parametrize("grid,origin", [("quadrant", (0, 0)), ("centred", (32, 32))])
+def test_single_disk_is_airy_pattern(grid, origin):
+    """One disk: I(k) = (pi r^2 2 J1(kr)/(kr))^2, written out with scipy's J1; k = 0 where the grid puts it."""
     r = 90.0
     system = simulate.DiskSystem(centres=np.array([[700.0, 1200.0]]), radii=np.array([r]))
-    pattern = simulate.disk_speckle([system], 65)[0]
-    k = simulate.k_axis(65)
+    pattern = simulate.disk_speckle([system], 65, grid=grid)[0]
+    k = simulate.k_axis(65, grid=grid)
     kr = np.hypot(*np.meshgrid(k, k, indexing="ij")) * r
     safe = np.where(kr == 0, 1.0, kr)
     airy = (math.pi * r**2 * np.where(kr == 0, 1.0, 2 * j1(safe) / safe)) ** 2
     np.testing.assert_allclose(pattern, airy, rtol=1e-9, atol=1e-12 * airy.max())
-    assert pattern[32, 32] == pytest.approx((math.pi * r**2) ** 2)
+    assert pattern[origin] == pytest.approx((math.pi * r**2) ** 2)
 
 
-def test_analytic_speckle_matches_raster_fft_within_raster_error():
+@pytest.mark.parametrize("grid", ["quadrant", "centred"])
+def test_analytic_speckle_matches_raster_fft_within_raster_error(grid):
     """Analytic amplitude sum == zero-padded FFT of the rasterised disks, error shrinking with the raster."""
     rng = np.random.default_rng(3)
     system = simulate.random_system(4, "poly", rng)
-    analytic = simulate.disk_speckle([system], 41)[0]
+    analytic = simulate.disk_speckle([system], 41, grid=grid)[0]
     errors = []
     for pixels in (250, 500, 1000):
-        raster = simulate.raster_speckle(system, 41, pixels)
+        raster = simulate.raster_speckle(system, 41, pixels, grid=grid)
         errors.append(np.abs(raster - analytic).max() / analytic.max())
     assert errors[-1] < 2e-3
     assert errors[2] < errors[0]  # a finer raster converges on the analytic pattern
+
+
+def test_quadrant_pattern_of_swapped_axes_is_the_transpose():
+    """The one mirror that keeps k >= 0: swapping x and y of the disks transposes the quadrant
+    pattern (what the quadrant-grid augmentation uses); an x -> -x mirror does not."""
+    rng = np.random.default_rng(8)
+    system = simulate.random_system(5, "poly", rng)
+    swapped = simulate.DiskSystem(centres=system.centres[:, ::-1].copy(), radii=system.radii)
+    mirrored = simulate.DiskSystem(centres=np.column_stack([2000 - system.centres[:, 0], system.centres[:, 1]]),
+                                   radii=system.radii)
+    p, q, m = simulate.disk_speckle([system, ], 33), simulate.disk_speckle([swapped], 33), \
+        simulate.disk_speckle([mirrored], 33)
+    np.testing.assert_allclose(q[0], p[0].T, rtol=1e-9, atol=1e-12 * p.max())
+    assert not np.allclose(m[0], p[0][:, ::-1], rtol=1e-3)
+    x = torch.as_tensor(p[:, None].repeat(4, 0))
+    out = __import__("speckleml.disk_count.train", fromlist=["x"]).symmetry_augment(
+        x, torch.Generator().manual_seed(0), "quadrant")
+    for sample in out[:, 0].numpy():
+        assert np.array_equal(sample, p[0]) or np.array_equal(sample, p[0].T)
 
 
 def test_float32_simulation_matches_float64():
@@ -72,23 +93,52 @@ def test_poly_radii_spread_is_one_third_of_mean():
     assert radii.std() / radii.mean() == pytest.approx(1 / 3, abs=0.03)
 
 
-def test_k_axis_and_bad_sizes():
-    k = simulate.k_axis(257)
-    assert k[128] == 0 and k[-1] == pytest.approx(128 * math.pi / 2000)
+@pytest.mark.parametrize("n_max", [256, 512])
+def test_k_grid_is_the_papers(n_max):
+    """Paper 002 §2: k = n pi/L, n = 0..n_max (257 and 513 patterns): first pixel k = 0, spacing pi/L,
+    last n_max pi/L; the simulated store's kx/ky are that axis."""
+    box = 2000.0
+    k = simulate.k_axis(n_max + 1, box)
+    assert k.size == n_max + 1 and k[0] == 0.0
+    np.testing.assert_allclose(np.diff(k), math.pi / box, rtol=1e-12)
+    assert k[-1] == pytest.approx(n_max * math.pi / box, rel=1e-12)
+
+
+def test_centred_k_grid_option_and_bad_sizes():
+    k = simulate.k_axis(257, grid="centred")
+    assert k[128] == 0 and k[-1] == pytest.approx(128 * math.pi / 2000)  # half the quadrant's k range
     with pytest.raises(InputError):
-        simulate.k_axis(256)
+        simulate.k_axis(256, grid="centred")
+    with pytest.raises(InputError):
+        simulate.k_axis(33, grid="polar")
+
+
+def test_block_sits_at_k0_on_both_grids():
+    """The 11x11 beamstop covers |n_x|, |n_y| <= 5: the 6x6 corner of a quadrant pattern, the centre
+    11x11 of a centred one (not the image centre n = 123..133 of a 0..k_max grid)."""
+    quadrant = kgrid.block_mask((257, 257), 11, "quadrant")
+    assert quadrant.sum() == 36 and quadrant[:6, :6].all() and not quadrant[6, 0] and not quadrant[128, 128]
+    centred = kgrid.block_mask((257, 257), 11, "centred")
+    assert centred.sum() == 121 and centred[123:134, 123:134].all()
+    with pytest.raises(InputError):
+        kgrid.block_mask((9, 9), 17, "quadrant")
 
 
 def test_standardise_blocks_centre_bins_and_normalises():
     rng = np.random.default_rng(1)
     patterns = rng.exponential(size=(3, 15, 15)) + 100 * (np.arange(3)[:, None, None] + 1)
     patterns[:, 7, 7] = 1e6
-    z = data.standardise(patterns, block=3)
+    z = data.standardise(patterns, block=3, grid="centred")
     np.testing.assert_allclose(z.mean(axis=(1, 2)), 0, atol=1e-5)
     np.testing.assert_allclose(z.std(axis=(1, 2)), 1, atol=1e-5)
     assert np.ptp(z[:, 6:9, 6:9], axis=(1, 2)).max() == pytest.approx(0, abs=1e-6)  # blocked = one value
-    binned = data.bin_patterns(np.ones((1, 17, 17)), 3)
+    binned = data.bin_patterns(np.ones((1, 17, 17)), 3, "centred")
     assert binned.shape == (1, 5, 5) and np.all(binned == 9)  # 17 -> 15 -> 5 bins of 3x3
+    ramp = np.arange(17.0)[None, None, :].repeat(17, 1)
+    quadrant = data.bin_patterns(ramp, 3, "quadrant")  # bins from the k = 0 corner, far edge cropped
+    assert quadrant.shape == (1, 5, 5) and quadrant[0, 0, 0] == 3 * (0 + 1 + 2) and quadrant[0, 0, 4] == 3 * 39
+    zq = data.standardise(patterns, block=3, grid="quadrant")
+    assert np.ptp(zq[:, :2, :2], axis=(1, 2)).max() == pytest.approx(0, abs=1e-6)  # the corner is blocked
     with pytest.raises(InputError):
         data.standardise(patterns, block=4)
     with pytest.raises(InputError):
@@ -109,9 +159,9 @@ def test_first_moments_follow_the_definitions():
     k = np.hypot(*np.indices((5, 5)) - 2.0)
     pattern = np.zeros((1, 5, 5))
     pattern[0, 0, 2] = 4.0  # one bright pixel at |k| = 2 outside a 1x1 block
-    values = data.first_moments(pattern, 1, k)
+    values = moments.first_moments(pattern, 1, k, "centred")
     assert values["raw"][0] == pytest.approx(2.0)  # all intensity at |k| = 2
-    z = data.standardise(pattern, 1)[0].astype(float)
+    z = data.standardise(pattern, 1, grid="centred")[0].astype(float)
     keep = np.ones((5, 5), bool)
     keep[2, 2] = False
     assert values["absolute"][0] == pytest.approx(np.mean(np.abs(z[keep]) * k[keep]), rel=1e-6)
@@ -131,6 +181,32 @@ def test_metrics_match_hand_counts():
     assert matrix.trace() == 4 and matrix[2, 0] == 1
 
 
+def test_confusion_colour_code_counts_disks_not_classes():
+    """Paper Fig. 5 code in disks: with classes 2, 4, 6, 8 a neighbouring class (2 disks off) is red,
+    the next (4 off) orange; 3 disks off is orange; the +/-1 band holds only the diagonal; a legend."""
+    from matplotlib.patches import Circle, Rectangle
+
+    from speckleml.disk_count.figures import error_colour, plot_confusion
+
+    assert [error_colour(d) for d in (0, 1, -1, 2, -2, 3, 4)] == [None, None, None, "tab:red", "tab:red",
+                                                                  "tab:orange", "tab:orange"]
+    matrix = np.diag([5, 5, 5, 5])
+    matrix[0, 1] = 1  # true 2, predicted 4: 2 disks off
+    matrix[3, 1] = 1  # true 8, predicted 4: 4 disks off
+    fig = plot_confusion(matrix, [2, 4, 6, 8], "t", bands=True)
+    ax = fig.axes[0]
+    circles = {tuple(np.round(p.center).astype(int)): p.get_edgecolor() for p in ax.patches if isinstance(p, Circle)}
+    from matplotlib.colors import to_rgba
+    assert circles == {(1, 0): to_rgba("tab:red"), (1, 3): to_rgba("tab:orange")}  # (column, row)
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle) and not isinstance(p, Circle)]
+    assert sorted(round(p.get_width()) for p in boxes) == [1, 1, 1, 1]  # band = diagonal at spacing 2
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts == ["within 1 disk", "2 disks off", "> 2 disks off"]
+    fig2 = plot_confusion(np.ones((3, 3), int), [2, 3, 4], "t", bands=True)
+    widths = sorted(round(p.get_width()) for p in fig2.axes[0].patches if type(p) is Rectangle)
+    assert widths == [2, 2, 3]  # spacing 1: the band spans the neighbours
+
+
 def test_gradcam_and_saliency_shapes_and_hook_removed():
     from speckleml.disk_count.interpret import gradcam_maps, saliency_maps
     from speckleml.disk_count.model import build_resnet
@@ -143,6 +219,27 @@ def test_gradcam_and_saliency_shapes_and_hook_removed():
     assert cam.shape == sal.shape == (2, 33, 33)
     assert cam.min() >= 0 and cam.max() <= 1 + 1e-6 and (sal >= 0).all() and sal.max() > 0
     assert not model.layer4._forward_hooks
+
+
+def test_maps_drop_gradcam_where_the_feature_map_is_one_pixel():
+    """27x27 inputs (the CPU default) give ResNet's layer4 a 1x1 map: a constant Grad-CAM, so the figure
+    leaves that row out and says why; 53x53 inputs give 2x2 and keep it."""
+    from speckleml.disk_count.figures import plot_maps
+    from speckleml.disk_count.interpret import feature_map_shape, gradcam_maps
+    from speckleml.disk_count.model import build_resnet
+
+    torch.manual_seed(0)
+    model = build_resnet("resnet18", 3)
+    assert feature_map_shape(model, (27, 27), "cpu") == (1, 1)
+    assert feature_map_shape(model, (53, 53), "cpu") == (2, 2)
+    assert feature_map_shape(build_resnet("resnet18", 3, stem="small"), (27, 27), "cpu") == (4, 4)
+    x = np.random.default_rng(1).normal(size=(2, 27, 27)).astype(np.float32)
+    cam = gradcam_maps(model, x, np.array([0, 1]), "cpu")
+    assert np.ptp(cam, axis=(1, 2)).max() == 0  # the constant map the row would show
+    labels = np.array([2, 6])
+    fig = plot_maps(x, np.abs(x), cam, labels, labels, feature_map=(1, 1))
+    assert len(fig.axes) == 4 and "Grad-CAM row omitted" in " ".join(t.get_text() for t in fig.texts)
+    assert len(plot_maps(x, np.abs(x), cam, labels, labels, feature_map=(2, 2)).axes) == 6
 
 
 @pytest.mark.slow
@@ -171,16 +268,19 @@ def test_classifier_separates_classes_well_above_chance():
 
 
 def test_checkpoint_round_trip_and_predict_cli(tmp_path):
-    from speckleml.disk_count.model import build_resnet, load_checkpoint, save_checkpoint
+    from speckleml.disk_count.model import build_resnet, load_model, save_model
 
     torch.manual_seed(0)
     model = build_resnet("resnet18", 3)
     meta = {"arch": "resnet18", "classes": [2, 6, 20], "block": 5, "bin": 1, "source_size": 33}
-    save_checkpoint(tmp_path / "m.pt", model, meta)
-    loaded, meta2 = load_checkpoint(tmp_path / "m.pt")
+    save_model(tmp_path / "m.pt", model, meta)
+    loaded, meta2 = load_model(tmp_path / "m.pt")
     x = torch.randn(2, 1, 33, 33)
     model.eval()
     torch.testing.assert_close(loaded(x), model(x))
+    small = build_resnet("resnet18", 3, stem="small").eval()
+    save_model(tmp_path / "s.pt", small, {**meta, "stem": "small"})
+    torch.testing.assert_close(load_model(tmp_path / "s.pt")[0](x), small(x))
     assert meta2["classes"] == [2, 6, 20]
     rng = np.random.default_rng(0)
     patterns = simulate.disk_speckle([simulate.random_system(6, "mono", rng)], 33)
@@ -193,7 +293,7 @@ def test_checkpoint_round_trip_and_predict_cli(tmp_path):
 
 
 def test_cli_bad_inputs_fail_with_one_line(tmp_path):
-    proc = run_cli("disk-count", "simulate", tmp_path / "p.zarr", "--size", "64")
+    proc = run_cli("disk-count", "simulate", tmp_path / "p.zarr", "--size", "64", "--k-grid", "centred")
     assert proc.returncode == 2 and "odd" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p.zarr").exists()
     (tmp_path / "bad.pt").write_text("not a checkpoint")
@@ -211,7 +311,7 @@ def test_simulate_and_preprocess_cli_are_deterministic(tmp_path):
     a, b = (read_store(tmp_path / f"{n}.zarr", data.PATTERNS) for n in "ab")
     np.testing.assert_array_equal(a["patterns"], b["patterns"])
     assert a.provenance["seed"] == 3 and a.attrs["dispersity"] == "poly"
-    run_cli("disk-count", "preprocess", tmp_path / "a.zarr", tmp_path / "in.zarr", "--block", "3",
+    run_cli("disk-count", "preprocess", tmp_path / "a.zarr", tmp_path / "in.zarr", "--block", "3", "--bin", "1",
             "--split", "0.5", "0.25", "0.25", check=True)
     inputs = read_store(tmp_path / "in.zarr", data.INPUTS)
     assert inputs["inputs"].shape == (8, 21, 21)

@@ -12,7 +12,7 @@ pytest.importorskip("torchdiffeq")
 
 from conftest import run_cli  # noqa: E402
 from speckleml.dynamics.systems.kuramoto import (KuramotoRHS, MomentsSpeckle, SpeckleGeometry,  # noqa: E402
-                                                 log_kernel, order_parameter, orientation_mae, vorticity,
+                                                 log_kernel, order_parameter, orientation_mae, plain_mae, vorticity,
                                                  wrapped_difference)
 from speckleml.dynamics.train import kernel_errors  # noqa: E402
 from speckleml.errors import InputError  # noqa: E402
@@ -62,6 +62,46 @@ def test_orientation_metrics():
     assert r == pytest.approx(1.0) and psi == pytest.approx(0.7)
     r, _ = order_parameter(np.linspace(0, 2 * math.pi, 16, endpoint=False).reshape(4, 4))
     assert r == pytest.approx(0.0, abs=1e-12)
+
+
+def test_plain_and_sign_aligned_mae_by_hand():
+    true = np.zeros((2, 2))
+    pred = np.array([[0.5, -0.5], [math.pi - 0.1, 1.0]])
+    # plain: mean(|0.5|, |-0.5|, |pi - 0.1|, |1.0|)
+    assert plain_mae(pred, true) == pytest.approx((0.5 + 0.5 + math.pi - 0.1 + 1.0) / 4)
+    true = np.full((2, 2), 0.4)
+    pred = np.full((2, 2), -0.4)           # the other branch: plain 0.8, sign-aligned 0
+    assert plain_mae(pred, true) == pytest.approx(0.8) and orientation_mae(pred, true) == pytest.approx(0.0)
+
+
+def test_circular_mean_by_hand():
+    from speckleml.dynamics.systems.kuramoto import circular_mean
+
+    assert abs(circular_mean(np.array([math.pi - 0.1, -math.pi + 0.1]))) == pytest.approx(math.pi)  # linear mean: 0
+    assert circular_mean(np.array([0.1, 0.3, np.nan])) == pytest.approx(0.2)
+    # three unit vectors at 0, pi/2, pi: resultant (0, 1) -> pi/2
+    np.testing.assert_allclose(circular_mean(np.array([[0.0, math.pi / 2, math.pi]]), axis=1), [math.pi / 2])
+
+
+def test_baselines_by_hand():
+    from speckleml.dynamics.evaluate import baseline_rows, baselines, ensemble_psi
+
+    states = np.full((1, 3, 4, 4), 0.4)    # phi(0) = 0.4 everywhere
+    states[0, 1] = 0.7                     # frame 1: every site turned by 0.3 rad
+    states[0, 2] = -0.4                    # frame 2: the mirror of phi(0): plain 0.8, sign-aligned 0
+    out = baselines(states)
+    np.testing.assert_allclose(out["baseline_frozen_mae_plain"], [[0.0, 0.3, 0.8]])
+    np.testing.assert_allclose(out["baseline_frozen_mae"], [[0.0, 0.3, 0.0]], atol=1e-15)
+    big = baselines(np.zeros((2, 2, 64, 64)))  # uniform random phases against anything: E|d| = pi / 2
+    np.testing.assert_allclose(big["baseline_random_mae_plain"], math.pi / 2, atol=0.05)
+    assert (big["baseline_random_mae"] <= big["baseline_random_mae_plain"]).all()
+    rows = baseline_rows({"t": np.array([0.0, 1.0, 2.0]), **out}, train_t_max=1.0)
+    assert rows[0]["member"] == "baseline_frozen" and rows[0]["final_mae_plain_mean"] == pytest.approx(0.8)
+    assert rows[0]["final_mae_sign_aligned_mean"] == pytest.approx(0.0)
+    assert rows[0]["train_end_mae_plain_mean"] == pytest.approx(0.3)
+    # ensemble psi: a member on the mirror branch (-0.8 for a truth at 1.0) is flipped to 0.8 first
+    psi = ensemble_psi(np.array([[[1.2]], [[-0.8]]]), np.full((1, 1), 1.0))
+    assert psi[0, 0] == pytest.approx(1.0)
 
 
 def test_vorticity_of_a_plane_wave():
@@ -169,8 +209,10 @@ def test_cli_chain_and_resume_after_kill(tmp_path):
     import pandas as pd
 
     table = pd.read_csv(metrics, dtype={"member": str})
-    assert list(table["member"]) == ["0", "1", "ensemble_mean", "ensemble_min", "ensemble_max"]
-    assert table.loc[0, "final_mae_mean"] == table.loc[1, "final_mae_mean"]  # identical models
+    assert list(table["member"]) == ["0", "1", "ensemble_mean", "ensemble_min", "ensemble_max", "baseline_frozen",
+                                     "baseline_random"]
+    assert table.loc[0, "final_mae_plain_mean"] == table.loc[1, "final_mae_plain_mean"]  # identical models
+    assert (table["final_mae_sign_aligned_mean"] <= table["final_mae_plain_mean"]).all()
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
@@ -189,7 +231,8 @@ def test_sweep_table_flags_levels_against_the_noise_free_band(tmp_path):
     from speckleml.dynamics.sweeps import gather_sweeps
 
     def metrics(path, final, kernel):
-        rows = [{"member": m, "kernel_mae": k, "kernel_rel_error": 2 * k, "final_mae_mean": f, "final_mae_std": 0.1}
+        rows = [{"member": m, "kernel_mae": k, "kernel_rel_error": 2 * k, "final_mae_plain_mean": f,
+                 "final_mae_plain_std": 0.1}
                 for m, f, k in zip(["0", "1", "ensemble_mean", "ensemble_min", "ensemble_max"], final, kernel)]
         pd.DataFrame(rows).to_csv(path, index=False)
         return path
@@ -201,9 +244,9 @@ def test_sweep_table_flags_levels_against_the_noise_free_band(tmp_path):
                   tmp_path / "p.png")
     table = pd.read_csv(tmp_path / "t.csv")
     assert list(table["value"]) == [10.0, 1e5]
-    assert list(table["final_mae_within_reference"]) == [False, True]
+    assert list(table["final_mae_plain_within_reference"]) == [False, True]
     assert list(table["kernel_mae_within_reference"]) == [False, True]
-    assert table["reference_final_mae_max"].iloc[0] == 0.4
+    assert table["reference_final_mae_plain_max"].iloc[0] == 0.4
     assert (tmp_path / "p.png").stat().st_size > 0
     with pytest.raises(InputError, match="unknown sweep parameter"):
         gather_sweeps([("noise", "1", noisy)], reference, tmp_path / "t2.csv", tmp_path / "p2.png")

@@ -12,7 +12,7 @@ pytest.importorskip("torchdiffeq")
 
 from speckleml.errors import InputError  # noqa: E402
 from speckleml.stores import read_store  # noqa: E402
-from speckleml.dynamics.training import (HISTORY, TrainSettings, WindowData, intensity_loss,  # noqa: E402
+from speckleml.dynamics.training import (HISTORY, SpikeGuard, TrainSettings, WindowData, intensity_loss,  # noqa: E402
                                          sample_windows, train_ode, write_history)
 from speckleml.runtime import seed_everything  # noqa: E402
 
@@ -99,7 +99,7 @@ def test_training_recovers_a_decay_rate(tmp_path):
     history = train_ode(model, square, data, settings(iterations=150, learning_rate=0.05), tmp_path / "c.ckpt",
                         snapshot=lambda m: m.k.detach().numpy().reshape(1))
     assert float(model.k.detach()) == pytest.approx(0.7, abs=0.02)
-    assert history["loss"][-1] < 0.05 * history["loss"][0]
+    assert np.median(history["loss"][-20:]) < 0.1 * history["loss"][0]  # batch scatter stays: compare a median
     assert history["snapshot_iteration"][0] == 0 and history["snapshot_iteration"][-1] == 150
 
 
@@ -156,20 +156,88 @@ def test_nan_reloads_last_checkpoint_and_halves_learning_rate(tmp_path):
     assert snaps[7] == snaps[4]
 
 
-def test_loss_spike_rolls_back(tmp_path):
-    data = decay_data()
+class Spiky:
+    """Forward model whose intensities are x ``factor`` from call ``first`` on (growing by ``growth``
+    per call) up to call ``last``: a lone outlier batch or a run that diverges."""
 
-    class Spiky:
-        calls = 0
+    def __init__(self, first, last, factor=50.0, growth=1.0, calls=0):
+        self.first, self.last, self.factor, self.growth, self.calls = first, last, factor, growth, calls
 
-        def __call__(self, states):
-            self.calls += 1
-            return states**2 * (50.0 if self.calls == 12 else 1.0)
+    def __call__(self, states):
+        self.calls += 1
+        if self.first <= self.calls <= self.last:
+            return states**2 * self.factor * self.growth ** (self.calls - self.first)
+        return states**2
 
-    s = settings(iterations=14, spike_window=5, spike_factor=3.0, checkpoint_every=5)
-    history = train_ode(Decay(), Spiky(), data, s, tmp_path / "c.ckpt")
+
+def test_paper_mean_rule_rolls_back_at_the_first_spike(tmp_path):
+    s = settings(iterations=14, spike_rule="mean", spike_window=5, spike_factor=3.0, spike_patience=1,
+                 lr_recovery=0, checkpoint_every=5)
+    history = train_ode(Decay(), Spiky(12, 12), decay_data(), s, tmp_path / "c.ckpt")
     assert history["rolled_back"][11] and sum(history["rolled_back"]) == 1
     assert history["learning_rate"][-1] == pytest.approx(0.025)
+
+
+def test_robust_rule_skips_a_lone_outlier_batch(tmp_path):
+    s = settings(iterations=14, spike_window=5, checkpoint_every=5)
+    history = train_ode(Decay(), Spiky(12, 12), decay_data(), s, tmp_path / "c.ckpt")
+    assert history["skipped"] == [False] * 11 + [True] + [False] * 2
+    assert not any(history["rolled_back"]) and history["learning_rate"][-1] == pytest.approx(0.05)
+
+
+def test_robust_rule_rolls_back_a_divergence(tmp_path):
+    s = settings(iterations=16, spike_window=5, checkpoint_every=5)
+    history = train_ode(Decay(), Spiky(12, 14, factor=10.0, growth=2.0), decay_data(), s, tmp_path / "c.ckpt")
+    assert history["skipped"][11:13] == [True, True]
+    assert history["rolled_back"] == [False] * 13 + [True] + [False] * 2  # the third outlier in a row
+    assert history["learning_rate"][-1] == pytest.approx(0.025)
+
+
+def _lognormal_losses(seed, n=2000, sigma=0.5, decay=400.0):
+    rng = np.random.default_rng(seed)
+    return np.exp(-np.arange(n) / decay) * rng.lognormal(0.0, sigma, n)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ordinary_batch_scatter_never_rolls_back(seed):
+    """Lognormal batch scatter (sigma 0.5) around a decaying mean: no divergence with the default
+    rule; the old rule (3x the running mean, every spike a rollback) fires on the same sequence."""
+    losses = _lognormal_losses(seed)
+    guard = SpikeGuard.from_settings(settings())
+    verdicts = [guard.check(loss) for loss in losses]
+    assert verdicts.count("diverged") == 0 and verdicts.count("skip") <= 10
+    old = SpikeGuard(rule="mean", factor=3.0, window=10, patience=1)
+    assert [old.check(loss) for loss in losses].count("diverged") >= 3
+
+
+def test_a_growing_divergence_is_caught_within_patience():
+    guard = SpikeGuard.from_settings(settings())
+    for loss in _lognormal_losses(0, n=300):
+        guard.check(loss)
+    level = float(np.median(guard.recent))
+    verdicts = [guard.check(level * 10 * 1.5**i) for i in range(5)]  # x10 and growing
+    assert verdicts[:3] == ["skip", "skip", "diverged"]
+
+
+def test_learning_rate_recovers_after_a_stable_stretch(tmp_path):
+    s = settings(iterations=12, checkpoint_every=4, lr_recovery=3)
+    history = train_ode(Decay(), FailingOnce(fail_at=7), decay_data(), s, tmp_path / "c.ckpt")
+    assert history["learning_rate"][6:10] == pytest.approx([0.025, 0.025, 0.025, 0.05])
+
+
+def test_resume_in_the_middle_of_outliers_is_bit_identical(tmp_path):
+    """The guard's state (recent losses, outliers in a row, stable steps) survives a kill."""
+    s = settings(iterations=24, spike_window=5, checkpoint_every=4, lr_recovery=4)
+    full = Decay()
+    reference = train_ode(full, Spiky(12, 14, factor=10.0, growth=2.0), decay_data(), s, tmp_path / "full.ckpt")
+    assert sum(reference["rolled_back"]) == 1
+    train_ode(Decay(), Spiky(12, 14, factor=10.0, growth=2.0), decay_data(), s, tmp_path / "part.ckpt", stop_after=13)
+    resumed = Decay(k=5.0)
+    history = train_ode(resumed, Spiky(12, 14, factor=10.0, growth=2.0, calls=13), decay_data(), s,
+                        tmp_path / "part.ckpt")
+    assert torch.equal(resumed.k, full.k)
+    assert history["loss"] == reference["loss"] and history["learning_rate"] == reference["learning_rate"]
+    assert history["skipped"] == reference["skipped"]
 
 
 def test_history_store_round_trip(tmp_path):

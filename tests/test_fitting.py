@@ -63,13 +63,45 @@ def test_tosson_sio2_g2_fits_with_finite_errors_for_every_q_bin():
     rows = np.loadtxt(real_file("tosson_g2", "m011_SiO2_Abs.csv"), delimiter=",")
     lag = rows[0, :61]                                       # PROVENANCE.md: first 61 values are delays
     taus = []
-    for k in range(7):
+    for k in range(6):
         result = fit_g2(lag, rows[1 + 2 * k, :61], rows[2 + 2 * k, :61])
         assert result.success, (k, result.message)
         assert all(np.isfinite(e) and e > 0 for e in result.errors.values()), k
         taus.append(result["tau"])
     # Brownian colloids: the relaxation time falls with q (q-bins are in increasing q).
     assert np.all(np.diff(taus) < 0)
+    # The highest-q bin has decayed to 3 % of its contrast by the first lag: tau (below the first
+    # lag) and beta are not determined by these lags, and the fit says so.
+    last = fit_g2(lag, rows[13, :61], rows[14, :61])
+    assert not last.success and last["tau"] < lag[0]
+    assert "undetermined" in last.message and "below the first lag" in last.message
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+@pytest.mark.parametrize("with_err", [True, False])
+def test_flat_g2_is_a_failed_fit_with_the_reason(noise, with_err):
+    """A flat g2 (exactly, or with 1 % noise) holds no decay: never success=True."""
+    lag = np.arange(1.0, 60.0)
+    for seed in range(5):
+        g2 = 1.0 + noise * np.random.default_rng(seed).standard_normal(lag.size)
+        result = fit_g2(lag, g2, np.full(lag.size, 0.01) if with_err else None)
+        assert not result.success, result
+        assert "no decay in the fitted lag range" in result.message
+
+
+def test_flat_c2_slice_is_a_failed_fit():
+    result = fit_c2_slice(np.arange(1.0, 40.0), np.zeros(39))
+    assert not result.success and "no decay" in result.message
+
+
+def test_small_but_significant_decay_is_a_success():
+    """The criteria do not reject a real decay of 5 % contrast measured with 0.5 % errors."""
+    lag = np.arange(1.0, 80.0)
+    rng = np.random.default_rng(3)
+    g2 = 1.0 + g2_model(lag, 0.05, 10.0, 1.0, 0.0) + 0.005 * rng.standard_normal(lag.size)
+    result = fit_g2(lag, g2, np.full(lag.size, 0.005), fit_gamma=False)
+    assert result.success, result.message
+    assert result["tau"] == pytest.approx(10.0, rel=0.3)
 
 
 @pytest.mark.realdata

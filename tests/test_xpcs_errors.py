@@ -242,7 +242,9 @@ def test_export_of_rings_and_sectors_reads_back_each_bins_ring(tmp_path):
     with h5py.File(tmp_path / "o.hdf", "r") as handle:
         np.testing.assert_allclose(handle["/xpcs/qmap/dynamic_v_list_dim0"][()], [6, 10, 14])
         np.testing.assert_array_equal(handle["/xpcs/qmap/dynamic_num_pts"][()], [3, 4])
-        np.testing.assert_allclose(handle["/xpcs/qmap/dynamic_v_list_dim1"][()], [-135, -45, 45, 135])
+        # sector centres -135, -45, 45, 135 deg of atan2(row, col), written in the APS readers'
+        # convention phi = -atan2(row - bcy, col - bcx)
+        np.testing.assert_allclose(handle["/xpcs/qmap/dynamic_v_list_dim1"][()], [135, 45, -45, -135])
     run_cli("import-c2", tmp_path / "o.hdf", tmp_path / "back.zarr", check=True)
     from speckleml.stores import read_c2
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .atomic import atomic_output
-from .errors import InputError
+from .errors import READ_ERRORS, InputError
 
 
 def save_torch(payload: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -48,7 +48,7 @@ def load_torch(path: str | os.PathLike, what: str, fmt: Any = None, keys: Iterab
         raise InputError(f"{path}: {what} does not exist")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=weights_only)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+    except (*READ_ERRORS, RuntimeError) as exc:  # RuntimeError: torch's zip reader on a truncated file
         raise InputError(f"{path}: not a readable {what} ({type(exc).__name__})") from None
     if not isinstance(payload, dict):
         raise InputError(f"{path}: not a {what} (expected a dict, found {type(payload).__name__})")

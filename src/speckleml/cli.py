@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import math
 import sys
 from typing import Callable
 
 from . import __version__
 from .errors import InputError
+from .cli_types import (  # noqa: F401 (the stage CLIs import them from here)
+    positive_float, non_negative_float, finite_float, float_in, int_at_least, positive_int, non_negative_int,
+)
 
 #: Modules that register commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
@@ -68,70 +70,6 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                         help="compute device; auto picks CUDA when available (default %(default)s)")
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite number (no nan, no inf)."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
-    """argparse type factory: a finite number in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
-    text_range = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-
-    def parse(text: str) -> float:
-        value = float(text)
-        if not (math.isfinite(value) and (low < value if low_open else low <= value) and value <= high):
-            raise argparse.ArgumentTypeError(f"must be a number in {text_range}, got {text}")
-        return value
-    parse.__name__ = f"number in {text_range}"
-    return parse
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type factory: an integer >= ``minimum``."""
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
-        return value
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
 def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **kwargs) -> argparse.Action:
     """An option whose default is the config schema's default of ``key`` (its one home).
 
@@ -143,6 +81,18 @@ def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **
     action = parser.add_argument(*flags, default=schema_default(key), **kwargs)
     action.schema_key = key
     return action
+
+
+def provenance_from_args(args: argparse.Namespace, inputs=()) -> dict:
+    """Provenance of a stage run from the command line: its parsed options are the config subset.
+
+    Lives with the CLI because it reads an argparse ``Namespace``; library code builds its
+    provenance with :func:`speckleml.provenance.make_provenance` from keyword arguments.
+    """
+    from .provenance import make_provenance
+
+    config = {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose", "quiet"}}
+    return make_provenance(config=config, seed=config.get("seed"), inputs=inputs)
 
 
 def add_threads(parser: argparse.ArgumentParser, default: int = 0) -> None:
@@ -173,12 +123,19 @@ def _command_modules(argv: list[str] | None) -> tuple[str, ...]:
     return (COMMAND_MODULES[0],)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, ``speckleml: error: argument --dt: ...``, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"speckleml: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Build the parser for ``argv`` (all commands when ``argv`` is None or asks for help).
 
     The epilog lists every stage of the registered studies.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="speckleml",
         description="Coherent X-ray scattering (speckle) to physics: simulation, correlation, "
                     "training, evaluation and figures for four published methods.",
@@ -213,28 +170,36 @@ def configure_logging(quiet: bool = False) -> None:
     )
 
 
-def one_line(exc: BaseException) -> str:
-    """A single-line description of an exception for the user."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``speckleml`` console script."""
+    """Entry point of the ``speckleml`` console script: the one error boundary.
+
+    Exit codes: 0 success; 2 bad input, one line ``speckleml: error: <file or option>: <what
+    is wrong>`` (argparse usage errors too); 130 interrupted; 1 with a traceback: a bug.
+    What counts as bad input is :func:`speckleml.errors.user_error`'s rule (an InputError, an
+    OSError naming a file, or a reader library failing on a command-line path); any other
+    exception surfaces with its traceback. ``--debug`` shows the traceback for bad input too.
+    """
+    from .atomic import check_output
+    from .errors import READ_ERRORS, user_error
+
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(args.quiet)
     try:
+        for key, path in vars(args).items():  # outputs are writable, before any work
+            if (key == "output" or key.endswith("_output")) and isinstance(path, str):
+                check_output(path)
         code = args.func(args)
-    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        if args.debug:
-            raise
-        print(f"speckleml: error: {one_line(exc)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("speckleml: interrupted", file=sys.stderr)
         return 130
+    except READ_ERRORS as exc:  # InputError is a ValueError
+        message = None if args.debug else user_error(exc, list(vars(args).values()))
+        if message is None:
+            raise
+        print(f"speckleml: error: {message}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

@@ -22,6 +22,19 @@ Fits use :func:`scipy.optimize.curve_fit` (trust-region reflective, box bounds);
 errors are ``sqrt(diag(pcov))``. Non-finite points, non-positive lags and non-positive
 errors are dropped; too few points give NaN parameters and ``success=False`` rather than
 an exception, so a table of many q-bins is always complete.
+
+A fit is reported successful only when it measured something. It fails, with the reason in
+``message``, when
+
+* less than :data:`MIN_DECAY_FRACTION` of the fitted contrast decays between the first
+  and the last fitted lag (the decay lies wholly before or after the lags), or
+* the fitted model falls between the first and the last fitted lag by less than
+  :data:`MIN_DECAY_SNR` times the noise of one point ("no decay in the fitted lag range":
+  a flat curve, flat plus noise, or a tau far outside the lags);
+* a free parameter ends on a bound, or its error cannot be estimated;
+* the one-sigma error of a free amplitude, tau or gamma exceeds :data:`MAX_RELATIVE_ERROR`
+  times its value (the parameter is not determined by the data, e.g. a tau below the first
+  lag fitted from the tail of the decay).
 """
 
 from __future__ import annotations
@@ -31,6 +44,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 G2_PARAMS = ("beta", "tau", "gamma", "baseline")
+#: Least fall of the fitted model between the first and last fitted lag, in units of the
+#: noise of one point (median stated error, else the rms residual).
+MIN_DECAY_SNR = 3.0
+#: Least fraction of the fitted contrast that must decay between the first and last fitted lag.
+MIN_DECAY_FRACTION = 0.01
+#: Largest accepted ratio of one-sigma error to value for the amplitude, tau and gamma.
+MAX_RELATIVE_ERROR = 1.0
 SLICE_PARAMS = ("amplitude", "tau", "gamma")
 
 
@@ -134,21 +154,48 @@ def _fit(model, names, lag, y, err, p0, lower, upper, fixed, absolute_sigma, lab
         errors[free] = np.sqrt(np.diag(pcov))
     residual = (y - model(lag, *params)) / (err if err is not None else 1.0)
     dof = max(lag.size - len(free), 1)
-    message = "ok"
-    # A free parameter on a bound, or with a zero or infinite error, has no meaningful error.
-    span = np.maximum(1.0, np.abs(np.concatenate([lower, upper])))
-    tol = 1e-6 * np.maximum(span[: len(names)], span[len(names):])
-    on_bound = [names[i] for i in free if min(params[i] - lower[i], upper[i] - params[i]) <= tol[i]]
-    if on_bound:
-        message = f"{', '.join(on_bound)} at a bound"
-    elif not (np.all(np.isfinite(errors[free])) and np.all(errors[free] > 0)):
-        message = "covariance could not be estimated"
+    # Noise of one point: the stated errors, else the scatter about the fit.
+    noise = float(np.median(err)) if err is not None else float(np.sqrt(np.sum(residual**2) / dof))
+    noise = max(noise, 1e-8 * max(1.0, float(np.max(np.abs(y)))))  # noise-free data: float precision
+    message = _failure(model, names, params, errors, free, lower, upper, lag, noise) or "ok"
     return FitResult(
         values={n: float(v) for n, v in zip(names, params)},
         errors={n: float(e) for n, e in zip(names, errors)},
         fixed=tuple(fixed), chi2_reduced=float(np.sum(residual**2) / dof), n_points=int(lag.size),
         success=message == "ok", model=label, message=message,
     )
+
+
+def _failure(model, names, params, errors, free, lower, upper, lag, noise) -> str:
+    """Why a converged fit measured nothing ('' when it did); see the module docstring."""
+    decay = abs(float(model(lag.min(), *params) - model(lag.max(), *params)))
+    # The decaying factor alone (amplitude 1, baseline of the g2 form 0).
+    shape = params.copy()
+    shape[0] = 1.0
+    shape[3:] = 0.0
+    fraction = float(model(lag.min(), *shape) - model(lag.max(), *shape))
+    tau = params[names.index("tau")]
+    where = (f"; tau={tau:.3g} is below the first lag" if tau < lag.min() else
+             f"; tau={tau:.3g} is beyond the last lag" if tau > lag.max() else "")
+    if not fraction >= MIN_DECAY_FRACTION:
+        return (f"no decay in the fitted lag range {lag.min():.4g}..{lag.max():.4g} ({100 * fraction:.2g}% of "
+                f"the contrast decays there{where})")
+    if not decay >= MIN_DECAY_SNR * noise:
+        return (f"no decay in the fitted lag range {lag.min():.4g}..{lag.max():.4g} (the model falls by "
+                f"{decay:.3g}, less than {MIN_DECAY_SNR:g} x the noise {noise:.3g} of one point{where})")
+    # A free parameter on a bound, or with a zero or infinite error, has no meaningful error.
+    span = np.maximum(1.0, np.abs(np.concatenate([lower, upper])))
+    tol = 1e-6 * np.maximum(span[: len(names)], span[len(names):])
+    on_bound = [names[i] for i in free if min(params[i] - lower[i], upper[i] - params[i]) <= tol[i]]
+    if on_bound:
+        return f"{', '.join(on_bound)} at a bound"
+    if not (np.all(np.isfinite(errors[free])) and np.all(errors[free] > 0)):
+        return "covariance could not be estimated"
+    for i in free:
+        if names[i] in (names[0], "tau", "gamma") and errors[i] > MAX_RELATIVE_ERROR * abs(params[i]):
+            return (f"{names[i]} undetermined: its error {errors[i]:.3g} exceeds {MAX_RELATIVE_ERROR:g} x "
+                    f"its value {params[i]:.3g}{where}")
+    return ""
 
 
 def fit_g2(lag, g2, err=None, offset: float = 1.0, fit_gamma: bool = True, fit_baseline: bool = True,

@@ -102,9 +102,3 @@ def make_provenance(
         "python": platform.python_version(),
         "inputs": {os.fspath(p): checksum(p) for p in inputs if Path(p).exists()},
     }
-
-
-def provenance_from_args(args, inputs: Iterable[str | os.PathLike] = ()) -> dict[str, Any]:
-    """Provenance for a CLI stage: its parsed arguments are the config subset."""
-    config = {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose"}}
-    return make_provenance(config=config, seed=config.get("seed"), inputs=inputs)

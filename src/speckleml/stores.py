@@ -2,6 +2,11 @@
 
 Every store is a zarr group whose ``schema`` attr names its schema and version and whose
 ``provenance`` attr records how it was made (:func:`speckleml.provenance.make_provenance`).
+Its ``chunks`` attr lists, per array, the chunk files the writer wrote (zarr skips chunks
+that hold only the fill value); :func:`read_store` checks that every one is still there, and
+every chunk that cannot be decoded, whether read at once or streamed lazily, is a
+:class:`~speckleml.errors.StoreError` naming the store, the array and the chunk, never data
+silently read as the fill value.
 Arrays carry zarr v3 ``dimension_names``. The three shared schemas of DESIGN §2 are
 ``frames``, ``states`` and ``c2``; a study registers its own with :func:`register_schema`.
 
@@ -14,6 +19,8 @@ Examples
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import warnings
 from contextlib import contextmanager
@@ -26,6 +33,14 @@ import numpy as np
 from .atomic import atomic_output
 from .errors import StoreError
 from .provenance import _jsonable, make_provenance
+
+log = logging.getLogger(__name__)
+
+#: Attr holding, per array, the chunk keys the writer wrote (completeness check on read).
+CHUNKS_ATTR = "chunks"
+#: What zarr's codec pipeline raises for a chunk it cannot decode (zstd: RuntimeError;
+#: wrong decoded size: ValueError; unreadable file: OSError).
+CHUNK_ERRORS = (RuntimeError, ValueError, OSError, EOFError)
 
 #: Sentinel dims entry: any number of trailing dimensions (e.g. real-space coordinates).
 ELLIPSIS = "..."
@@ -216,7 +231,7 @@ def write_store(
     prepared = _prepare(path, schema, arrays, attrs, dims, sizes={})
     with atomic_output(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        _write_group(group, schema, prepared, attrs, provenance, chunks)
+        _write_group(group, tmp, schema, prepared, attrs, provenance, chunks)
     return path
 
 
@@ -261,7 +276,10 @@ def _dim_names(name: str, spec: ArraySpec, ndim: int, dims) -> tuple[str, ...]:
     return names
 
 
-def _write_group(group, schema: StoreSchema, prepared, attrs, provenance, chunks) -> None:
+def _write_group(group, tmp: Path, schema: StoreSchema, prepared, attrs, provenance, chunks,
+                 streamed: tuple[str, ...] = ()) -> None:
+    """Write ``prepared`` arrays and the attrs, recording the chunk keys of every array (also
+    the ``streamed`` ones already filled)."""
     for name, (value, names) in prepared.items():
         chunk = (chunks or {}).get(name) or _default_chunks(name, value.shape, names)
         array = group.create_array(
@@ -272,6 +290,7 @@ def _write_group(group, schema: StoreSchema, prepared, attrs, provenance, chunks
         **dict(attrs or {}),
         "schema": {"name": schema.name, "version": schema.version},
         "provenance": dict(provenance) if provenance is not None else make_provenance(),
+        CHUNKS_ATTR: {name: _chunk_keys(Path(tmp) / name) for name in (*streamed, *prepared)},
     }))
 
 
@@ -284,15 +303,17 @@ class StreamedStore:
         The large arrays, created empty; assign slices to fill them.
     """
 
-    def __init__(self, path: Path, schema: StoreSchema, group, arrays: dict, sizes: dict[str, int]):
-        self.path, self.schema, self.group, self.arrays, self._sizes = path, schema, group, arrays, sizes
+    def __init__(self, path: Path, tmp: Path, schema: StoreSchema, group, arrays: dict, sizes: dict[str, int]):
+        self.path, self.tmp, self.schema, self.group, self.arrays = path, tmp, schema, group, arrays
+        self._sizes = sizes
         self.finished = False
 
     def finish(self, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None,
                provenance: Mapping[str, Any] | None = None, chunks: Mapping[str, tuple[int, ...]] | None = None) -> None:
         """Validate and write the remaining (small) arrays and the attrs, as :func:`write_store`."""
         prepared = _prepare(self.path, self.schema, arrays, attrs, None, self._sizes, written=self.arrays)
-        _write_group(self.group, self.schema, prepared, attrs, provenance, chunks)
+        _write_group(self.group, self.tmp, self.schema, prepared, attrs, provenance, chunks,
+                     streamed=tuple(self.arrays))
         self.finished = True
 
 
@@ -340,10 +361,108 @@ def streamed_store(path: str | os.PathLike, schema: str | StoreSchema, shapes: M
             chunk = (chunks or {}).get(name) or _default_chunks(name, tuple(shape), names)
             arrays[name] = group.create_array(name, shape=tuple(shape), dtype=spec.dtypes[0], chunks=chunk,
                                               dimension_names=list(names))
-        writer = StreamedStore(path, schema, group, arrays, sizes)
+        writer = StreamedStore(path, Path(tmp), schema, group, arrays, sizes)
         yield writer
         if not writer.finished:
             raise _fail(path, "streamed store was not finished")
+
+
+def _chunk_keys(array_dir: Path) -> list[str]:
+    """Chunk keys (``c/0/1/0``) stored under one array directory, sorted."""
+    root = array_dir / "c"
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(array_dir).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _check_chunks(path: Path, recorded: Mapping[str, Any] | None, name: str) -> None:
+    """Every chunk the writer recorded for array ``name`` is present (missing ones are not zeros)."""
+    if recorded is None:
+        return
+    expected = recorded.get(name)
+    if expected is None:
+        raise _fail(path, f"array {name!r} is not in the store's chunk record (store incomplete or altered)")
+    present = set(_chunk_keys(path / name))
+    missing = [key for key in expected if key not in present]
+    if missing:
+        raise _fail(path, f"array {name!r} is missing chunk {missing[0]} ({len(missing)} of "
+                          f"{len(expected)} chunks missing; the store is incomplete)")
+
+
+def _chunk_ranges(array, selection) -> list[range]:
+    """Per dimension, the chunk indices a basic selection (ints, slices, Ellipsis) touches."""
+    shape, chunks = array.shape, array.chunks
+    every = [range(-(-n // c)) for n, c in zip(shape, chunks)]
+    selection = selection if isinstance(selection, tuple) else (selection,)
+    if Ellipsis in selection:
+        at = selection.index(Ellipsis)
+        selection = selection[:at] + (slice(None),) * (len(shape) - len(selection) + 1) + selection[at + 1:]
+    ranges = list(every)
+    for dim, item in enumerate(selection[: len(shape)]):
+        if isinstance(item, (int, np.integer)):
+            index = int(item) % shape[dim] if shape[dim] else 0
+            ranges[dim] = range(index // chunks[dim], index // chunks[dim] + 1)
+        elif isinstance(item, slice) and item.step in (None, 1):
+            start, stop, _ = item.indices(shape[dim])
+            if stop > start:
+                ranges[dim] = range(start // chunks[dim], (stop - 1) // chunks[dim] + 1)
+    return ranges
+
+
+def _bad_chunk(array, selection) -> str:
+    """Key of the first chunk of ``selection`` that zarr cannot decode (``?`` if none fails alone)."""
+    import itertools
+
+    try:
+        ranges = _chunk_ranges(array, selection)
+    except (TypeError, ValueError, ZeroDivisionError):
+        ranges = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks)]
+    for index in itertools.product(*ranges):
+        try:
+            array.get_block_selection(index)
+        except CHUNK_ERRORS:
+            return "c/" + "/".join(map(str, index))
+    return "?"
+
+
+@functools.lru_cache(maxsize=None)
+def _checked_array_class():
+    import zarr
+
+    class CheckedArray(zarr.Array):
+        """A zarr array whose reads turn an undecodable chunk into a one-line StoreError."""
+
+        store_path: Path = Path()
+        name: str = ""
+
+        def __getitem__(self, selection):
+            try:
+                return super().__getitem__(selection)
+            except CHUNK_ERRORS as exc:
+                key = _bad_chunk(self, selection)
+                raise _fail(self.store_path, f"array {self.name!r} chunk {key} cannot be decoded (corrupt: "
+                                             f"{' '.join(str(exc).split())})") from None
+
+        def __array__(self, dtype=None, copy=None):
+            value = self[...]
+            return value if dtype is None else value.astype(dtype)
+
+    CheckedArray.__module__, CheckedArray.__qualname__ = __name__, "CheckedArray"  # picklable by name
+    return CheckedArray
+
+
+def __getattr__(name: str):
+    # ``speckleml.stores.CheckedArray`` is built on first use, so that zarr is imported lazily.
+    if name == "CheckedArray":
+        return _checked_array_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def checked_array(array, store_path: Path, name: str):
+    """Wrap zarr ``array`` so that a corrupt chunk raises :class:`StoreError` naming it."""
+    wrapped = _checked_array_class()(array._async_array)
+    wrapped.store_path, wrapped.name = Path(store_path), name
+    return wrapped
 
 
 def read_store(
@@ -375,7 +494,7 @@ def read_store(
         raise _fail(path, f"{schema.name} store does not exist")
     try:
         group = zarr.open_group(str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for a non-store directory
+    except (ValueError, OSError) as exc:  # zarr's errors derive from these (BaseZarrError, NodeNotFoundError)
         raise _fail(path, f"not a readable zarr group ({type(exc).__name__})") from None
     attrs = dict(group.attrs)
     with warnings.catch_warnings():
@@ -390,6 +509,11 @@ def read_store(
     for key in schema.required_attrs:
         if key not in attrs:
             raise _fail(path, f"missing required attr {key!r}")
+    recorded = attrs.get(CHUNKS_ATTR)
+    if not isinstance(recorded, Mapping):
+        recorded = None
+        log.warning("%s: store records no chunk list (written by an older or another tool); "
+                    "its completeness cannot be verified", path)
     sizes: dict[str, int] = {}
     arrays: dict[str, Any] = {}
     for name, spec in schema.arrays.items():
@@ -397,12 +521,13 @@ def read_store(
             if spec.required:
                 raise _fail(path, f"missing array {name!r}")
             continue
-        array = group[name]
+        array = checked_array(group[name], path, name)
         names = tuple(array.metadata.dimension_names or ())
         if not names:
             raise _fail(path, f"array {name!r} has no dimension names")
         _check_dims(path, name, spec, array.shape, names, sizes)
         _check_dtype(path, name, spec, array.dtype)
+        _check_chunks(path, recorded, name)
         keep_lazy = lazy is True or (isinstance(lazy, tuple) and name in lazy)
         if keep_lazy:
             arrays[name] = array

@@ -41,7 +41,15 @@ def _show_crop(ax, crop, title: str | None = None) -> None:
 
 
 def latent_sweep(sweep: list[dict], path) -> None:
-    """Supp. Fig. 2: held-out reconstruction error against latent size."""
+    """Supp. Fig. 2: held-out reconstruction error against latent size.
+
+    Parameters
+    ----------
+    sweep : list of dict
+        Train metrics (``latent``, ``val_l1``, ``val_mse``) of each sweep model.
+    path : path
+        PNG to write.
+    """
     from ..plotting import figure, save_figure
 
     rows = sorted(sweep, key=lambda r: r["latent"])
@@ -59,7 +67,16 @@ def latent_sweep(sweep: list[dict], path) -> None:
 
 
 def elbow(elbow_table, path, title: str = "Supp. Fig. 3: elbow of k-means") -> None:
-    """Supp. Fig. 3: k-means distortion against k, the chosen elbow marked."""
+    """Supp. Fig. 3: k-means distortion against k, the chosen elbow marked.
+
+    Parameters
+    ----------
+    elbow_table : pandas.DataFrame
+        ``k``, ``distortion``, ``chosen`` (one True row).
+    path : path
+        PNG to write.
+    title : str
+    """
     from ..plotting import figure, save_figure
 
     fig, axes = figure(1, 1, 3.6, 2.8)
@@ -86,7 +103,23 @@ def _scatter(ax, table, column: str, names: list[str], title: str, colour=_colou
 
 
 def fig2(table, crops, classes: list[str], path, seed: int, n_samples: int = 4) -> None:
-    """Fig. 2: embedding coloured by cluster (and by true class), sample crops per cluster."""
+    """Fig. 2: embedding coloured by cluster (and by true class), sample crops per cluster.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Cluster table of :func:`~speckleml.clustering.cluster.latent_table` with the embedding.
+    crops : ndarray (N, n, n)
+        The crops of the table's items.
+    classes : list of str
+        Names of the true classes.
+    path : path
+        PNG to write.
+    seed : int
+        Seeds the sample crops.
+    n_samples : int
+        Crops shown per cluster.
+    """
     import matplotlib.pyplot as plt
 
     from ..plotting import save_figure, use_style
@@ -117,7 +150,17 @@ def fig2(table, crops, classes: list[str], path, seed: int, n_samples: int = 4) 
 
 
 def stacked_fractions(ax, times, fractions, width: float) -> None:
-    """Stacked bars of cluster fractions (n_t, k) at each time."""
+    """Stacked bars of cluster fractions at each time on ``ax``.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    times : ndarray (n_t,)
+        Left edge of each bar.
+    fractions : ndarray (n_t, k)
+    width : float
+        Bar width (units of ``times``).
+    """
     bottom = np.zeros(len(times))
     for c in range(fractions.shape[1]):
         ax.bar(times, fractions[:, c], width=width, bottom=bottom, color=_colour(c), label=f"cluster {c}",
@@ -128,7 +171,22 @@ def stacked_fractions(ax, times, fractions, width: float) -> None:
 
 
 def fig3(drive_table, drive_attrs: dict, crop: int, dt: float, classes: list[str], path) -> None:
-    """Fig. 3: cluster fractions per crop start time across sectors, beside the driving signal."""
+    """Fig. 3: cluster fractions per crop window across sectors, beside the truth and the stress.
+
+    Parameters
+    ----------
+    drive_table : pandas.DataFrame
+        Cluster table of the driven run's crops (``t_start`` in s, ``cluster``).
+    drive_attrs : dict
+        Attributes of the driven-run frames store (``truth.frame_class``, ``drive``).
+    crop : int
+        Crop side (frames).
+    dt : float
+        Frame time (s).
+    classes : list of str
+    path : path
+        PNG to write.
+    """
     from ..plotting import figure, save_figure
     from .cluster import class_fractions
 
@@ -158,7 +216,19 @@ def fig3(drive_table, drive_attrs: dict, crop: int, dt: float, classes: list[str
 
 
 def fig4(neighbours, table, crops, classes: list[str], path) -> None:
-    """Fig. 4: query crops and their nearest neighbours (latent distance), and where they lie."""
+    """Fig. 4: query crops and their nearest neighbours (latent distance), and where they lie.
+
+    Parameters
+    ----------
+    neighbours : pandas.DataFrame
+        Rows of :func:`~speckleml.clustering.search.similarity_search`.
+    table : pandas.DataFrame
+        Library cluster table with the embedding.
+    crops : ndarray (N, n, n)
+    classes : list of str
+    path : path
+        PNG to write.
+    """
     import matplotlib.pyplot as plt
 
     from ..plotting import save_figure, use_style
@@ -190,29 +260,50 @@ def fig4(neighbours, table, crops, classes: list[str], path) -> None:
     ax.set_ylabel("embedding 2")
     ax.set_title("A: queries (open) and neighbours (solid)")
     ax.legend(fontsize=6, loc="best")
-    right.suptitle("B: query and nearest neighbours by latent distance", fontsize=9)
+    same = (f" ({int(neighbours['same_class'].sum())}/{len(neighbours)} of the query's class)"
+            if "same_class" in neighbours and (neighbours["query_item"] >= 0).all() else "")
+    right.suptitle(f"B: query and nearest neighbours by latent distance{same}", fontsize=9)
     save_figure(fig, path)
 
 
 def relaxation(table, scores, classes: list[str], dt: float, path) -> None:
-    """Beyond the paper: KWW relaxation time per true class and per cluster, and the
-    contingency of clusters against true classes with ARI/NMI."""
+    """Beyond the paper: KWW relaxation time per true class and per cluster (fits inside the
+    crop's lag range; the bound hits counted), and the contingency of clusters against true
+    classes with ARI/NMI.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Library cluster table (``label``, ``cluster``, ``kww_tau`` in frames, ``kww_bound``).
+    scores : pandas.DataFrame
+        ``metric, value`` rows (``ari``, ``nmi``).
+    classes : list of str
+    dt : float
+        Frame time (s): converts ``kww_tau`` to seconds.
+    path : path
+        PNG to write.
+    """
     import pandas as pd
 
     from ..plotting import figure, save_figure
 
     fig, axes = figure(1, 3, 3.4, 3.0)
-    finite = table[np.isfinite(table["kww_tau"])]
+    fitted = table[np.isfinite(table["kww_tau"])]
+    inside = fitted[fitted["kww_bound"] == 0]
     for ax, column, names, title in (
         (axes[0, 0], "label", classes, "per true class"),
         (axes[0, 1], "cluster", [f"c{i}" for i in range(int(table["cluster"].max()) + 1)], "per cluster"),
     ):
-        values = sorted(finite[column].unique())
-        data = [np.log10(finite.loc[finite[column] == v, "kww_tau"] * dt) for v in values]
-        ax.boxplot(data, showfliers=False)
-        ax.set_xticks(range(1, len(values) + 1), [names[v] for v in values], rotation=45, ha="right", fontsize=7)
+        values = sorted(fitted[column].unique())
+        # fits at a bound are limits, not times: counted under the box, not drawn in it
+        data = [np.log10(inside.loc[inside[column] == v, "kww_tau"] * dt) for v in values]
+        ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False)
+        hits = [(int((fitted.loc[fitted[column] == v, "kww_bound"] > 0).sum()),
+                 int((fitted.loc[fitted[column] == v, "kww_bound"] < 0).sum())) for v in values]
+        ax.set_xticks(range(1, len(values) + 1), [f"{names[v]}\n>{up} <{down}" for v, (up, down) in zip(values, hits)],
+                      rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("log10 KWW relaxation time (s)")
-        ax.set_title(f"relaxation time {title}")
+        ax.set_title(f"relaxation time {title}\n(>n / <n: fits above / below the crop's lags)", fontsize=8)
     ax = axes[0, 2]
     contingency = pd.crosstab(table["label"], table["cluster"])
     image = ax.imshow(contingency.to_numpy(), cmap="Blues")
@@ -227,35 +318,59 @@ def relaxation(table, scores, classes: list[str], dt: float, path) -> None:
     save_figure(fig, path)
 
 
-def make_figures(args) -> None:
-    """Read the study's outputs and write every figure into ``args.out_dir``."""
+def make_figures(*, crops_path, clusters_path, elbow_path, scores_path, drive_frames_path, drive_clusters_path,
+                 neighbours_path, sweep_paths, out_dir, seed: int) -> None:
+    """The ``figures`` stage: the paper's Fig. 2-4, Supp. Fig. 2-3 and the relaxation check.
+
+    Parameters
+    ----------
+    crops_path : path
+        Library crops store (the crops shown, the classes and the frame time ``dt``).
+    clusters_path, elbow_path, scores_path : path
+        CSVs of :func:`~speckleml.clustering.cluster.cluster_store` for the library.
+    drive_frames_path, drive_clusters_path : path
+        Frames store of the driven run (truth and stress) and its cluster CSV (Fig. 3).
+    neighbours_path : path
+        CSV of :func:`~speckleml.clustering.search.similarity_search` (Fig. 4).
+    sweep_paths : sequence of path
+        Train metrics JSONs of the latent-size sweep (Supp. Fig. 2; skipped when empty).
+    out_dir : path
+        Directory of the PNGs ``supp_fig2, supp_fig3, fig2, fig3, fig4, relaxation``.
+    seed : int
+        Seeds the sample crops of Fig. 2.
+
+    Raises
+    ------
+    InputError
+        When the cluster table and the crops store disagree, or a sweep JSON is unreadable.
+    """
     import pandas as pd
 
     from ..errors import InputError
     from ..stores import read_frames, read_store
     from .crops import CROPS
 
-    out = Path(args.out_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    crops_store = read_store(args.crops, CROPS)
+    crops_store = read_store(crops_path, CROPS)
     classes = list(crops_store.attrs["classes"])
     dt = float(crops_store.attrs["dt"])
-    table = pd.read_csv(args.clusters)
+    table = pd.read_csv(clusters_path)
     if len(table) != crops_store["crops"].shape[0]:
-        raise InputError(f"{args.clusters}: {len(table)} rows but {args.crops} has {crops_store['crops'].shape[0]} crops")
+        raise InputError(f"{clusters_path}: {len(table)} rows but {crops_path} has {crops_store['crops'].shape[0]} crops")
     sweep = []
-    for path in args.sweep:
+    for path in sweep_paths or ():
         try:
             sweep.append(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: not a readable metrics JSON ({type(exc).__name__})") from None
     if sweep:
         latent_sweep(sweep, out / "supp_fig2.png")
-    elbow(pd.read_csv(args.elbow), out / "supp_fig3.png")
-    fig2(table, crops_store["crops"], classes, out / "fig2.png", args.seed)
-    drive = read_frames(args.drive_frames, lazy=True)
-    fig3(pd.read_csv(args.drive_clusters), drive.attrs, int(crops_store.attrs["crop"]),
+    elbow(pd.read_csv(elbow_path), out / "supp_fig3.png")
+    fig2(table, crops_store["crops"], classes, out / "fig2.png", seed)
+    drive = read_frames(drive_frames_path, lazy=True)
+    fig3(pd.read_csv(drive_clusters_path), drive.attrs, int(crops_store.attrs["crop"]),
          float(drive.attrs.get("dt", 1.0)), classes, out / "fig3.png")
-    fig4(pd.read_csv(args.neighbours), table, crops_store["crops"], classes, out / "fig4.png")
-    relaxation(table, pd.read_csv(args.scores), classes, dt, out / "relaxation.png")
+    fig4(pd.read_csv(neighbours_path), table, crops_store["crops"], classes, out / "fig4.png")
+    relaxation(table, pd.read_csv(scores_path), classes, dt, out / "relaxation.png")
     log.info("wrote figures to %s", out)

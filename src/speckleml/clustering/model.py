@@ -179,8 +179,19 @@ def to_model_input(crops) -> torch.Tensor:
     return torch.from_numpy(scaled.astype(np.float32)[:, None])
 
 
-def save_model(model: C2Autoencoder, path, extra: dict | None = None) -> None:
-    """Save weights and shape atomically: ``{"config": ..., "state_dict": ..., **extra}``."""
+def save_model(path, model: C2Autoencoder, extra: dict | None = None) -> None:
+    """Save weights and shape atomically: ``{"config": ..., "state_dict": ..., **extra}``.
+
+    Parameters
+    ----------
+    path : path
+        Checkpoint file (``*.pt``), written atomically.
+    model : C2Autoencoder
+        Its :class:`AutoencoderConfig` and ``state_dict`` are stored (tensors as they are:
+        move the model to the CPU first for a device-independent file).
+    extra : dict, optional
+        More entries (metrics, history); must not use the keys ``config``, ``state_dict``.
+    """
     save_torch({"config": model.config.to_dict(), "state_dict": model.state_dict(), **(extra or {})}, path)
 
 

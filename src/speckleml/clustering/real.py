@@ -4,8 +4,10 @@
 their real C2 crop is encoded and reconstructed and set beside our own model's
 reconstruction (at our crop size) with the L1 errors and the L1 of predicting the crop's
 mean. (b) The paper's Fig. 3 on real data: k-means with the automatic elbow on the 900
-published latents, class fractions per crop start time across the 18 sectors beside the
-rheometer's shear stress, and the UMAP of the latents.
+published latents, clusters numbered slowest first by the relaxation time of the C2 that the
+published decoder draws from their latents (the real crops are not published), class
+fractions per crop start time across the 18 sectors beside the rheometer's shear stress with
+its minima marked, and the UMAP of the latents.
 """
 
 from __future__ import annotations
@@ -29,7 +31,23 @@ FILES = {
 
 
 def real_paths(data_dir) -> dict[str, Path]:
-    """Paths of the authors' files; :class:`InputError` naming the first missing one."""
+    """Paths of the authors' files in ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : path
+        The ``horwath_rheo_xpcs`` directory.
+
+    Returns
+    -------
+    dict of str to Path
+        Keys of :data:`FILES`.
+
+    Raises
+    ------
+    InputError
+        Naming the first missing file.
+    """
     from ..errors import InputError
 
     data_dir = Path(data_dir)
@@ -41,7 +59,22 @@ def real_paths(data_dir) -> dict[str, Path]:
 
 
 def load_crop(path) -> np.ndarray:
-    """The real C2 crop (256, 256) as float32 in [0, 1]."""
+    """The authors' real C2 crop.
+
+    Parameters
+    ----------
+    path : path
+        ``.npy`` of a square 2-D map (``AccuracyEvaluation_TargetImage.npy``: 256 x 256 in [0, 1]).
+
+    Returns
+    -------
+    ndarray (n, n) float32
+
+    Raises
+    ------
+    InputError
+        When the array is not square, not 2-D or not finite.
+    """
     from ..errors import InputError
 
     crop = np.load(path, allow_pickle=False).astype(np.float32)
@@ -51,7 +84,23 @@ def load_crop(path) -> np.ndarray:
 
 
 def block_mean(image: np.ndarray, size: int) -> np.ndarray:
-    """Downsample a square image to ``size`` by averaging blocks (side must be a multiple)."""
+    """Downsample a square image by averaging ``n/size`` x ``n/size`` blocks.
+
+    Parameters
+    ----------
+    image : ndarray (n, n)
+    size : int
+        Output side; must divide ``n``.
+
+    Returns
+    -------
+    ndarray (size, size)
+
+    Raises
+    ------
+    ValueError
+        When ``size`` does not divide ``n``.
+    """
     n = image.shape[0]
     if n % size:
         raise ValueError(f"cannot average a {n}-px image into {size} px blocks")
@@ -60,7 +109,19 @@ def block_mean(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def reconstruct(model, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Latent (latent,) and reconstruction (n, n) of one crop (in the model's input convention)."""
+    """Latent and reconstruction of one crop (no gradients; the model should be in eval mode).
+
+    Parameters
+    ----------
+    model : C2Autoencoder
+    crop : ndarray (n, n) float32
+        The model's input side (scaled to [0, 1] by :func:`~speckleml.clustering.model.to_model_input`).
+
+    Returns
+    -------
+    latent : ndarray (latent,) float32
+    recon : ndarray (n, n) float32
+    """
     import torch
 
     from .model import to_model_input
@@ -71,7 +132,18 @@ def reconstruct(model, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cessation_time(rheology) -> float:
-    """Time (s, rheometer clock) at which the shear rate drops to zero for the last time."""
+    """Time at which the shear rate drops to zero for the last time.
+
+    Parameters
+    ----------
+    rheology : pandas.DataFrame
+        The rheometer table with ``time`` (s) and ``shear_rate`` (1/s) columns.
+
+    Returns
+    -------
+    float
+        Time (s, rheometer clock) of the first sample after the last one sheared (|rate| > 1e-3).
+    """
     rate = np.abs(rheology["shear_rate"].to_numpy())
     sheared = np.flatnonzero(rate > 1e-3)
     last = sheared[-1] if sheared.size else -1
@@ -79,6 +151,7 @@ def cessation_time(rheology) -> float:
 
 
 def recon_figure(crop, published, ours_input, ours, errors: dict, path) -> None:
+    """The real crop, the published and our reconstructions and their errors (PNG at ``path``)."""
     from ..plotting import figure, save_figure
 
     fig, axes = figure(1, 5, 2.2, 2.4)
@@ -97,7 +170,91 @@ def recon_figure(crop, published, ours_input, ours, errors: dict, path) -> None:
     save_figure(fig, path)
 
 
+#: Prominence of a marked shear-stress minimum, relative to the median stress after cessation
+#: (the three drops of the published run are 4-10 Pa deep at ~85 Pa; the noise is < 1 Pa).
+STRESS_MINIMUM_PROMINENCE = 0.02
+
+
+def stress_minima(time: np.ndarray, stress: np.ndarray, prominence: float = STRESS_MINIMUM_PROMINENCE) -> np.ndarray:
+    """Times of the shear-stress minima after cessation, marked in paper 001 Fig. 3.
+
+    Parameters
+    ----------
+    time : ndarray (T,)
+        Time (s) after shear cessation, increasing.
+    stress : ndarray (T,)
+        Shear stress (Pa).
+    prominence : float
+        Least depth of a minimum below its surrounding maxima, as a fraction of the median
+        stress over ``time >= 0`` (:func:`scipy.signal.find_peaks` prominence).
+
+    Returns
+    -------
+    ndarray (n,) float
+        Times (s) of the minima at ``time >= 0``.
+    """
+    from scipy.signal import find_peaks
+
+    after = np.asarray(time) >= 0
+    t, s = np.asarray(time, np.float64)[after], np.asarray(stress, np.float64)[after]
+    if s.size < 3:
+        return np.empty(0)
+    index, _ = find_peaks(-s, prominence=prominence * float(np.median(s)))
+    return t[index]
+
+
+def decoded_relaxation(model, latents: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """KWW relaxation time of the C2 that the published decoder draws from each latent.
+
+    The authors published latents, not the 900 real C2 crops they encode; their decoder turns
+    each latent back into a crop, whose diagonal profile gives a relaxation time
+    (:func:`~speckleml.clustering.crops.fit_crops_kww`, free baseline: the crops are min-max
+    scaled). This is the physical quantity that orders the real-data clusters.
+
+    Parameters
+    ----------
+    model : C2Autoencoder
+        The published model (eval mode).
+    latents : ndarray (N, latent)
+    batch_size : int
+
+    Returns
+    -------
+    tau : ndarray (N,) float64
+        Relaxation time in frames of the crop (NaN where the fit failed).
+    bound : ndarray (N,) int8
+        ``+1`` / ``-1`` where ``tau`` sits above / below the crop's lag range.
+    """
+    import torch
+
+    from .crops import fit_crops_kww
+
+    crops = []
+    with torch.no_grad():
+        for start in range(0, len(latents), batch_size):
+            z = torch.from_numpy(np.ascontiguousarray(latents[start:start + batch_size], np.float32))
+            crops.append(model.decode(z)[:, 0].numpy())
+    tau, _, bound = fit_crops_kww(np.concatenate(crops), baseline=None)
+    return tau, bound
+
+
 def fig3_real(table, rheology, t0: float, path) -> None:
+    """Paper 001 Fig. 3 on real data: class fractions per crop start beside the shear stress.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``start`` (s after cessation) and ``cluster`` of each real latent.
+    rheology : pandas.DataFrame
+        ``time`` (s), ``shear_stress`` (Pa).
+    t0 : float
+        Shear cessation time (s, rheometer clock).
+    path : path
+        PNG to write.
+
+    The shear-stress minima (:func:`stress_minima`) are drawn as vertical black lines in both
+    panels, as in the paper.
+    """
     from ..plotting import figure, save_figure
     from .cluster import class_fractions
     from .figures import stacked_fractions
@@ -107,7 +264,8 @@ def fig3_real(table, rheology, t0: float, path) -> None:
     width = float(np.median(np.diff(times))) if times.size > 1 else 1.0
     fig, axes = figure(2, 1, 7.0, 2.3, sharex=True)
     stacked_fractions(axes[0, 0], times, fractions, width)
-    axes[0, 0].set_title(f"A: real rheo-XPCS, class fractions across 18 sectors (k = {k}, elbow)")
+    axes[0, 0].set_title(f"A: real rheo-XPCS, class fractions across 18 sectors (k = {k}, elbow; "
+                         "slowest decoded C2 first)", fontsize=8)
     axes[0, 0].legend(fontsize=6, ncol=min(k, 6), loc="upper right")
     t = rheology["time"].to_numpy() - t0
     stress = rheology["shear_stress"].to_numpy()
@@ -118,11 +276,15 @@ def fig3_real(table, rheology, t0: float, path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("shear stress (Pa)")
     ax.set_xlabel("time after shear cessation (s)")
-    ax.set_title("B: rheometer shear stress")
+    ax.set_title("B: rheometer shear stress; vertical lines: stress minima")
+    for minimum in stress_minima(t, stress):
+        for panel in (axes[0, 0], ax):
+            panel.axvline(minimum, color="k", lw=1.2)
     save_figure(fig, path)
 
 
 def umap_real(table, elbow_table, path) -> None:
+    """Embedding of the real latents by cluster, and their elbow curve (PNG at ``path``)."""
     from ..plotting import figure, save_figure
     from .figures import _colour
 
@@ -145,8 +307,39 @@ def umap_real(table, elbow_table, path) -> None:
     save_figure(fig, path)
 
 
-def run_real(args) -> None:
-    """The ``real`` stage: tables, a summary JSON and three figures in ``args.out_dir``."""
+def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding: str, n_neighbors: int,
+             min_dist: float, seed: int) -> dict:
+    """The ``real`` stage: the authors' weights and latents of real rheo-XPCS data (paper 001 Fig. 3).
+
+    Parameters
+    ----------
+    data_dir : path
+        Directory of the authors' files (:data:`FILES`, see its PROVENANCE.md).
+    model_path : path
+        Our checkpoint; its reconstruction of the real crop (block-averaged to its input side
+        and min-max scaled) is set beside the published one.
+    out_dir : path
+        Directory of ``real_clusters.csv``, ``real_elbow.csv``, ``real_summary.json`` and the
+        figures ``real_recon``, ``real_fig3``, ``real_umap``.
+    k_min, k_max : int
+        Elbow scan range, ``1 <= k_min < k_max < 900``.
+    embedding : {"umap", "pca"}
+    n_neighbors, min_dist
+        UMAP settings (paper: 5 and 0.25).
+    seed : int
+        Seeds k-means and UMAP.
+
+    Returns
+    -------
+    dict
+        The summary written to ``real_summary.json`` (L1 errors, elbow k, cluster sizes...).
+
+    Raises
+    ------
+    InputError
+        When a file is missing or malformed, the published weights do not fit, our model's
+        crop does not divide the real crop, or the k range is invalid.
+    """
     import pandas as pd
 
     from ..atomic import write_csv, write_text
@@ -154,17 +347,17 @@ def run_real(args) -> None:
     from .cluster import elbow_curve, elbow_point, embed, fit_clusters
     from .model import load_model, load_published
 
-    paths = real_paths(args.data_dir)
-    out = Path(args.out_dir)
+    paths = real_paths(data_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     crop = load_crop(paths["crop"])
     published = load_published(paths["weights"], crop=crop.shape[0])
     latent_pub, recon_pub = reconstruct(published, crop)
-    ours, _ = load_model(args.model)
+    ours, _ = load_model(model_path)
     try:
         ours_input = block_mean(crop, ours.config.crop)
     except ValueError as exc:
-        raise InputError(f"{args.model}: {exc}") from None
+        raise InputError(f"{model_path}: {exc}") from None
     # our crops are min-max normalised: keep the averaged crop on the same [0, 1] scale
     ours_input = ((ours_input - ours_input.min()) / max(np.ptp(ours_input), 1e-12)).astype(np.float32)
     _, recon_ours = reconstruct(ours, ours_input)
@@ -178,17 +371,19 @@ def run_real(args) -> None:
     sectors = np.load(paths["sectors"], allow_pickle=False).astype(np.int64)
     starts = np.load(paths["starts"], allow_pickle=False).astype(np.float64)
     if not (latents.ndim == 2 and len(latents) == len(sectors) == len(starts)):
-        raise InputError(f"{args.data_dir}: latents {latents.shape}, sectors {sectors.shape} and starts {starts.shape} disagree")
-    if not 1 <= args.k_min < args.k_max < len(latents):
-        raise InputError(f"need 1 <= --k-min < --k-max < {len(latents)}")
-    ks = np.arange(args.k_min, args.k_max + 1)
-    distortion = elbow_curve(latents, ks, args.seed)
+        raise InputError(f"{data_dir}: latents {latents.shape}, sectors {sectors.shape} and starts {starts.shape} disagree")
+    if not 1 <= k_min < k_max < len(latents):
+        raise InputError(f"need 1 <= k_min < k_max < {len(latents)}, got {k_min}..{k_max}")
+    ks = np.arange(k_min, k_max + 1)
+    distortion = elbow_curve(latents, ks, seed)
     k = elbow_point(ks, distortion)
-    # no relaxation times for the real crops: order clusters by latent norm, for stable colours
-    labels, _ = fit_clusters(latents, k, args.seed, tau=np.linalg.norm(latents, axis=1))
-    embedding = embed(latents, args.embedding, args.seed, args.n_neighbors, args.min_dist)
+    # the real C2 crops are not published: relaxation times of the crops the decoder draws
+    tau, bound = decoded_relaxation(published, latents)
+    labels, _ = fit_clusters(latents, k, seed, tau=tau, bound=bound)
+    coords = embed(latents, embedding, seed, n_neighbors, min_dist)
     table = pd.DataFrame({"item": np.arange(len(latents)), "sector": sectors, "start": starts, "cluster": labels,
-                          "embed_x": embedding[:, 0], "embed_y": embedding[:, 1]})
+                          "decoded_kww_tau": tau, "decoded_kww_bound": bound,
+                          "embed_x": coords[:, 0], "embed_y": coords[:, 1]})
     elbow_table = pd.DataFrame({"k": ks, "distortion": distortion, "chosen": ks == k})
     write_csv(table, out / "real_clusters.csv")
     write_csv(elbow_table, out / "real_elbow.csv")
@@ -199,7 +394,21 @@ def run_real(args) -> None:
     summary = {**errors, "published_latent_size": int(latent_pub.size),
                "published_latent_min": float(latent_pub.min()), "published_latent_nonzero": int((latent_pub > 0).sum()),
                "our_crop": int(ours.config.crop), "k_elbow": int(k), "n_latents": int(len(latents)),
-               "cluster_sizes": np.bincount(labels, minlength=k).tolist(), "shear_cessation_time_s": t0}
+               "cluster_sizes": np.bincount(labels, minlength=k).tolist(), "shear_cessation_time_s": t0,
+               "cluster_order": "slowest first by the median KWW time (frames) of the decoded crops, "
+                                "fits at a bound left out",
+               "cluster_decoded_tau_frames": [_median_inside(tau, bound, labels == c) for c in range(k)],
+               "cluster_decoded_bound_hits": [[int((bound[labels == c] > 0).sum()), int((bound[labels == c] < 0).sum())]
+                                              for c in range(k)],
+               "stress_minima_s": stress_minima(rheology["time"].to_numpy() - t0,
+                                                rheology["shear_stress"].to_numpy()).tolist()}
     write_text(json.dumps(summary, indent=2) + "\n", out / "real_summary.json")
     log.info("real data: published L1 %.3f (mean-prediction L1 %.3f), ours %.3f; k = %d",
              errors["l1_published"], errors["l1_mean"], errors["l1_ours"], k)
+    return summary
+
+
+def _median_inside(tau: np.ndarray, bound: np.ndarray, members: np.ndarray) -> float | None:
+    """Median of the fits inside the lag range among ``members`` (None when there is none)."""
+    inside = members & (bound == 0) & np.isfinite(tau)
+    return float(np.median(tau[inside])) if inside.any() else None

@@ -1,7 +1,8 @@
 """Non-equilibrium XPCS speckle with known dynamics classes (paper 001's kinds of C2).
 
 Every detector pixel carries a complex scattered field ``E(q, t)`` that evolves as an
-Ornstein-Uhlenbeck process with a time-dependent, q-dependent rate,
+Ornstein-Uhlenbeck process (the package's one generator, :func:`speckleml.synthetic.ou_field`)
+with a time-dependent, q-dependent rate,
 
     E(t+1) = a E(t) + sqrt(1 - a^2) xi(t),   a = exp(-Gamma(q, t)),
 
@@ -11,7 +12,8 @@ paper 001 eq. 1-2). ``Gamma(q, t) = rate(t) (q/q0)^2 A(phi)`` is diffusive in q 
 optional azimuthal anisotropy ``A(phi) = 1 + anisotropy cos^2(phi - phi_shear)`` (shear makes
 dynamics faster along the flow). Heterodyne flow adds a static reference field and a Doppler
 phase ``exp(i q.v t)`` to the moving field, which draws fringes parallel to the diagonal.
-Frames are ``|E|^2`` (or ``|E_ref + E|^2``) as Poisson counts with ``mean_counts`` per pixel.
+Frames are ``|E|^2`` (or ``|E_ref + E|^2``) as Poisson counts with ``mean_counts`` per pixel
+(:func:`speckleml.synthetic.poisson_counts`).
 
 Times are in frames; ``tau`` is the field correlation time at the ring centre ``q0``
 (intensity correlation ``exp(-2 t / tau)``), drawn per series from class-specific ranges
@@ -20,9 +22,14 @@ expressed in units of the crop size ``c`` (what the autoencoder sees).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..synthetic import ou_field, poisson_counts
+
+log = logging.getLogger(__name__)
 
 #: The dynamics classes, in label order.
 CLASSES = ("frozen", "slow_diffusion", "fast_diffusion", "ageing", "avalanches", "heterodyne_flow")
@@ -79,19 +86,35 @@ class Detector:
 
 
 def rate_map(detector: Detector, anisotropy: float = 0.0, shear_angle: float = 0.0) -> np.ndarray:
-    """Spatial factor ``(q/q0)^2 (1 + anisotropy cos^2(phi - shear_angle))`` of the rate."""
+    """Relative decorrelation rate of every pixel: diffusive in q, optionally anisotropic.
+
+    Parameters
+    ----------
+    detector : Detector
+    anisotropy : float
+        ``a`` of ``1 + a cos^2(phi - shear_angle)`` (0: isotropic).
+    shear_angle : float
+        Flow direction (radians) along which the dynamics are fastest.
+
+    Returns
+    -------
+    ndarray (size, size) float64
+        ``(q/q0)^2 (1 + anisotropy cos^2(phi - shear_angle))``: 1 on the ring centre when isotropic.
+    """
     q, phi = detector.q_phi()
     return (q / detector.q0) ** 2 * (1.0 + anisotropy * np.cos(phi - shear_angle) ** 2)
 
 
 def evolve_field(rate_t: np.ndarray, spatial: np.ndarray, rng: np.random.Generator,
                  omega: np.ndarray | None = None, reference: np.ndarray | None = None) -> np.ndarray:
-    """Intensity frames of an OU field with rate ``rate_t[t] * spatial`` per frame.
+    """Intensity frames of an OU field (:func:`speckleml.synthetic.ou_field`) with the rate
+    ``rate_t[t] * spatial`` per pixel for the step ``t-1 -> t``.
 
     Parameters
     ----------
     rate_t : ndarray (T,)
-        Decorrelation rate (1/frame) at the ring centre for each step ``t-1 -> t``.
+        Decorrelation rate (1/frame) at the ring centre for each step ``t-1 -> t``
+        (``rate_t[0]`` is not used: frame 0 is the stationary start).
     spatial : ndarray (y, x)
         Relative rate per pixel (see :func:`rate_map`).
     rng : numpy.random.Generator
@@ -103,20 +126,16 @@ def evolve_field(rate_t: np.ndarray, spatial: np.ndarray, rng: np.random.Generat
     Returns
     -------
     ndarray (T, y, x) float64
-        Noise-free intensity, mean ~1 (+ reference power).
+        Noise-free intensity, mean ~1 (+ reference power). Per pixel and for ``omega`` and
+        ``reference`` None, ``C2(t1, t2) = exp(-2 spatial sum_{t1 < t <= t2} rate_t)``
+        (paper 001 eq. 1-2, contrast 1).
     """
     rate_t = np.asarray(rate_t, np.float64)
-    shape = spatial.shape
-    frames = np.empty((rate_t.size, *shape))
-
-    def white():
-        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2)
-
-    field = white()
-    for t, rate in enumerate(rate_t):
-        if t:
-            a = np.exp(-rate * spatial)
-            field = a * field + np.sqrt(1.0 - a * a) * white()
+    frames = np.empty((rate_t.size, *spatial.shape))
+    if rate_t.size == 0:
+        return frames
+    decay = (np.exp(-rate * spatial) for rate in rate_t[1:])
+    for t, field in enumerate(ou_field(decay, spatial.shape, rng)):
         moving = field if omega is None else field * np.exp(1j * omega * t)
         total = moving if reference is None else moving + reference
         frames[t] = np.abs(total) ** 2
@@ -128,10 +147,32 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 
 def class_rate(kind: str, n_frames: int, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Rate (1/frame at q0) per frame of one dynamics class, and the drawn parameters.
+    """Rate per frame of one dynamics class and the drawn parameters.
 
-    Time scales are drawn relative to the crop size ``crop`` so that each class looks the
-    same to the autoencoder at any scale.
+    Time scales are drawn relative to the crop size so that each class looks the same to the
+    autoencoder at any scale (module docstring; tau = field correlation time at q0, frames).
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`CLASSES`.
+    n_frames : int
+        Frames of the series.
+    crop : int
+        Crop side (frames) that sets the time scales.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    rate : ndarray (n_frames,) float64
+        Decorrelation rate at q0 (1/frame) of each step.
+    params : dict
+        ``tau`` (frames) and the class's other draws (``t_age``, ``mean_gap``, ``n_events``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown class.
     """
     t = np.arange(n_frames, dtype=np.float64)
     if kind == "frozen":
@@ -165,11 +206,24 @@ def class_rate(kind: str, n_frames: int, crop: int, rng: np.random.Generator) ->
 
 def simulate_class_series(kind: str, n_frames: int, crop: int, detector: Detector,
                           rng: np.random.Generator, mean_counts: float | None = None) -> tuple[np.ndarray, dict]:
-    """Frames (T, y, x) float32 of one series of dynamics class ``kind``.
+    """One series of dynamics class ``kind`` on ``detector``.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`CLASSES`; ``heterodyne_flow`` adds a static reference field and a Doppler
+        phase ``2 pi (q/q0) cos(phi - flow_angle) t / period`` (fringes parallel to the diagonal).
+    n_frames, crop : int
+        Frames of the series and the crop side that sets the time scales.
+    detector : Detector
+    rng : numpy.random.Generator
+    mean_counts : float, optional
+        Poisson photons per pixel and frame (:func:`speckleml.synthetic.poisson_counts`);
+        None: noise-free intensity, mean 1.
 
     Returns
     -------
-    frames : ndarray (T, y, x) float32
+    frames : ndarray (n_frames, size, size) float32
     params : dict
         The drawn class parameters (``tau`` in frames at q0, ...).
     """
@@ -185,15 +239,7 @@ def simulate_class_series(kind: str, n_frames: int, crop: int, detector: Detecto
         reference = np.sqrt(ratio) * (rng.standard_normal(q.shape) + 1j * rng.standard_normal(q.shape)) / np.sqrt(2)
         params.update(period=period, flow_angle=flow_angle, reference_ratio=ratio)
     frames = evolve_field(rate, spatial, rng, omega=omega, reference=reference)
-    return poisson_frames(frames, mean_counts, rng), params
-
-
-def poisson_frames(frames: np.ndarray, mean_counts: float | None, rng: np.random.Generator) -> np.ndarray:
-    """Scale ``frames`` to ``mean_counts`` per pixel and draw Poisson counts (None: noise-free)."""
-    frames = frames / frames.mean()
-    if mean_counts is None:
-        return frames.astype(np.float32)
-    return rng.poisson(frames * mean_counts).astype(np.float32)
+    return poisson_counts(frames, mean_counts, rng), params
 
 
 def simulate_library(n_per_class: int, n_frames: int, crop: int, detector: Detector, seed: int,
@@ -201,10 +247,24 @@ def simulate_library(n_per_class: int, n_frames: int, crop: int, detector: Detec
                      progress=None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """A library of series with one dynamics class each (the training/evaluation set).
 
+    Parameters
+    ----------
+    n_per_class, n_frames, crop : int
+        Series per class, frames per series, crop side (frames) that sets the time scales.
+    detector : Detector
+    seed : int
+        Seeds the class order (interleaved) and every draw.
+    classes : tuple of str
+        Classes to simulate (default all of :data:`CLASSES`).
+    mean_counts : float, optional
+        Poisson photons per pixel and frame; None: noise-free.
+    progress : callable, optional
+        ``progress(iterable, desc)`` wrapper.
+
     Returns
     -------
-    frames : ndarray (series, T, y, x) float32
-    labels : ndarray (series,) int
+    frames : ndarray (series, n_frames, size, size) float32
+    labels : ndarray (series,) int64
         Index into :data:`CLASSES`.
     params : list of dict
         Drawn parameters per series.
@@ -226,9 +286,19 @@ def simulate_library(n_per_class: int, n_frames: int, crop: int, detector: Detec
 def drive_sequence(n_segments: int, rng: np.random.Generator) -> list[str]:
     """Class of each segment of a stress-relaxation run after shear cessation.
 
-    The run starts with fast relaxation (the structure yields the stored stress), then
-    wanders between arrested, slow, ageing and avalanche-like dynamics (a Markov chain that
-    prefers to stay, like the intermittent dynamics of a shear-induced glass).
+    The run starts with fast relaxation (the structure yields the stored stress), then wanders
+    between arrested, slow, ageing and avalanche-like dynamics (a Markov chain that prefers to
+    stay, like the intermittent dynamics of a shear-induced glass).
+
+    Parameters
+    ----------
+    n_segments : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    list of str
+        ``n_segments`` names from :data:`DRIVE_CLASSES`, the first two ``fast_diffusion``.
     """
     sequence = ["fast_diffusion"] * min(2, n_segments)
     while len(sequence) < n_segments:
@@ -249,6 +319,22 @@ def stress_signal(segment_class: np.ndarray, segment_edges: np.ndarray, n_frames
     Fast dynamics relax stress quickly, arrested (jammed) dynamics let it build up, each
     avalanche releases a fraction of it: the macroscopic signal that Fig. 3 sets beside the
     class fractions.
+
+    Parameters
+    ----------
+    segment_class : ndarray (n_segments,) int
+        Index into :data:`DRIVE_CLASSES` of each segment.
+    segment_edges : ndarray (n_segments + 1,) int
+        First frame of each segment and the end.
+    n_frames : int
+    rng : numpy.random.Generator
+        Draws a 1 % multiplicative noise per frame.
+    avalanche_rate : ndarray (n_frames,), optional
+        Rate of the avalanche bursts; a frame above 0.5 releases 10 % of the stress.
+
+    Returns
+    -------
+    ndarray (n_frames,) float64
     """
     stress = np.empty(n_frames)
     level = 1.0
@@ -311,5 +397,81 @@ def simulate_drive(n_frames: int, crop: int, segment: int, detector: Detector, s
     seg_index = np.array([DRIVE_CLASSES.index(n) for n in names])
     bursts = np.where(frame_class == CLASS_INDEX["avalanches"], rate, 0.0)
     stress = stress_signal(seg_index, edges, n_frames, rng, avalanche_rate=bursts)
-    return {"frames": poisson_frames(frames, mean_counts, rng), "frame_class": frame_class,
+    return {"frames": poisson_counts(frames, mean_counts, rng), "frame_class": frame_class,
             "stress": stress, "segments": names}
+
+
+def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, drive_frames: int, segment: int,
+                    crop: int, size: int, q_inner: float, q_outer: float, mean_counts: float,
+                    anisotropy: float, dt: float, seed: int) -> None:
+    """The ``simulate`` stage: write the class library and the driven run as frames stores.
+
+    Parameters
+    ----------
+    library_path, drive_path : path
+        Frames stores (``*.zarr``) to write: ``per_class * len(CLASSES)`` series of ``frames``
+        frames with ``truth.series_class``; one run of ``drive_frames`` frames with
+        ``truth.frame_class`` and the stress signal (``drive``).
+    per_class, frames, drive_frames, segment, crop : int
+        Series per class, frames per library series, frames of the driven run, frames per
+        class segment of the driven run, and the crop size that sets the class time scales.
+    size : int
+        Detector side (pixels).
+    q_inner, q_outer : float
+        Ring radii as fractions of ``size``.
+    mean_counts : float
+        Poisson photons per pixel and frame; 0 writes the noise-free intensity (mean 1).
+    anisotropy : float
+        Shear anisotropy of the driven run's rates, ``1 + anisotropy cos^2(phi - phi_shear)``.
+    dt : float
+        Frame time (s), recorded in the stores.
+    seed : int
+        Seeds the library (``seed``) and the driven run (``seed + 1``).
+
+    Raises
+    ------
+    InputError
+        When a size is < 1, ``crop`` exceeds ``frames`` or ``drive_frames``, ``segment``
+        exceeds ``drive_frames``, ``mean_counts < 0``, ``dt <= 0`` or the ring does not fit.
+    """
+    from ..errors import InputError
+    from ..progress import progress
+    from ..provenance import make_provenance
+    from ..stores import write_frames
+
+    sizes = {"per_class": per_class, "frames": frames, "drive_frames": drive_frames, "segment": segment,
+             "crop": crop}
+    for name, value in sizes.items():
+        if value < 1:
+            raise InputError(f"{name} must be >= 1, got {value}")
+    if crop > frames or segment > drive_frames or crop > drive_frames:
+        raise InputError(f"need crop ({crop}) <= frames ({frames}) and drive_frames ({drive_frames}), "
+                         f"and segment ({segment}) <= drive_frames")
+    if mean_counts < 0 or dt <= 0:
+        raise InputError(f"need mean_counts >= 0 and dt > 0, got {mean_counts} and {dt}")
+    try:
+        detector = Detector(size, q_inner, q_outer)
+    except ValueError as exc:
+        raise InputError(f"size/q_inner/q_outer: {exc}") from None
+    settings = {**sizes, "size": size, "q_inner": q_inner, "q_outer": q_outer, "mean_counts": mean_counts,
+                "anisotropy": anisotropy, "dt": dt, "seed": seed}
+    provenance = make_provenance(config=settings, seed=seed)
+    counts = mean_counts or None
+    library, labels, params = simulate_library(per_class, frames, crop, detector, seed, mean_counts=counts,
+                                               progress=progress)
+    axis = detector.axis
+    common = {"dt": dt, "units": {"t": "s", "q": "pixel", "intensity": "counts" if counts else "a.u."},
+              "source": "speckleml clustering simulate", "q_edges": list(detector.q_edges)}
+    write_frames(library_path, library, qx=axis, qy=axis, provenance=provenance,
+                 attrs={**common, "truth": {"classes": list(CLASSES), "series_class": labels.tolist(),
+                                            "params": params}})
+    log.info("wrote %s: %d series x %d frames, classes %s", library_path, library.shape[0], library.shape[1],
+             np.bincount(labels, minlength=len(CLASSES)).tolist())
+    drive = simulate_drive(drive_frames, crop, segment, detector, seed + 1, anisotropy=anisotropy,
+                           mean_counts=counts)
+    write_frames(drive_path, drive["frames"], qx=axis, qy=axis, provenance=provenance,
+                 attrs={**common, "truth": {"classes": list(CLASSES), "frame_class": [drive["frame_class"].tolist()],
+                                            "segments": drive["segments"]},
+                        "drive": {"name": "shear stress", "units": "relative (1 at cessation)",
+                                  "values": [drive["stress"].tolist()]}})
+    log.info("wrote %s: driven run of %d frames, segments %s", drive_path, drive_frames, drive["segments"])

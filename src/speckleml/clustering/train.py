@@ -24,14 +24,36 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (see the module docstring)."""
+    """Optimisation settings (see the module docstring); no defaults: the config schema
+    (``clustering.train``) is their one home.
 
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3
-    augment: int = 4
-    cycle_epochs: int = 6
-    val_fraction: float = 0.2
+    Parameters
+    ----------
+    epochs : int
+        Passes over the (augmented) training crops.
+    batch_size : int
+        Crops per optimiser step.
+    lr : float
+        Peak learning rate of the CyclicLR (base ``lr / 10``).
+    augment : int
+        Wrapped diagonal shifts of every crop per epoch (paper x100).
+    cycle_epochs : int
+        Half cycle of the CyclicLR in epochs (reference code: 6).
+    val_fraction : float
+        Fraction of the series held out for validation, in (0, 1).
+
+    Raises
+    ------
+    ValueError
+        When a count is < 1, ``lr <= 0`` or ``val_fraction`` is outside (0, 1).
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    augment: int
+    cycle_epochs: int
+    val_fraction: float
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.augment < 1 or self.cycle_epochs < 1:
@@ -45,7 +67,26 @@ class TrainConfig:
 def split_by_series(series: np.ndarray, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Indices of training and validation items, holding out whole series.
 
-    At least one series goes to each side (when there are two or more series).
+    Crops of one series are near-duplicates, so validation on held-out crops of seen series
+    would flatter the model.
+
+    Parameters
+    ----------
+    series : ndarray (N,) int
+        Series of each item.
+    val_fraction : float
+        Fraction of the series held out, in (0, 1); at least one on each side.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    train, val : ndarray of int
+        Item indices.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two series.
     """
     ids = np.unique(series)
     if ids.size < 2:
@@ -57,14 +98,42 @@ def split_by_series(series: np.ndarray, val_fraction: float, rng: np.random.Gene
 
 
 def wrapped_diagonal_shift(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Roll every map of ``batch`` (B, 1, n, n) by one random shift on both time axes."""
+    """Roll every map of ``batch`` by one random shift on both time axes (the authors' augmentation).
+
+    A C2 crop rolled by the same amount on both axes keeps its diagonal on the diagonal and is
+    another plausible crop of the same map.
+
+    Parameters
+    ----------
+    batch : torch.Tensor (B, 1, n, n)
+    generator : torch.Generator
+        Draws one shift in ``[0, n)`` per map.
+
+    Returns
+    -------
+    torch.Tensor (B, 1, n, n)
+    """
     n = batch.shape[-1]
     shifts = torch.randint(0, n, (batch.shape[0],), generator=generator)
     return torch.stack([torch.roll(image, shifts=(int(s), int(s)), dims=(-2, -1)) for image, s in zip(batch, shifts)])
 
 
 def evaluate(model: C2Autoencoder, crops: torch.Tensor, device, batch_size: int = 64) -> tuple[float, float]:
-    """Mean L1 and MSE reconstruction error of ``crops`` (N, 1, n, n), model in eval mode."""
+    """Mean L1 and MSE reconstruction error, model in eval mode (no dropout, no gradients).
+
+    Parameters
+    ----------
+    model : C2Autoencoder
+    crops : torch.Tensor (N, 1, n, n)
+        Crops in [0, 1].
+    device : torch.device
+    batch_size : int
+
+    Returns
+    -------
+    l1, mse : float
+        Means over crops of the per-crop mean absolute and squared error.
+    """
     model.eval()
     l1 = mse = 0.0
     with torch.no_grad():
@@ -146,7 +215,24 @@ def train_autoencoder(crops: np.ndarray, series: np.ndarray, model_config: Autoe
 
 
 def encode_crops(model: C2Autoencoder, crops: np.ndarray, device, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Latents (N, latent) and per-crop L1 reconstruction error (N,) of ``crops`` (N, n, n)."""
+    """Latents and per-crop L1 reconstruction error, model in eval mode.
+
+    Parameters
+    ----------
+    model : C2Autoencoder
+    crops : ndarray (N, n, n)
+        Min-max scaled crops in [0, 1].
+    device : torch.device or str
+    batch_size : int
+        Crops per forward pass (memory only).
+
+    Returns
+    -------
+    latents : ndarray (N, latent) float32
+        Non-negative (after the bottleneck ReLU).
+    errors : ndarray (N,) float32
+        Mean absolute reconstruction error of each crop.
+    """
     model.eval().to(device)
     latents, errors = [], []
     with torch.no_grad():
@@ -157,3 +243,117 @@ def encode_crops(model: C2Autoencoder, crops: np.ndarray, device, batch_size: in
             latents.append(z.cpu().numpy())
             errors.append((y - x).abs().mean(dim=(1, 2, 3)).cpu().numpy())
     return np.concatenate(latents).astype(np.float32), np.concatenate(errors).astype(np.float32)
+
+
+def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_size: int, lr: float,
+                     augment: int, cycle_epochs: int, val_fraction: float, seed: int, device: str,
+                     history_path=None, metrics_path=None) -> dict:
+    """The ``train`` stage: train a :class:`C2Autoencoder` on a crops store and save it.
+
+    Parameters
+    ----------
+    crops_path : path
+        Crops store (schema :data:`~speckleml.clustering.crops.CROPS`); the model's input side
+        is its ``crop`` attribute.
+    model_path : path
+        Checkpoint to write (:func:`~speckleml.clustering.model.save_model`), with the metrics
+        and the per-epoch history.
+    latent : int
+        Latent size.
+    epochs, batch_size, lr, augment, cycle_epochs, val_fraction
+        See :class:`TrainConfig`.
+    seed : int
+        Drives the split, the initial weights, shuffling, dropout and augmentation.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`speckleml.runtime.resolve_device`).
+    history_path, metrics_path : path, optional
+        CSV of the per-epoch losses; JSON of the held-out errors of the kept weights.
+
+    Returns
+    -------
+    dict
+        The metrics: ``latent, crop, epochs, best_epoch, val_l1, val_mse, n_parameters``.
+
+    Raises
+    ------
+    InputError
+        When the settings are invalid or the store does not fit the model.
+    """
+    import json
+
+    import pandas as pd
+
+    from ..atomic import write_csv, write_text
+    from ..errors import InputError
+    from ..runtime import resolve_device
+    from ..stores import read_store
+    from .crops import CROPS
+    from .model import save_model
+
+    store = read_store(crops_path, CROPS)
+    try:
+        model_config = AutoencoderConfig(crop=int(store.attrs["crop"]), latent=latent)
+        train_config = TrainConfig(epochs, batch_size, lr, augment, cycle_epochs, val_fraction)
+        model, history = train_autoencoder(store["crops"], store["series"], model_config, train_config, seed,
+                                           resolve_device(device))
+    except ValueError as exc:
+        raise InputError(f"{crops_path}: {exc}") from None
+    best = min(history, key=lambda row: row["val_l1"])
+    metrics = {"latent": latent, "crop": model_config.crop, "epochs": epochs,
+               "best_epoch": best["epoch"], "val_l1": best["val_l1"], "val_mse": best["val_mse"],
+               "n_parameters": sum(p.numel() for p in model.parameters())}
+    save_model(model_path, model.cpu(), extra={"metrics": metrics, "history": history})
+    if history_path:
+        write_csv(pd.DataFrame(history), history_path)
+    if metrics_path:
+        write_text(json.dumps(metrics, indent=2) + "\n", metrics_path)
+    log.info("wrote %s: latent %d, best val L1 %.4f (MSE %.5f) at epoch %d", model_path, latent,
+             best["val_l1"], best["val_mse"], best["epoch"])
+    return metrics
+
+
+def encode_store(model_path, crops_path, output_path, *, device: str, batch_size: int = 64) -> None:
+    """The ``encode`` stage: latent vector and reconstruction L1 of every crop -> latents store.
+
+    Parameters
+    ----------
+    model_path : path
+        Checkpoint of :func:`~speckleml.clustering.model.save_model`.
+    crops_path : path
+        Crops store whose ``crop`` equals the model's input side.
+    output_path : path
+        Latents store to write (schema :data:`~speckleml.clustering.cluster.LATENTS`), with the
+        crops' labels, origins and KWW relaxation times.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    batch_size : int
+        Crops per forward pass (memory only: eval mode, the result does not depend on it
+        beyond float rounding).
+
+    Raises
+    ------
+    InputError
+        When the checkpoint or the store is unreadable, or their crop sizes differ.
+    """
+    from ..errors import InputError
+    from ..provenance import make_provenance
+    from ..runtime import resolve_device
+    from ..stores import read_store, write_store
+    from .cluster import LATENTS
+    from .crops import CROPS
+    from .model import load_model
+
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    store = read_store(crops_path, CROPS)
+    model, _ = load_model(model_path)
+    if model.config.crop != int(store.attrs["crop"]):
+        raise InputError(f"{crops_path}: crops are {store.attrs['crop']} px but {model_path} expects {model.config.crop}")
+    latents, errors = encode_crops(model, store["crops"], resolve_device(device), batch_size)
+    arrays = {"latent": latents, "recon_l1": errors, "kww_tau": store["kww_tau"], "kww_bound": store["kww_bound"],
+              **{k: store[k] for k in ("label", "series", "sector", "start")}}
+    attrs = {k: store.attrs[k] for k in ("classes", "dt", "crop")}
+    write_store(output_path, LATENTS, arrays, attrs={**attrs, "model": str(model_path), "source": str(crops_path)},
+                provenance=make_provenance(config={"batch_size": batch_size, "device": device},
+                                           inputs=[model_path, crops_path]))
+    log.info("wrote %s: %d latents of size %d, mean L1 %.4f", output_path, *latents.shape, float(errors.mean()))

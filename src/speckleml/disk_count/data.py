@@ -1,16 +1,22 @@
 """Preprocessing, splits and the study's zarr stores (paper 002, Data processing).
 
-Each pattern gets its centre block (11 x 11 in the paper, a beamstop) set to zero and is then
+Each pattern gets its beamstop block around k = 0 (11 x 11 in the paper; see
+:mod:`speckleml.disk_count.kgrid` for where it sits on each k grid) set to zero and is then
 standardised to zero mean and unit variance over the whole image, so that the classifier
 cannot use the overall intensity, only the structure of the pattern.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..errors import InputError
 from ..stores import FLOATS, ArraySpec, StoreSchema, register_schema
+from .kgrid import block_mask, k_index
+
+log = logging.getLogger(__name__)
 
 #: Split codes stored in the ``split`` array of an inputs store.
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -53,31 +59,31 @@ MAPS = register_schema(StoreSchema(
 ))
 
 
-def centre_mask(size: tuple[int, int], block: int) -> np.ndarray:
-    """Boolean (y, x) mask, True inside the ``block x block`` square around the centre pixel.
+def bin_patterns(patterns: np.ndarray, factor: int, grid: str = "quadrant") -> np.ndarray:
+    """Sum ``factor x factor`` pixel blocks (a detector with coarser pixels).
 
-    ``block`` must be odd (symmetric about the k = 0 pixel) and smaller than the pattern.
-    """
-    ny, nx = size
-    if block < 0 or (block and block % 2 == 0):
-        raise InputError(f"--block must be an odd number of pixels (or 0), got {block}")
-    if block >= min(ny, nx):
-        raise InputError(f"--block {block} leaves nothing of a {ny}x{nx} pattern")
-    mask = np.zeros((ny, nx), bool)
-    if block:
-        half = block // 2
-        cy, cx = ny // 2, nx // 2
-        mask[cy - half: cy + half + 1, cx - half: cx + half + 1] = True
-    return mask
+    Parameters
+    ----------
+    patterns : ndarray, shape (..., y, x)
+    factor : int
+        Odd binning factor; 1 returns the input unchanged.
+    grid : {"quadrant", "centred"}
+        k grid of the patterns (:mod:`speckleml.disk_count.kgrid`). Quadrant: bins start at
+        the k = 0 corner and the far edge is cropped to a multiple of ``factor`` (bin ``i`` is
+        centred on ``n = i factor + (factor-1)/2``). Centred: the pattern (square, odd side) is
+        cropped symmetrically to the largest odd multiple of ``factor`` (e.g. 257 -> 255 for
+        ``factor`` 3) so that the centre bin is centred on k = 0.
 
+    Returns
+    -------
+    ndarray, shape (..., y // factor, x // factor) (centred: the odd size below it)
+        The k pixel is ``factor`` times larger.
 
-def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
-    """Sum ``factor x factor`` pixel blocks, centred on the k = 0 pixel (a coarser detector).
-
-    ``factor`` must be odd so that the central block is centred on k = 0. The pattern is
-    cropped symmetrically to the largest odd multiple of ``factor`` that fits (e.g. 257 ->
-    255 for ``factor`` 3), then summed in blocks: the output has an odd size with k = 0 in
-    its centre pixel and a k pixel ``factor`` times larger. ``factor`` 1 returns the input.
+    Raises
+    ------
+    InputError
+        Even or non-positive ``factor``, a factor larger than the pattern, a centred pattern
+        that is not square of odd side, unknown ``grid``.
     """
     if factor < 1 or factor % 2 == 0:
         raise InputError(f"--bin must be an odd positive integer, got {factor}")
@@ -85,6 +91,13 @@ def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return patterns
     ny, nx = patterns.shape[-2:]
+    if grid == "quadrant":
+        oy, ox = ny // factor, nx // factor
+        if min(oy, ox) < 1:
+            raise InputError(f"--bin {factor} is larger than the {ny}x{nx} pattern")
+        core = patterns[..., : oy * factor, : ox * factor]
+        return core.reshape(*patterns.shape[:-2], oy, factor, ox, factor).sum(axis=(-3, -1))
+    k_index(ny, grid)  # validates grid
     if ny != nx or ny % 2 == 0:
         raise InputError(f"binning needs square patterns of odd size, got {ny}x{nx}")
     out = ny // factor if (ny // factor) % 2 == 1 else ny // factor - 1
@@ -95,8 +108,8 @@ def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
     return core.reshape(*patterns.shape[:-2], out, factor, out, factor).sum(axis=(-3, -1))
 
 
-def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1) -> np.ndarray:
-    """Block the centre (set to 0), optionally bin, and standardise every pattern.
+def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str = "quadrant") -> np.ndarray:
+    """Block k = 0 (set to 0), optionally bin, and standardise every pattern (paper 002 §2, "Data processing").
 
     Parameters
     ----------
@@ -107,11 +120,19 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1) -> np.nda
         blocks 11 x 11.
     bin_factor : int
         Odd binning factor applied after blocking (1 = none, the paper).
+    grid : {"quadrant", "centred"}
+        k grid of the patterns; places the block at k = 0 (:func:`~.kgrid.block_mask`).
 
     Returns
     -------
     ndarray, float32, shape (batch, y', x')
         Zero mean and unit variance per pattern.
+
+    Raises
+    ------
+    InputError
+        Not (batch, y, x), non-finite values, bad ``block``/``bin_factor``/``grid``, or a
+        pattern that is constant outside the block.
     """
     patterns = np.asarray(patterns, dtype=np.float64)
     if patterns.ndim != 3:
@@ -119,8 +140,8 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1) -> np.nda
     if not np.isfinite(patterns).all():
         raise InputError("patterns contain NaN or infinite values")
     blocked = patterns.copy()
-    blocked[:, centre_mask(patterns.shape[1:], block)] = 0.0
-    blocked = bin_patterns(blocked, bin_factor)
+    blocked[:, block_mask(patterns.shape[1:], block, grid)] = 0.0
+    blocked = bin_patterns(blocked, bin_factor, grid)
     mean = blocked.mean(axis=(1, 2), keepdims=True)
     std = blocked.std(axis=(1, 2), keepdims=True)
     if (std == 0).any():
@@ -135,6 +156,20 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
     The test set takes ``round(test_fraction * count)`` patterns of every class (paper:
     exactly 100 of the 1000 per class); train and validation are then split at random
     from the rest in the ratio of their fractions (paper: 15200 / 1900).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (pattern,)
+        Disk numbers.
+    fractions : (train, val, test)
+        Non-negative, summing to 1.
+    rng : numpy.random.Generator
+        Draws the split.
+
+    Raises
+    ------
+    InputError
+        Fractions that are negative or do not sum to 1.
 
     Returns
     -------
@@ -159,31 +194,60 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
     return split
 
 
-def first_moments(patterns: np.ndarray, block: int, k_norm: np.ndarray) -> dict[str, np.ndarray]:
-    """The four first-moment widths of paper 002 (Discussion, Fig. 6) for each pattern.
+def preprocess_store(source, output, *, block: int, bin_factor: int, split: tuple[float, float, float] | None,
+                     seed: int):
+    """Block, bin and standardise a patterns store into an inputs store with a split.
 
-    With ``I`` the centre-blocked raw intensity, ``Z`` its standardised form and ``|k|`` the
-    distance of each pixel from k = 0 (pixels inside the block are left out):
+    Paper 002 §2 "Data processing" (11 x 11 centre block, per-pattern standardisation) and
+    "Machine learning model and data" (test set of equal size per class).
 
-    - ``raw``: ``mean(I |k|) / mean(I)``
-    - ``shifted``: ``mean(Z |k|) / (mean(Z) + 1)`` ("shifted standardised", +1 avoids 0/0)
-    - ``absolute``: ``mean(|Z| |k|)`` ("absolute standardised")
-    - ``normalized``: ``mean(N |k|) / mean(N)`` with ``N = (Z - min Z) / (max Z - min Z)``
+    Parameters
+    ----------
+    source : path
+        Patterns store (:data:`PATTERNS`).
+    output : path
+        Inputs store to write (:data:`INPUTS`), atomically.
+    block : int
+        Side in k pixels of the blocked square around k = 0 (odd, or 0 for none); the k grid
+        is the patterns store's ``k_grid`` attribute (``centred`` when absent).
+    bin_factor : int
+        Odd k-pixel binning factor (1 = none).
+    split : (train, val, test) fractions, or None
+        Fractions summing to 1 (see :func:`stratified_split`); ``None`` marks every pattern as
+        test (a transfer set classified by a model trained on another size).
+    seed : int
+        Seed of the split.
 
     Returns
     -------
-    dict of str to ndarray (batch,)
+    pathlib.Path
+        ``output``: ``inputs`` (pattern, y, x) float32, ``n_disks`` and ``split`` codes.
+
+    Raises
+    ------
+    InputError
+        Unreadable store, bad ``block``/``bin_factor``/``split``, constant pattern.
     """
-    raw = np.asarray(patterns, np.float64)
-    z = standardise(raw, block).astype(np.float64)
-    keep = ~centre_mask(raw.shape[1:], block)
-    k = np.asarray(k_norm, np.float64)[keep]
-    raw_kept, z_kept = raw[:, keep], z[:, keep]
-    lo, hi = z_kept.min(axis=1, keepdims=True), z_kept.max(axis=1, keepdims=True)
-    normalized = (z_kept - lo) / (hi - lo)
-    return {
-        "raw": (raw_kept * k).mean(axis=1) / raw_kept.mean(axis=1),
-        "shifted": (z_kept * k).mean(axis=1) / (z_kept.mean(axis=1) + 1.0),
-        "absolute": (np.abs(z_kept) * k).mean(axis=1),
-        "normalized": (normalized * k).mean(axis=1) / normalized.mean(axis=1),
-    }
+    from ..provenance import make_provenance
+    from ..stores import read_store, write_store
+
+    store = read_store(source, PATTERNS)
+    grid = store.attrs.get("k_grid", "centred")  # stores written before the paper's grid are centred
+    inputs = standardise(store["patterns"], block, bin_factor, grid)
+    labels = store["n_disks"]
+    if split is None:
+        codes = np.full(labels.shape, SPLITS["test"], np.int8)
+    else:
+        codes = stratified_split(labels, tuple(split), np.random.default_rng(seed))
+    attrs = {"block": block, "bin": bin_factor, "dispersity": store.attrs["dispersity"],
+             "box": store.attrs["box"], "source_size": int(store["patterns"].shape[-1]),
+             "k_pixel": store.attrs.get("k_pixel", float(np.pi / store.attrs["box"])) * bin_factor,
+             "k_grid": grid,
+             "normalisation": "k = 0 block set to 0, binned, per-pattern zero mean and unit variance",
+             "splits": SPLITS}
+    settings = {"block": block, "bin": bin_factor, "split": None if split is None else list(split), "seed": seed}
+    path = write_store(output, INPUTS, {"inputs": inputs, "n_disks": labels, "split": codes}, attrs=attrs,
+                       provenance=make_provenance(config=settings, seed=seed, inputs=[source]))
+    counts = {name: int((codes == code).sum()) for name, code in SPLITS.items()}
+    log.info("wrote %s inputs of %dx%d to %s", counts, *inputs.shape[1:], output)
+    return path

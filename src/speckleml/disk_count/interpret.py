@@ -10,11 +10,30 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def saliency_maps(model, inputs: np.ndarray, target: np.ndarray, device) -> np.ndarray:
-    """Absolute input gradient of each sample's target class score, (batch, y, x) float32."""
+    """Absolute input gradient of each sample's target class score (Simonyan et al. 2014).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : ndarray, shape (batch, y, x)
+        Standardised patterns.
+    target : ndarray of int, shape (batch,)
+        Class index (logit) explained per sample.
+    device : torch.device or str
+
+    Returns
+    -------
+    ndarray, float32, shape (batch, y, x)
+        ``|d logit / d input|`` per pixel (logit per standardised intensity unit).
+    """
     import torch
 
     model.eval()
@@ -27,6 +46,15 @@ def saliency_maps(model, inputs: np.ndarray, target: np.ndarray, device) -> np.n
 
 def gradcam_maps(model, inputs: np.ndarray, target: np.ndarray, device, layer=None) -> np.ndarray:
     """Grad-CAM of each sample's target class on ``layer`` (default ``model.layer4``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A torchvision ResNet (or any model with ``layer``).
+    inputs : ndarray, shape (batch, y, x)
+    target : ndarray of int, shape (batch,)
+    device : torch.device or str
+    layer : torch.nn.Module, optional
 
     Returns
     -------
@@ -58,7 +86,110 @@ def gradcam_maps(model, inputs: np.ndarray, target: np.ndarray, device, layer=No
     return (cam / peak).detach().cpu().numpy().astype(np.float32)
 
 
+def feature_map_shape(model, input_shape: tuple[int, int], device, layer=None) -> tuple[int, int]:
+    """Spatial (y, x) size of ``layer``'s output (default ``model.layer4``) for one input of ``input_shape``.
+
+    Grad-CAM is upsampled from this map: at 1 x 1 it is one number per class, i.e. a constant
+    map that says nothing about where the evidence lies.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    input_shape : (int, int)
+        (y, x) of one single-channel input.
+    device : torch.device or str
+    layer : torch.nn.Module, optional
+
+    Returns
+    -------
+    (int, int)
+        For a ResNet: about input / 32 per axis (27 -> 1, 53 -> 2, 257 -> 9).
+    """
+    import torch
+
+    layer = layer if layer is not None else model.layer4
+    captured = {}
+    def keep_shape(_module, _inputs, output):  # returns None: the output is left as it is
+        captured["shape"] = output.shape
+
+    handle = layer.register_forward_hook(keep_shape)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, 1, *input_shape), device=device))
+    finally:
+        handle.remove()
+    return int(captured["shape"][-2]), int(captured["shape"][-1])
+
+
 def one_per_class(labels: np.ndarray, classes: list[int]) -> np.ndarray:
-    """Index of the first pattern of every class present in ``labels`` (in class order)."""
+    """Index of the first pattern of every class present in ``labels`` (in class order).
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Disk numbers.
+    classes : list of int
+        Disk numbers in the order wanted; those absent from ``labels`` are skipped.
+
+    Returns
+    -------
+    ndarray of int, shape (classes present,)
+    """
     labels = np.asarray(labels)
     return np.array([int(np.flatnonzero(labels == c)[0]) for c in classes if (labels == c).any()], dtype=int)
+
+
+def interpret_store(model_path, source, output, *, device: str):
+    """Saliency and Grad-CAM maps of the first test pattern of every class (paper 002 §4, SI).
+
+    Each map explains the class the model predicted (the Grad-CAM convention).
+
+    Parameters
+    ----------
+    model_path : path
+        Model file (:func:`~speckleml.disk_count.model.save_model`).
+    source : path
+        Inputs store with a test split, preprocessed like the model's training inputs.
+    output : path
+        Maps store to write (:data:`~speckleml.disk_count.data.MAPS`): ``inputs``,
+        ``saliency``, ``gradcam`` (sample, y, x); ``n_disks``, ``predicted``, ``probability``;
+        attribute ``feature_map``: the (y, x) size of layer4's output, from which Grad-CAM
+        is upsampled (1 x 1 means a constant Grad-CAM map).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    InputError
+        Unreadable model or store, preprocessing unlike the model's.
+    """
+    from ..provenance import make_provenance
+    from ..runtime import resolve_device, seed_everything
+    from ..stores import read_store, write_store
+    from .data import INPUTS, MAPS, SPLITS
+    from .model import check_compatible, load_model, predict_proba
+
+    seed_everything(0)  # deterministic kernels; nothing here is random
+    torch_device = resolve_device(device)
+    model, metadata = load_model(model_path, torch_device)
+    store = read_store(source, INPUTS)
+    check_compatible(metadata, store.attrs, source)
+    test = np.flatnonzero(store["split"] == SPLITS["test"])
+    classes = [int(c) for c in metadata["classes"]]
+    chosen = test[one_per_class(store["n_disks"][test], classes)]
+    inputs = store["inputs"][chosen]
+    probability = predict_proba(model, inputs, torch_device)
+    target = probability.argmax(1)
+    arrays = {"inputs": inputs, "saliency": saliency_maps(model, inputs, target, torch_device),
+              "gradcam": gradcam_maps(model, inputs, target, torch_device), "n_disks": store["n_disks"][chosen],
+              "predicted": np.asarray(classes, np.int64)[target],
+              "probability": probability.max(1).astype(np.float32)}
+    path = write_store(output, MAPS, arrays,
+                       attrs={"patterns": chosen.tolist(), "layer": "layer4", "explained_class": "predicted",
+               "feature_map": list(feature_map_shape(model, inputs.shape[1:], torch_device))},
+                       provenance=make_provenance(config={"device": device}, inputs=[source, model_path]))
+    log.info("wrote maps of %d patterns to %s", len(chosen), output)
+    return path

@@ -18,34 +18,91 @@ from ..checkpoints import load_torch, save_torch
 from ..errors import InputError
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
+#: First layers: torchvision's ImageNet stem (7x7 stride-2 convolution + stride-2 max pool, 4x
+#: down-sampling: a 27x27 input leaves layer4 at 1x1) or a small-image stem (3x3 stride-1
+#: convolution, no pool, as for CIFAR: 27x27 -> 4x4 at layer4; ResNet-18 trains ~4.5x slower
+#: on a CPU).
+STEMS = ("imagenet", "small")
 CHECKPOINT_FORMAT = "speckleml.disk_count.checkpoint/1"
 
 
-def build_resnet(arch: str, num_classes: int, in_channels: int = 1):
-    """A torchvision ResNet from scratch with ``in_channels`` inputs and ``num_classes`` logits."""
+def build_resnet(arch: str, num_classes: int, in_channels: int = 1, stem: str = "imagenet"):
+    """A torchvision ResNet from scratch with ``in_channels`` inputs and ``num_classes`` logits.
+
+    Paper 002 §2 ("Machine learning model"): ResNet-50 trained from scratch; ResNet-18/-34 are
+    the cheaper members of the same family for CPU runs.
+
+    Parameters
+    ----------
+    arch : {"resnet18", "resnet34", "resnet50"}
+    num_classes : int
+        Number of logits (>= 2).
+    in_channels : int
+        Channels of the input images (1: a speckle intensity).
+    stem : {"imagenet", "small"}
+        See :data:`STEMS`; ``imagenet`` is the paper's ResNet-50.
+
+    Returns
+    -------
+    torch.nn.Module
+        Takes (batch, in_channels, y, x) float32, any y, x >= 32 (global average pool),
+        returns (batch, num_classes) logits.
+
+    Raises
+    ------
+    InputError
+        Unknown ``arch`` or ``stem``, or fewer than 2 classes.
+    """
     import torch
     import torchvision
 
     if arch not in ARCHITECTURES:
         raise InputError(f"--arch must be one of {ARCHITECTURES}, got {arch!r}")
+    if stem not in STEMS:
+        raise InputError(f"--stem must be one of {STEMS}, got {stem!r}")
     if num_classes < 2:
         raise InputError(f"need at least 2 classes, got {num_classes}")
     model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
     old = model.conv1
-    model.conv1 = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=old.kernel_size,
-                                  stride=old.stride, padding=old.padding, bias=False)
+    if stem == "small":
+        model.conv1 = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = torch.nn.Identity()
+    else:
+        model.conv1 = torch.nn.Conv2d(in_channels, old.out_channels, kernel_size=old.kernel_size,
+                                      stride=old.stride, padding=old.padding, bias=False)
     torch.nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     return model
 
 
-def save_checkpoint(path: str | os.PathLike, model, metadata: dict[str, Any]) -> Path:
-    """Save ``state_dict`` and metadata (classes, input size, normalisation...) atomically."""
+def save_model(path: str | os.PathLike, model, metadata: dict[str, Any]) -> Path:
+    """Save a classifier's ``state_dict`` and its metadata atomically.
+
+    Parameters
+    ----------
+    path : path
+        Checkpoint file to write (``*.pt``).
+    model : torch.nn.Module
+        A model from :func:`build_resnet`.
+    metadata : dict
+        JSON-like; :func:`load_model` needs ``arch``, ``classes`` (disk numbers in logit
+        order) and ``block``; evaluation also reads ``bin`` and ``source_size``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return save_torch({"format": CHECKPOINT_FORMAT, "state_dict": state, "metadata": dict(metadata)}, path)
 
 
-def load_checkpoint(path: str | os.PathLike, device=None):
-    """Load a checkpoint written by :func:`save_checkpoint`.
+def load_model(path: str | os.PathLike, device=None):
+    """Load a classifier written by :func:`save_model`.
+
+    Parameters
+    ----------
+    path : path
+    device : torch.device or str, optional
+        Where to put the model (default: stay on the CPU).
 
     Returns
     -------
@@ -53,13 +110,18 @@ def load_checkpoint(path: str | os.PathLike, device=None):
         In eval mode on ``device``.
     metadata : dict
         Must hold ``arch``, ``classes`` (disk numbers, in logit order) and ``block``.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or foreign file, or metadata lacking a required key.
     """
     payload = load_torch(path, "disk_count checkpoint", fmt=CHECKPOINT_FORMAT, keys=("state_dict", "metadata"))
     metadata = payload["metadata"]
     for key in ("arch", "classes", "block"):
         if key not in metadata:
             raise InputError(f"{path}: checkpoint metadata lacks {key!r}")
-    model = build_resnet(metadata["arch"], len(metadata["classes"]))
+    model = build_resnet(metadata["arch"], len(metadata["classes"]), stem=metadata.get("stem", "imagenet"))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     if device is not None:
@@ -68,7 +130,21 @@ def load_checkpoint(path: str | os.PathLike, device=None):
 
 
 def predict_proba(model, inputs, device, batch_size: int = 64):
-    """Softmax class probabilities (numpy, (batch, classes)) of standardised inputs (batch, y, x)."""
+    """Softmax class probabilities of standardised patterns.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : array-like, float, shape (batch, y, x)
+        Standardised patterns (:func:`~speckleml.disk_count.data.standardise`).
+    device : torch.device or str
+    batch_size : int
+        Patterns per forward pass (memory only; the result does not depend on it).
+
+    Returns
+    -------
+    ndarray, float32, shape (batch, classes)
+    """
     import numpy as np
     import torch
 
@@ -79,3 +155,25 @@ def predict_proba(model, inputs, device, batch_size: int = 64):
             x = torch.as_tensor(np.asarray(inputs[start: start + batch_size]), dtype=torch.float32, device=device)
             outputs.append(torch.softmax(model(x[:, None]), dim=1).cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source) -> None:
+    """Check that an inputs store was preprocessed like the model's training inputs.
+
+    Parameters
+    ----------
+    metadata : dict
+        Model metadata (:func:`load_model`).
+    attrs : dict
+        Attributes of the inputs store.
+    source : path
+        The store, named in the error.
+
+    Raises
+    ------
+    InputError
+        ``block`` or ``bin`` differs (the model would see another kind of image).
+    """
+    for key in ("block", "bin"):
+        if int(attrs.get(key, 1)) != int(metadata.get(key, 1)):
+            raise InputError(f"{source}: {key} {attrs.get(key)} differs from the model's {metadata.get(key)}")

@@ -5,8 +5,10 @@ scale. The weights of the epoch with the best validation accuracy (ties: lowest 
 loss) are kept, which is what a Keras ``ModelCheckpoint(save_best_only=True)`` run gives.
 
 Optional augmentation uses the symmetries of the problem: a mirrored or 90-degree-rotated
-disk configuration is another valid configuration with the same disk number, and its
-pattern is the mirrored/rotated pattern (the box is square and the k grid centred).
+disk configuration is another valid configuration with the same disk number. On the centred
+k grid its pattern is the mirrored/rotated pattern (the 8 symmetries of the square). On the
+paper's quadrant grid (k >= 0) only the diagonal mirror x <-> y maps the quadrant onto itself
+(a mirror x -> -x would need the k_x < 0 half), so the augmentation is a random transpose.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Hyper-parameters of one training run."""
+    """Hyper-parameters of one training run (paper 002 §2: Adam, lr 1e-3, 200 epochs, batch 40).
+
+    Raises
+    ------
+    InputError
+        ``epochs`` < 1, ``batch_size`` < 2, ``lr`` <= 0 or an unknown ``schedule``.
+    """
 
     epochs: int
     batch_size: int
@@ -47,10 +55,28 @@ class TrainSettings:
             raise InputError(f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
 
-def symmetry_augment(x, generator):
-    """Random flips and 90-degree rotations per sample (the 8 symmetries of the square)."""
+def symmetry_augment(x, generator, grid: str = "quadrant"):
+    """Random symmetries of the pattern per sample.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (batch, channels, y, x), y == x
+    generator : torch.Generator
+        Draws the flips and turns.
+    grid : {"quadrant", "centred"}
+        ``centred``: random flips and 90-degree rotations (the 8 symmetries of the square);
+        ``quadrant``: random transpose (the diagonal mirror, the one that keeps k >= 0).
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape; each sample mirrored and/or rotated.
+    """
     import torch
 
+    if grid == "quadrant":
+        swap = torch.randint(0, 2, (x.shape[0],), generator=generator).bool()
+        return torch.where(swap[:, None, None, None], x.transpose(-2, -1), x)
     flips = torch.randint(0, 2, (2, x.shape[0]), generator=generator).bool()
     turns = torch.randint(0, 4, (x.shape[0],), generator=generator)
     x = torch.where(flips[0][:, None, None, None], x.flip(-1), x)
@@ -64,7 +90,22 @@ def symmetry_augment(x, generator):
 
 
 def evaluate_loss(model, x, y, device, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on tensors ``x`` (n, 1, h, w), ``y`` (n,)."""
+    """Mean cross-entropy and accuracy of ``model`` on a data set, in batches without gradients.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : torch.Tensor, shape (n, 1, h, w)
+    y : torch.Tensor of int64, shape (n,)
+        Class indices.
+    device : torch.device
+    batch_size : int
+
+    Returns
+    -------
+    (float, float)
+        Mean cross-entropy (nats) and accuracy (fraction).
+    """
     import torch
 
     model.eval()
@@ -80,7 +121,7 @@ def evaluate_loss(model, x, y, device, batch_size: int) -> tuple[float, float]:
 
 
 def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                     settings: TrainSettings, device):
+                     settings: TrainSettings, device, grid: str = "quadrant"):
     """Train ``model`` in place and load the best-validation weights.
 
     Parameters
@@ -92,6 +133,8 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
         Class indices (0 .. classes-1).
     settings : TrainSettings
     device : torch.device
+    grid : {"quadrant", "centred"}
+        k grid of the inputs; chooses the augmentation symmetries (:func:`symmetry_augment`).
 
     Returns
     -------
@@ -121,7 +164,7 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
                 continue  # BatchNorm cannot train on a batch of one
             xb = x_train[index]
             if settings.augment:
-                xb = symmetry_augment(xb, generator)
+                xb = symmetry_augment(xb, generator, grid)
             xb, yb = xb.to(device), y_train[index].to(device)
             optimiser.zero_grad(set_to_none=True)
             logits = model(xb)
@@ -147,3 +190,86 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def train_store(source, output, *, history, arch: str, stem: str, epochs: int, batch_size: int, lr: float,
+                schedule: str, augment: bool, seed: int, device: str):
+    """Train a ResNet on the train split of an inputs store; save the model and its history.
+
+    Paper 002 §2 ("Machine learning model and data"): ResNet from scratch, Adam, categorical
+    cross entropy. The weights kept are those of the best validation epoch (the paper kept the
+    final epoch); the model's metadata records the preprocessing it expects.
+
+    Parameters
+    ----------
+    source : path
+        Inputs store (:data:`~speckleml.disk_count.data.INPUTS`) with train and val splits.
+    output : path
+        Model file to write (:func:`~speckleml.disk_count.model.save_model`).
+    history : path
+        CSV of one row per epoch (:func:`train_classifier`).
+    arch : {"resnet18", "resnet34", "resnet50"}
+    stem : {"imagenet", "small"}
+        First layers (:data:`~speckleml.disk_count.model.STEMS`).
+    epochs, batch_size : int
+    lr : float
+        Adam learning rate.
+    schedule : {"constant", "cosine"}
+    augment : bool
+        Random symmetries of the k grid (:func:`symmetry_augment`).
+    seed : int
+        Seeds the initial weights, the batch order and the augmentation.
+    device : {"auto", "cpu", "cuda"}
+
+    Returns
+    -------
+    list of dict
+        The history written.
+
+    Raises
+    ------
+    InputError
+        Fewer than 2 classes in the train split, an empty validation split or one with classes
+        the train split lacks, bad hyper-parameters.
+    """
+    import pandas as pd
+
+    from ..atomic import write_csv
+    from ..provenance import make_provenance
+    from ..runtime import resolve_device, seed_everything
+    from ..stores import read_store
+    from .data import INPUTS, SPLITS
+    from .model import build_resnet, save_model
+
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, schedule=schedule,
+                             seed=seed)
+    store = read_store(source, INPUTS)
+    labels, split, inputs = store["n_disks"], store["split"], store["inputs"]
+    train_rows, val_rows = split == SPLITS["train"], split == SPLITS["val"]
+    classes = sorted(int(c) for c in np.unique(labels[train_rows]))
+    if len(classes) < 2:
+        raise InputError(f"{source}: the train split holds {len(classes)} class(es); need at least 2")
+    if not val_rows.any():
+        raise InputError(f"{source}: the validation split is empty (use a non-zero VAL fraction)")
+    if not set(np.unique(labels[val_rows])) <= set(classes):
+        raise InputError(f"{source}: the validation split has classes missing from the train split")
+    index = {c: i for i, c in enumerate(classes)}
+    target = np.array([index.get(int(c), -1) for c in labels])
+    seed_everything(seed)
+    model = build_resnet(arch, len(classes), stem=stem)
+    grid = store.attrs.get("k_grid", "centred")
+    rows = train_classifier(model, inputs[train_rows], target[train_rows], inputs[val_rows], target[val_rows],
+                            settings, resolve_device(device), grid)
+    best = max(rows, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
+    config = {"arch": arch, "stem": stem, "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
+              "augment": augment, "seed": seed, "device": device}
+    metadata = {"arch": arch, "stem": stem, "classes": classes, "input_size": list(inputs.shape[1:]),
+                "block": int(store.attrs["block"]), "bin": int(store.attrs.get("bin", 1)), "k_grid": grid,
+                "source_size": store.attrs.get("source_size"), "k_pixel": store.attrs.get("k_pixel"),
+                "dispersity": store.attrs["dispersity"], "normalisation": store.attrs.get("normalisation"),
+                "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
+                "provenance": make_provenance(config=config, seed=seed, inputs=[source])}
+    write_csv(pd.DataFrame(rows), history)
+    save_model(output, model, metadata)
+    log.info("best epoch %d: val accuracy %.3f; wrote %s", best["epoch"], best["val_accuracy"], output)
+    return rows

@@ -12,7 +12,7 @@ from ..plotting import figure, save_figure
 from ..stores import read_store
 from .training import HISTORY
 from .evaluate import EVALUATION
-from .systems.kuramoto import vorticity, wrapped_difference
+from .systems.kuramoto import circular_mean, vorticity, wrapped_difference
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,12 @@ def fig2_figure(evaluation, history, path) -> None:
         if key == "psi":  # intensity is even in phi: show the predicted branch closest to the truth
             flip = np.abs(wrapped_difference(-pred, true)).mean(axis=1) < np.abs(wrapped_difference(pred, true)).mean(axis=1)
             pred = np.where(flip[:, None], -pred, pred)
-        mean, std = np.nanmean(pred, axis=0), np.nanstd(pred, axis=0)
+        if key == "psi":  # angles: circular mean and circular standard deviation sqrt(-2 ln R)
+            mean = circular_mean(pred, axis=0)
+            resultant = np.abs(np.nanmean(np.exp(1j * pred), axis=0))
+            std = np.sqrt(-2 * np.log(np.clip(resultant, 1e-12, 1)))
+        else:
+            mean, std = np.nanmean(pred, axis=0), np.nanstd(pred, axis=0)
         ax.plot(t, true, color="k", lw=1, label="true")
         ax.plot(t, mean, color="C1", lw=1, label="ensemble mean")
         ax.fill_between(t, mean - std, mean + std, color="C1", alpha=0.3, lw=0)

@@ -1,8 +1,8 @@
-"""Neural ODE right-hand sides of the dynamics study and their model files.
+"""Model files of the dynamics study: a trained NODE right-hand side and how to rebuild it.
 
 A model file (``*.pt``, written atomically) holds the weights plus everything needed to
-rebuild the module: the case, its constructor arguments, the training settings, the member
-and its seed, and the provenance of the training run.
+rebuild the module: the case (:mod:`speckleml.dynamics.systems`), its architecture, the
+training settings, the member and its seed, and the provenance of the training run.
 """
 
 from __future__ import annotations
@@ -10,36 +10,49 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from ..checkpoints import load_torch, save_torch
 from ..errors import InputError
+from .systems import get_case
 from .training import TrainSettings
-from .systems.kuramoto import KuramotoRHS
 
 MODEL_FORMAT = 1
 
 
-def build_kuramoto_model(kernel_size: int, coupling: float, init_std: float = 0.01) -> KuramotoRHS:
-    """The paper's NODE: one trainable ``k x k`` kernel (N(0, init_std^2)) in the Kuramoto sin/cos form.
-
-    Seed torch first (:func:`speckleml.dynamics.training.seed_everything`): the kernel is drawn from it.
-    """
-    return KuramotoRHS(kernel=None, coupling=coupling, kernel_size=kernel_size, init_std=init_std)
-
-
-def learned_kernel(model: KuramotoRHS) -> np.ndarray:
-    """Copy of the model's coupling kernel as float64 numpy."""
-    return model.kernel.detach().cpu().numpy().astype(np.float64).copy()
-
-
-def save_model(path, model: KuramotoRHS, settings: TrainSettings, member: int, seed: int,
+def save_model(path, model, settings: TrainSettings, member: int, seed: int, case: str = "kuramoto",
                provenance: dict | None = None, extra: dict | None = None) -> Path:
-    """Write a Kuramoto model file atomically."""
+    """Write a model file atomically (the house order: ``save_model(path, model, ...)``).
+
+    Parameters
+    ----------
+    path : path
+        Output ``.pt`` file.
+    model : torch.nn.Module
+        The trained right-hand side of case ``case``.
+    settings : TrainSettings
+        Its training settings (recorded).
+    member, seed : int
+        Ensemble member and the seed it was trained with.
+    case : str
+        Registered dynamics case of the model (:func:`speckleml.dynamics.systems.get_case`).
+    provenance : dict, optional
+        Provenance of the training run.
+    extra : dict, optional
+        Further entries (geometry, rollbacks, ...).
+
+    Returns
+    -------
+    Path of the written file.
+
+    Raises
+    ------
+    InputError
+        When ``case`` is not registered.
+    """
+    spec = get_case(case)
     payload = {
         "format": MODEL_FORMAT,
-        "case": "kuramoto",
-        "architecture": {"kernel_size": int(model.kernel.shape[-1]), "coupling": model.coupling},
+        "case": spec.name,
+        "architecture": spec.architecture(model),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "settings": asdict(settings),
         "member": int(member),
@@ -50,14 +63,25 @@ def save_model(path, model: KuramotoRHS, settings: TrainSettings, member: int, s
     return save_torch(payload, path)
 
 
-def load_model(path, device="cpu") -> tuple[KuramotoRHS, dict]:
-    """Load a model file; returns the module (eval mode, no gradients) and the file's metadata."""
-    payload = load_torch(path, "kuramoto model file", fmt=MODEL_FORMAT, keys=("architecture", "state_dict"),
+def load_model(path, device="cpu"):
+    """Load a model file written by :func:`save_model`.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The right-hand side, in eval mode, without gradients, on ``device``.
+    payload : dict
+        The file's metadata (case, architecture, settings, member, seed, provenance, ...).
+
+    Raises
+    ------
+    InputError
+        When the file is missing, unreadable, of another format or of an unknown case.
+    """
+    payload = load_torch(path, "dynamics model file", fmt=MODEL_FORMAT, keys=("case", "architecture", "state_dict"),
                          weights_only=False)
-    if payload.get("case") != "kuramoto":
-        raise InputError(f"{path}: not a kuramoto model file of format {MODEL_FORMAT}")
-    arch = payload["architecture"]
-    model = KuramotoRHS(kernel=None, coupling=arch["coupling"], kernel_size=arch["kernel_size"])
+    case = get_case(payload["case"], where=str(path))
+    model = case.build_model(**payload["architecture"])
     model.load_state_dict(payload["state_dict"])
     model.requires_grad_(False)
     return model.to(device).eval(), payload

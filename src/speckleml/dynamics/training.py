@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -31,17 +32,20 @@ log = logging.getLogger(__name__)
 # The loop fits an ODE right-hand side ``model(t, y)`` (any ``nn.Module``) so that
 # ``forward_model(odeint(model, y0, t))`` matches observed frames. Mini-batches are random
 # (series, start time) windows; the true state at a window's start is its initial condition
-# (paper 000: real space is known at the initial conditions). A loss spike (> factor x running
-# mean), a non-finite loss or gradient, or a solver failure reloads the last checkpoint and
-# halves the learning rate. Checkpoints hold everything the future depends on (model,
-# optimizer, learning rate, iteration, RNG states, running losses, history), so a run killed
-# and resumed ends bit-identical to an uninterrupted run with the same seed.
+# (paper 000: real space is known at the initial conditions). A divergence (the loss above a
+# robust running threshold on ``spike_patience`` consecutive batches, :class:`SpikeGuard`), a
+# non-finite loss or gradient, or a solver failure reloads the last checkpoint and halves the
+# learning rate; a single outlier batch is only skipped, and the rate doubles back towards its
+# initial value after ``lr_recovery`` accepted steps. Checkpoints hold everything the future
+# depends on (model, optimizer, learning rate, iteration, RNG states, spike-guard state,
+# history), so a run killed and resumed ends bit-identical to an uninterrupted run.
 # ---------------------------------------------------------------------------------------------
 
 
 
 LOSSES = ("l1", "poisson")
-CHECKPOINT_FORMAT = 1
+SPIKE_RULES = ("robust", "mean")
+CHECKPOINT_FORMAT = 2
 
 HISTORY = register_schema(StoreSchema(
     name="training_history", version=1,
@@ -51,6 +55,7 @@ HISTORY = register_schema(StoreSchema(
         "learning_rate": ArraySpec(("iteration",), FLOATS, finite=True),
         "nfe": ArraySpec(("iteration",), ("int64",)),
         "rolled_back": ArraySpec(("iteration",), ("bool",)),
+        "skipped": ArraySpec(("iteration",), ("bool",), required=False),
         "snapshot_iteration": ArraySpec(("snapshot",), ("int64",)),
         "snapshots": ArraySpec(("snapshot", "..."), FLOATS, required=False),
     },
@@ -78,9 +83,25 @@ class TrainSettings:
     method, rtol, atol, max_num_steps :
         ``torchdiffeq.odeint`` solver, tolerances and step budget per solve (a solve that needs
         more steps counts as a failure: rollback).
+    spike_rule : {"robust", "mean"}
+        How a batch loss is called an outlier (:class:`SpikeGuard`), once ``spike_window``
+        accepted losses are known. ``robust``: ``log(loss)`` above the median of the recent
+        log-losses plus ``max(log(spike_factor), spike_mad x 1.4826 MAD)`` (the MAD of a normal
+        sample estimates its sigma: for lognormal batch scatter this is a fixed false-alarm rate).
+        ``mean``: the loss above ``spike_factor`` x the running mean (paper 000: factor 2).
     spike_factor : float
-        A loss above ``spike_factor`` x the running mean of the last ``spike_window`` accepted
-        losses triggers a rollback (only once ``spike_window`` losses are known).
+        Mean rule: the factor over the running mean; robust rule: the smallest ratio over the
+        median that can count as an outlier.
+    spike_mad : float
+        Robust rule: outlier threshold in (normal-consistent) MADs of the recent log-losses.
+    spike_window : int
+        Accepted losses the running statistic is taken over.
+    spike_patience : int
+        Consecutive outliers that count as a divergence (rollback, learning rate halved); fewer
+        are skipped batches (no optimizer step). 1 rolls back at every outlier.
+    lr_recovery : int
+        After this many consecutive accepted steps the learning rate doubles, up to its initial
+        value (0: never; a halving is then for good).
     min_learning_rate : float
         Floor of the halving.
     checkpoint_every, snapshot_every : int
@@ -99,8 +120,12 @@ class TrainSettings:
     rtol: float = 1e-7
     atol: float = 1e-9
     max_num_steps: int = 20000
-    spike_factor: float = 3.0
-    spike_window: int = 10
+    spike_rule: str = "robust"
+    spike_factor: float = 2.0
+    spike_mad: float = 4.0
+    spike_window: int = 20
+    spike_patience: int = 3
+    lr_recovery: int = 100
     min_learning_rate: float = 1e-6
     checkpoint_every: int = 25
     snapshot_every: int = 10
@@ -112,6 +137,8 @@ class TrainSettings:
             "batch_series": self.batch_series >= 1, "batch_time": self.batch_time >= 2,
             "rtol": self.rtol > 0, "atol": self.atol > 0, "spike_factor": self.spike_factor > 1,
             "spike_window": self.spike_window >= 1, "checkpoint_every": self.checkpoint_every >= 1,
+            "spike_mad": self.spike_mad > 0, "spike_patience": self.spike_patience >= 1,
+            "lr_recovery": self.lr_recovery >= 0,
             "snapshot_every": self.snapshot_every >= 1, "max_num_steps": self.max_num_steps >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -119,6 +146,9 @@ class TrainSettings:
             raise InputError(f"invalid training settings: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
         if self.loss not in LOSSES:
             raise InputError(f"invalid training settings: loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.spike_rule not in SPIKE_RULES:
+            raise InputError(f"invalid training settings: spike_rule must be one of {SPIKE_RULES}, "
+                             f"got {self.spike_rule!r}")
 
 
 @dataclass
@@ -200,7 +230,25 @@ def intensity_loss(pred, target, mask, kind: str = "l1", rescale_t0: bool = Fals
 
     ``l1`` is the mean absolute error; ``poisson`` the Poisson negative log-likelihood minus its
     minimum (the half deviance ``rate - k - k log(rate / k)``): same gradient as the NLL, but
-    >= 0 and 0 for a perfect fit, so that the spike test on the running mean is meaningful.
+    >= 0 and 0 for a perfect fit, so that the spike test on the running statistic is meaningful.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor (batch, time, y, x)
+        Predicted intensities and observed frames (counts when noisy).
+    mask : torch.Tensor (y, x) bool
+        Valid pixels.
+    kind : {"l1", "poisson"}
+    rescale_t0 : bool
+
+    Returns
+    -------
+    torch.Tensor, scalar: the mean over valid pixels, frames and series (intensity units for L1).
+
+    Raises
+    ------
+    InputError
+        For an unknown ``kind``.
     """
     import torch
 
@@ -233,6 +281,8 @@ class _State:
     recent_losses: list
     rollbacks: int
     history: dict = field(default_factory=dict)
+    outliers_in_a_row: int = 0
+    stable_steps: int = 0
 
 
 def _rng_state(rng: np.random.Generator) -> dict:
@@ -310,7 +360,8 @@ class _Progress:
 
 
 def _new_history() -> dict:
-    return {"loss": [], "learning_rate": [], "nfe": [], "rolled_back": [], "snapshot_iteration": [], "snapshots": []}
+    return {"loss": [], "learning_rate": [], "nfe": [], "rolled_back": [], "skipped": [], "snapshot_iteration": [],
+            "snapshots": []}
 
 
 def _set_lr(optimizer, lr: float) -> None:
@@ -364,7 +415,7 @@ def train_ode(
     Returns
     -------
     dict
-        History: ``loss``, ``learning_rate``, ``nfe``, ``rolled_back`` per iteration,
+        History: ``loss``, ``learning_rate``, ``nfe``, ``rolled_back``, ``skipped`` per iteration,
         ``snapshot_iteration``, ``snapshots`` and ``rollbacks``; the model holds the final weights.
     """
     import torch
@@ -388,8 +439,9 @@ def train_ode(
         optimizer.load_state_dict(state.optimizer)
         _restore_rng(rng, state.rng)
     last_saved = copy.deepcopy(state)  # what a rollback reloads (identical to the file on disk)
-    history, recent = state.history, list(state.recent_losses)
-    lr, rollbacks = state.learning_rate, state.rollbacks
+    history = state.history
+    guard = SpikeGuard.from_settings(settings, recent=state.recent_losses, outliers_in_a_row=state.outliers_in_a_row)
+    lr, rollbacks, stable = state.learning_rate, state.rollbacks, state.stable_steps
     _set_lr(optimizer, lr)
     progress = _Progress(settings.iterations, state.iteration, desc)
     iteration = state.iteration
@@ -397,26 +449,32 @@ def train_ode(
         while iteration < settings.iterations:
             iteration += 1
             loss_value, nfe, ok = _loss_and_gradient(model, forward_model, data, settings, optimizer, rng)
-            spike = ok and _is_spike(loss_value, recent, settings)
-            if not ok or spike:
+            verdict = guard.check(loss_value) if ok else "diverged"
+            if verdict == "diverged":
                 # Reload the last checkpoint's weights and optimizer moments, halve the rate;
                 # the iteration counter and the batch stream go on (the budget stays fixed).
-                reason = "non-finite loss, gradient or failed solve" if not ok else f"loss spike {loss_value:.4g}"
+                reason = "non-finite loss, gradient or failed solve" if not ok else f"loss diverging ({loss_value:.4g})"
                 lr = max(lr / 2, settings.min_learning_rate)
-                rollbacks += 1
+                rollbacks, stable = rollbacks + 1, 0
+                guard.outliers_in_a_row = 0
                 log.warning("%s: iteration %d: %s -> reload checkpoint of iteration %d, learning rate %.3g",
                             desc, iteration, reason, last_saved.iteration, lr)
                 model.load_state_dict(last_saved.model)
                 optimizer.load_state_dict(last_saved.optimizer)
                 _set_lr(optimizer, lr)
+            elif verdict == "skip":
+                log.info("%s: iteration %d: outlier batch (loss %.4g) skipped", desc, iteration, loss_value)
             else:
                 optimizer.step()
-                recent.append(loss_value)
-                del recent[:-settings.spike_window]
+                stable += 1
+                if settings.lr_recovery and stable >= settings.lr_recovery and lr < settings.learning_rate:
+                    lr, stable = min(2 * lr, settings.learning_rate), 0  # a stable stretch: recover the rate
+                    _set_lr(optimizer, lr)
             history["loss"].append(loss_value if ok else float("nan"))
             history["learning_rate"].append(lr)
             history["nfe"].append(nfe)
-            history["rolled_back"].append(not ok or spike)
+            history["rolled_back"].append(verdict == "diverged")
+            history["skipped"].append(verdict == "skip")
             if snapshot is not None and iteration % settings.snapshot_every == 0:
                 history["snapshot_iteration"].append(iteration)
                 history["snapshots"].append(np.asarray(snapshot(model)).copy())
@@ -424,7 +482,8 @@ def train_ode(
             if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations or iteration == stop_after:
                 state = _State(iteration=iteration, learning_rate=lr, model=copy.deepcopy(model.state_dict()),
                                optimizer=copy.deepcopy(optimizer.state_dict()), rng=_rng_state(rng),
-                               recent_losses=list(recent), rollbacks=rollbacks, history=history)
+                               recent_losses=list(guard.recent), rollbacks=rollbacks, history=history,
+                               outliers_in_a_row=guard.outliers_in_a_row, stable_steps=stable)
                 save_checkpoint(checkpoint, state, fingerprint)
                 last_saved = copy.deepcopy(state)
             if stop_after is not None and iteration >= stop_after:
@@ -437,11 +496,76 @@ def train_ode(
     return {**history, "rollbacks": rollbacks, "iterations": iteration}
 
 
-def _is_spike(loss: float, recent: list, settings: TrainSettings) -> bool:
-    """Whether ``loss`` exceeds ``spike_factor`` x the running mean (after a warm-up window)."""
-    if len(recent) < settings.spike_window:
-        return False
-    return loss > settings.spike_factor * float(np.mean(recent[-settings.spike_window:]))
+@dataclass
+class SpikeGuard:
+    """Tells an outlier batch from a divergence of the training loss.
+
+    A batch loss is an *outlier* when, once ``window`` accepted losses are known, it exceeds
+    a running threshold: ``rule="robust"``: ``log(loss) > median(log L) + max(log(factor),
+    mad x 1.4826 MAD(log L))`` over the recent accepted losses ``L`` (mini-batch losses scatter
+    roughly lognormally, so this is a fixed false-alarm rate whatever the scatter, and a
+    decaying loss only makes it more lenient); ``rule="mean"``: ``loss > factor x mean(L)``
+    (paper 000's rule with factor 2). ``patience`` outliers in a row are a *divergence*.
+    Outliers do not enter the running statistic.
+
+    Attributes
+    ----------
+    rule, factor, mad, window, patience :
+        As ``spike_rule``, ``spike_factor``, ``spike_mad``, ``spike_window``, ``spike_patience``
+        of :class:`TrainSettings`.
+    recent : list of float
+        The last ``window`` accepted losses (loss units).
+    outliers_in_a_row : int
+        Consecutive outliers so far.
+    """
+
+    rule: str = "robust"
+    factor: float = 2.0
+    mad: float = 4.0
+    window: int = 20
+    patience: int = 3
+    recent: list = field(default_factory=list)
+    outliers_in_a_row: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: TrainSettings, recent=(), outliers_in_a_row: int = 0) -> "SpikeGuard":
+        """A guard with ``settings``' rule, resuming from ``recent`` and ``outliers_in_a_row``."""
+        return cls(rule=settings.spike_rule, factor=settings.spike_factor, mad=settings.spike_mad,
+                   window=settings.spike_window, patience=settings.spike_patience,
+                   recent=list(recent), outliers_in_a_row=int(outliers_in_a_row))
+
+    def is_outlier(self, loss: float) -> bool:
+        """Whether ``loss`` is above the running threshold (never during the first ``window``)."""
+        if len(self.recent) < self.window:
+            return False
+        recent = np.asarray(self.recent[-self.window:], np.float64)
+        if self.rule == "mean":
+            return bool(loss > self.factor * float(np.mean(recent)))
+        tiny = np.finfo(np.float64).tiny  # a loss of exactly 0 (a perfect fit) has no logarithm
+        logs = np.log(np.maximum(recent, tiny))
+        centre = float(np.median(logs))
+        spread = 1.4826 * float(np.median(np.abs(logs - centre)))
+        return bool(math.log(max(loss, tiny)) > centre + max(math.log(self.factor), self.mad * spread))
+
+    def check(self, loss: float) -> str:
+        """Judge one finite batch loss and update the state.
+
+        Returns
+        -------
+        str
+            ``"accept"`` (take the step; the loss joins the statistic), ``"skip"`` (an outlier:
+            no step) or ``"diverged"`` (the ``patience``-th outlier in a row: roll back).
+        """
+        if not self.is_outlier(loss):
+            self.outliers_in_a_row = 0
+            self.recent.append(float(loss))
+            del self.recent[:-self.window]
+            return "accept"
+        self.outliers_in_a_row += 1
+        if self.outliers_in_a_row >= self.patience:
+            self.outliers_in_a_row = 0
+            return "diverged"
+        return "skip"
 
 
 def _loss_and_gradient(model, forward_model, data, settings, optimizer, rng) -> tuple[float, int, bool]:
@@ -497,6 +621,7 @@ def write_history(path, history: dict, attrs: dict | None = None, provenance: di
         "learning_rate": np.asarray(history["learning_rate"], np.float64),
         "nfe": np.asarray(history["nfe"], np.int64),
         "rolled_back": np.asarray(history["rolled_back"], bool),
+        "skipped": np.asarray(history.get("skipped", [False] * len(history["loss"])), bool),
         "snapshot_iteration": np.asarray(history["snapshot_iteration"], np.int64),
     }
     if history.get("snapshots"):

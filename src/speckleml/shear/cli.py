@@ -161,7 +161,7 @@ def _mc(args) -> dict:
 
 def simulate(args) -> int:
     """Figure cases: one configuration (Fig. 1), averaged maps (Fig. 2), sweeps (Fig. 3)."""
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .cases import simulate_cases
 
     simulate_cases(args.output, fig1=_system(args.fig1, "--fig1"), fig2=_system(args.fig2, "--fig2"),
@@ -175,7 +175,7 @@ def simulate(args) -> int:
 def dataset(args) -> int:
     """The whole data set, or one chunk of it (a cluster runs the chunks in parallel)."""
     from ..errors import InputError
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .dataset import simulate_chunk
 
     if (args.chunks is None) != (args.chunk is None):
@@ -189,7 +189,7 @@ def dataset(args) -> int:
 
 def merge(args) -> int:
     """Concatenate chunk stores (checked for equal settings and disjoint draws)."""
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .dataset import merge_dataset
 
     merge_dataset(args.chunks, args.output, provenance_from_args(args, inputs=args.chunks))
@@ -198,7 +198,7 @@ def merge(args) -> int:
 
 def fit(args) -> int:
     """SVD of the main features, one GPR per target and feature set, PDDF/ACF/LML for the figures."""
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .models import fit_models
 
     fit_models(args.dataset, args.model, args.analysis, features=args.features, targets=args.targets,

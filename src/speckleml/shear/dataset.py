@@ -251,7 +251,8 @@ def merge_chunks(paths: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
     Raises
     ------
     InputError
-        No chunks, different settings or grids, or a draw in two chunks.
+        No chunks, different settings or grids, a draw in two chunks, or (when the chunks
+        record ``draws_total``) a draw that no chunk holds.
     """
     from ..errors import InputError
 
@@ -274,6 +275,11 @@ def merge_chunks(paths: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
     if len(np.unique(arrays["draw_index"])) != len(order):
         raise InputError("chunk stores overlap: a draw index appears twice")
     arrays = {k: v[order] for k, v in arrays.items()}
+    total = first.attrs.get("draws_total")
+    if total is not None and len(order) != total:
+        missing = sorted(set(range(total)) - set(arrays["draw_index"].tolist()))
+        raise InputError(f"incomplete chunk set: {len(order)} of {total} draws "
+                         f"(missing draws {missing[0]}..{missing[-1]}; merge every chunk of the split)")
     arrays["q"], arrays["theta"] = first["q"], first["theta"]
     attrs = {k: first.attrs[k] for k in first.attrs if k not in ("schema", "provenance", "chunk")}
     return arrays, attrs

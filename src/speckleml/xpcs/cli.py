@@ -55,8 +55,8 @@ examples:
 EXPORT_EXAMPLE = """\
 examples:
   speckleml export-aps results/xpcs/c2.zarr results/xpcs/c2_aps.hdf --frames results/xpcs/frames.zarr
-  (opens in pyXpcsViewer; /xpcs/multitau/normalized_g2, delay_list, /xpcs/twotime/
-   correlation_map/c2_00001..., /xpcs/qmap)
+  (opens in pyXpcsViewer: /xpcs/multitau/normalized_g2, delay_list in frames, /xpcs/twotime/
+   correlation_map/c2_00001..., /xpcs/qmap q-phi map, /xpcs/temporal_mean, frame_time)
 """
 
 PLOT_EXAMPLE = """\
@@ -134,7 +134,8 @@ def register(commands) -> None:
                        epilog=EXPORT_EXAMPLE)
     parser.add_argument("input", help="c2 store (*.zarr)")
     parser.add_argument("output", help="HDF5 file to write (.hdf/.h5); series > 0 get a _sNNN suffix")
-    parser.add_argument("--frames", help="frames store the C2 came from: adds the ROI map and mask to /xpcs/qmap")
+    parser.add_argument("--frames", help="frames store the C2 came from: adds the ROI maps, mask, average frame, "
+                                         "SAXS 1D and intensity vs time (pyXpcsViewer needs them)")
 
     parser = add_stage(commands, "plot-g2", plot_g2,
                        "figure: g2 per ring with its fit, and the C2 map of one ring",
@@ -149,7 +150,7 @@ def register(commands) -> None:
 
 
 def correlate(args) -> int:
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .correlate import correlate_frames
 
     correlate_frames(args.frames, args.output, q_first=args.q_first, q_width=args.q_width, q_step=args.q_step,
@@ -170,7 +171,7 @@ def fit_g2(args) -> int:
 
 
 def import_c2(args) -> int:
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .export import import_c2 as run
 
     run(args.input, args.output, dataset=args.dataset, dt=args.dt, roi_q=args.roi_q,

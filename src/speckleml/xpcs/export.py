@@ -12,13 +12,15 @@ import numpy as np
 from ..correlation import G2_OFFSET, NORMALIZATIONS, g2_from_c2
 from ..errors import InputError
 from ..stores import read_c2, read_frames, write_c2
-from .aps import HC_KEV_ANGSTROM, read_c2_file, write_aps_hdf5
+from .aps import APS_FRAMES_KEYS, HC_KEV_ANGSTROM, aps_qmap, read_c2_file, write_aps_hdf5
 from .correlate import roi_labels
 
 log = logging.getLogger(__name__)
 
 #: Normalisation of the APS result layout's two-time maps (``boost_corr``; export-aps shifts to it).
 APS_NORMALIZATION = "classical"
+#: Time segments of the exported ``normalized_g2_segments`` and ``scattering_1d_segments``.
+N_SEGMENTS = 5
 
 
 def import_c2(source: str | os.PathLike, output: str | os.PathLike, *, dataset: str | None = None,
@@ -83,8 +85,9 @@ def import_c2(source: str | os.PathLike, output: str | os.PathLike, *, dataset: 
     return Path(output)
 
 
-def qmap_from_frames(frames: str | os.PathLike, rois: dict) -> dict:
-    """``/xpcs/qmap`` datasets rebuilt from the frames store a C2 came from.
+def qmap_from_frames(frames: str | os.PathLike, rois: dict, roi_q) -> dict:
+    """``/xpcs/qmap`` datasets (:func:`speckleml.xpcs.aps.aps_qmap`) rebuilt from the frames store
+    a C2 came from.
 
     Parameters
     ----------
@@ -92,14 +95,16 @@ def qmap_from_frames(frames: str | os.PathLike, rois: dict) -> dict:
         Frames store; its detector must have the shape of the C2's ROI map.
     rois : dict
         The c2 store's ``attrs["rois"]`` (``q_edges``, ``n_sectors``, ``phi_centres``,
-        ``min_pixel_mean``, ``detector_shape``).
+        ``min_pixel_mean``, ``detector_shape``, ``geometry``).
+    roi_q : array (n_bins,)
+        The c2 store's ``roi_q``.
 
     Returns
     -------
     dict
-        ``dynamic_roi_map``/``static_roi_map`` (y, x) int32, ``mask``, ``dynamic_num_pts``
-        (rings, sectors), ``dynamic_v_list_dim1`` (sector centres, degrees), units, and the
-        beam centre, pixel size (mm) and distance (mm) when the store has a geometry.
+        ROI maps and mask (y, x), the q-phi lists and dims, the beam centre (pixels; from the
+        geometry, else where the store's q axes cross 0), pixel size and distance (m; NaN
+        without a geometry).
 
     Raises
     ------
@@ -113,18 +118,84 @@ def qmap_from_frames(frames: str | os.PathLike, rois: dict) -> dict:
         raise InputError(f"{frames}: detector shape {tuple(shape)} differs from the C2's ROI map "
                          f"{tuple(expected)} (frames of another detector?)")
     n_sectors = int(rois.get("n_sectors", 1))
-    labels, _, mask, _, _ = roi_labels(store, np.asarray(rois["q_edges"]), n_sectors,
-                                       float(rois.get("min_pixel_mean", 0)))
-    qmap = {"dynamic_roi_map": labels, "static_roi_map": labels, "mask": mask.astype(np.int32),
-            "dynamic_num_pts": np.array([len(rois["q_edges"]), n_sectors]),
-            "dynamic_v_list_dim0": np.asarray(rois["q_edges"], float).mean(axis=1),
-            "dynamic_v_list_dim1": np.rad2deg(np.asarray(rois.get("phi_centres", [0.0]))),
-            "map_names": np.array([b"q", b"phi"]), "map_units": np.array([b"1/A", b"deg"])}
+    labels, _, mask, _, q_unit = roi_labels(store, np.asarray(rois["q_edges"]), n_sectors,
+                                            float(rois.get("min_pixel_mean", 0)))
     geometry = store.attrs.get("geometry")
-    if geometry:
-        qmap.update(beam_center_y=float(geometry["center"][0]), beam_center_x=float(geometry["center"][1]),
-                    pixel_size=float(geometry["pixel_size"]), detector_distance=float(geometry["distance"]))
-    return qmap
+    extra = (_geometry_keys(geometry) if geometry
+             else {"beam_center": (_axis_zero(store["qy"]), _axis_zero(store["qx"]))})
+    return aps_qmap(roi_q, n_sectors, rois.get("phi_centres"), q_unit=_APS_Q_UNITS.get(q_unit, q_unit),
+                    labels=labels, mask=mask, **extra)
+
+
+def _geometry_keys(geometry: dict | None) -> dict:
+    """:func:`aps_qmap` arguments of a geometry record (mm -> m); none without one."""
+    if not geometry:
+        return {}
+    return {"beam_center": tuple(geometry["center"]), "pixel_size": float(geometry["pixel_size"]) * 1e-3,
+            "detector_distance": float(geometry["distance"]) * 1e-3}
+
+
+#: APS spelling of the q units of frames stores.
+_APS_Q_UNITS = {"1/Angstrom": "1/A"}
+
+
+def _axis_zero(axis) -> float:
+    """Pixel index where a monotonic q axis crosses 0 (NaN if it does not)."""
+    axis = np.asarray(axis, np.float64)
+    if axis.size < 2 or np.any(np.diff(axis) <= 0) or not axis[0] <= 0 <= axis[-1]:
+        return float("nan")
+    return float(np.interp(0.0, axis, np.arange(axis.size)))
+
+
+def temporal_means(frames: str | os.PathLike, labels: np.ndarray, mask: np.ndarray, *, series: int = 0,
+                   n_segments: int = N_SEGMENTS) -> dict:
+    """Average frame, mean intensity per ROI (whole series and per time segment) and intensity
+    vs time of one series, streamed over the frames store's time chunks.
+
+    Parameters
+    ----------
+    frames : path
+        Frames store.
+    labels : array of int (y, x)
+        ROI of every pixel (0 = none), ``1 .. n_bins``.
+    mask : array of bool (y, x)
+        Valid pixels (intensity vs time averages these).
+    series : int
+        Series of the store.
+    n_segments : int
+        Equal time spans for ``scattering_1d_segments`` (fewer when the series is shorter).
+
+    Returns
+    -------
+    dict
+        ``scattering_2d`` (y, x), ``scattering_1d`` (n_bins,), ``scattering_1d_segments``
+        (n_segments, n_bins): counts per pixel and frame; ``intensity_vs_time`` (T,): mean
+        counts of the valid pixels in every frame.
+    """
+    from scipy import sparse
+
+    data = read_frames(frames, lazy=True)["frames"]
+    n_frames = data.shape[1]
+    flat = np.asarray(labels).ravel()
+    n_bins = int(flat.max())
+    inside = flat > 0
+    # pixels -> (bins, valid-pixel mean) as one sparse product per block of frames
+    rows = np.concatenate([np.flatnonzero(inside), np.flatnonzero(np.asarray(mask).ravel())])
+    cols = np.concatenate([flat[inside] - 1, np.full(rows.size - inside.sum(), n_bins)])
+    weights = sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(flat.size, n_bins + 1))
+    counts = np.asarray(weights.sum(axis=0)).ravel()
+    per_frame = np.empty((n_frames, n_bins + 1))
+    image = np.zeros(flat.size)
+    block = int(data.chunks[1]) if getattr(data, "chunks", None) else 256
+    for t0 in range(0, n_frames, block):
+        frames_block = np.asarray(data[series, t0:t0 + block], np.float64).reshape(-1, flat.size)
+        per_frame[t0:t0 + frames_block.shape[0]] = np.asarray(weights.T @ frames_block.T).T / counts
+        image += frames_block.sum(axis=0)
+    edges = np.linspace(0, n_frames, min(n_segments, n_frames) + 1).round().astype(int)
+    segments = np.stack([per_frame[a:b, :n_bins].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])])
+    return {"scattering_2d": (image / n_frames).reshape(np.shape(labels)),
+            "scattering_1d": per_frame[:, :n_bins].mean(axis=0), "scattering_1d_segments": segments,
+            "intensity_vs_time": per_frame[:, n_bins]}
 
 
 def series_paths(output: str | os.PathLike, n_series: int) -> list[Path]:
@@ -134,13 +205,25 @@ def series_paths(output: str | os.PathLike, n_series: int) -> list[Path]:
             for s in range(n_series)]
 
 
+class _SeriesMaps:
+    """The (roi, T, T) maps of one series of a lazy (series, roi, T, T) array, read one ROI at a time."""
+
+    def __init__(self, array, series: int):
+        self.array, self.series, self.shape = array, series, tuple(array.shape[1:])
+
+    def __getitem__(self, roi: int) -> np.ndarray:
+        return np.asarray(self.array[self.series, roi])
+
+
 def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: str | os.PathLike | None = None
                ) -> list[Path]:
-    """c2 store -> HDF5 files in the APS 8-ID-I result layout, one per series.
+    """c2 store -> HDF5 files in the APS 8-ID-I result layout that pyXpcsViewer opens, one per series.
 
     The fluctuation forms (baseline 0: ``pixel_mean``, ``ring_mean``, ``covariance``) are
-    shifted to baseline 1 for the APS viewers (root attr ``baseline_shift_added``). Each file
-    is complete, incident energy included, before its atomic rename.
+    shifted to baseline 1 for the APS viewers (root attrs ``baseline_shift_added`` for g2,
+    ``c2_baseline_shift_added`` for C2: a multi-tau g2 has baseline 1 already). Delays are
+    written in frames with the frame time; q per ring and phi per sector with the partition's
+    dims; see :data:`speckleml.xpcs.aps.APS_LAYOUT`. Each file is complete before its atomic rename.
 
     Parameters
     ----------
@@ -149,7 +232,9 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
     output : path
         HDF5 file of series 0 (``.hdf``/``.h5``); see :func:`series_paths`.
     frames : path, optional
-        Frames store the C2 came from: adds the ROI map, mask and geometry to ``/xpcs/qmap``.
+        Frames store the C2 came from: adds the ROI maps, mask, geometry, average frame, SAXS
+        1D and intensity vs time. Without it the file has the correlations and q lists but not
+        the detector maps, and pyXpcsViewer cannot open it (logged as a warning).
 
     Returns
     -------
@@ -159,24 +244,45 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
     Raises
     ------
     InputError
-        ``frames`` given but the store has no ROI definition, or a detector of another shape.
+        ``frames`` given but the store has no ROI definition, or a detector of another shape;
+        ROI q values that do not form rings of ``n_sectors``.
     """
-    store = read_c2(source)
-    rois = store.attrs.get("rois")
-    qmap = None
+    store = read_c2(source, lazy=True)                 # C2 maps read one at a time
+    rois = store.attrs.get("rois") or {}
+    roi_q = np.asarray(store["roi_q"], np.float64)
     if frames:
         if not rois:
             raise InputError(f"{source}: store has no ROI definition (rois attr) to rebuild the q map")
-        qmap = qmap_from_frames(frames, rois)
+        qmap = qmap_from_frames(frames, rois, roi_q)
+    else:
+        q_unit = rois.get("q_units", "1/Angstrom")
+        qmap = aps_qmap(roi_q, int(rois.get("n_sectors", 1)), rois.get("phi_centres"),
+                        q_unit=_APS_Q_UNITS.get(q_unit, q_unit), **_geometry_keys(rois.get("geometry")))
+        log.warning("%s: no --frames, so the export lacks %s: pyXpcsViewer cannot open it",
+                    source, ", ".join(APS_FRAMES_KEYS))
     shift = 1.0 - float(store.attrs.get("g2_offset", 1.0))
+    # multi-tau g2 has baseline 1 whatever the C2 form: C2 has its own offset (c2_offset)
+    c2_shift = 1.0 - float(store.attrs.get("c2_offset", store.attrs.get("g2_offset", 1.0)))
     attrs = {"normalization": store.attrs["normalization"], "creator": "speckleml export-aps",
-             "provenance": json.dumps(store.provenance), "baseline_shift_added": shift}
-    geometry = (rois or {}).get("geometry")
-    energy = HC_KEV_ANGSTROM / geometry["wavelength"] if geometry else None
+             "provenance": json.dumps(store.provenance), "baseline_shift_added": shift,
+             "c2_baseline_shift_added": c2_shift}
+    geometry = rois.get("geometry")
+    energy = HC_KEV_ANGSTROM / geometry["wavelength"] if geometry else float("nan")
+    dt = float(store.attrs.get("dt", 1.0))
+    lag = np.asarray(store["lag"], np.float64)
+    keep = lag > 0                                   # lag 0 (shot noise) is not an APS delay
+    delay = lag[keep] / dt                           # frames, whole numbers up to rounding
+    whole = np.round(delay)
+    delay = np.where(np.abs(delay - whole) <= 1e-9 * np.maximum(whole, 1), whole, delay)
     paths = series_paths(output, store["c2"].shape[0])
     for s, path in enumerate(paths):
-        write_aps_hdf5(path, store["c2"][s] + shift, store["g2"][s] + shift, store["lag"], store["roi_q"],
-                       float(store.attrs.get("dt", 1.0)), g2_err=store["g2_err"][s] if "g2_err" in store else None,
-                       qmap=qmap, attrs=attrs, incident_energy=energy)
+        g2 = np.asarray(store["g2"][s], np.float64) + shift
+        g2_err = np.asarray(store["g2_err"][s]) if "g2_err" in store else np.full_like(g2, np.nan)
+        temporal = None
+        if frames:
+            temporal = temporal_means(frames, qmap["dynamic_roi_map"], qmap["mask"].astype(bool), series=s)
+        write_aps_hdf5(path, c2=_SeriesMaps(store["c2"], s), c2_shift=c2_shift, g2=g2[:, keep], g2_err=g2_err[:, keep],
+                       delay=delay, frame_time=dt, n_segments=N_SEGMENTS, qmap=qmap, temporal=temporal,
+                       start_time=str(store.provenance.get("created", "")), incident_energy=energy, attrs=attrs)
         log.info("wrote %s (series %d)", path, s)
     return paths

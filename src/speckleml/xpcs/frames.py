@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import READ_ERRORS, InputError
 
 #: HDF5 dataset used by NeXus / Eiger master files and the APS.
 DEFAULT_HDF5_DATASET = "/entry/data/data"
@@ -115,7 +115,7 @@ def read_frame_array(path: str | os.PathLike, dataset: str | None = None) -> np.
             raise InputError(f"{path}: unknown frame format (use .npy, .npy.zip, .h5/.nxs or .zarr)")
     except InputError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except READ_ERRORS as exc:
         raise InputError(f"{path}: cannot read frames ({' '.join(str(exc).split())})") from None
     if data.ndim not in (3, 4):
         raise InputError(f"{path}: frames must have 3 (time, y, x) or 4 (series, time, y, x) dims, got shape {data.shape}")

@@ -49,12 +49,18 @@ def register(commands) -> None:
     add_config_option(parser, "--dt", key="xpcs.dt", type=positive_float,
                       help="frame time in seconds (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    parser = add_stage(commands, "import-cxi", import_cxi,
+                       "import a CXI ptychography scan (frames, mask, geometry, scan positions) into a frames store",
+                       epilog="example:\n  speckleml import-cxi scan.cxi results/scan/frames.zarr --figure scan.png\n")
+    parser.add_argument("input", help="CXI file (HDF5, cxidb.org format, SI units)")
+    parser.add_argument("output", help="frames store to write (*.zarr); scan positions (m) in its attrs")
+    parser.add_argument("--figure", help="also write a figure of the scan positions and mean pattern (.png/.pdf)")
     xpcs_cli.register(commands)
 
 
 def import_frames(args) -> int:
     from ..errors import InputError
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .frames import Geometry
     from .ingest import import_frames as run
 
@@ -70,9 +76,17 @@ def import_frames(args) -> int:
 
 
 def synthetic_frames(args) -> int:
-    from ..provenance import provenance_from_args
+    from ..cli import provenance_from_args
     from .synthetic_stack import synthetic_frames as run
 
     run(args.output, frames=args.frames, size=args.size, tau=args.tau, mean_counts=args.mean_counts, dt=args.dt,
         seed=args.seed, provenance=provenance_from_args(args))
+    return 0
+
+
+def import_cxi(args) -> int:
+    from ..cli import provenance_from_args
+    from .cxi import import_cxi as run
+
+    run(args.input, args.output, figure=args.figure, provenance=provenance_from_args(args, inputs=[args.input]))
     return 0

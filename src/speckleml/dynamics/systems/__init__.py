@@ -1,1 +1,10 @@
-"""Ground-truth dynamical systems of the dynamics study (one module per case)."""
+"""Dynamics cases of paper 000, one module each; importing the package registers them all.
+
+See :mod:`.registry` for what a case provides. To add a case: write ``systems/<case>.py``
+ending with ``register_case(DynamicsCase(...))`` and import it below.
+"""
+
+from .registry import CASES, DynamicsCase, get_case, register_case
+from . import kuramoto  # noqa: E402,F401  (registers "kuramoto")
+
+__all__ = ["CASES", "DynamicsCase", "get_case", "register_case"]

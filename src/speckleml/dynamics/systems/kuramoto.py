@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputError
+from ...progress import progress
+from .registry import DynamicsCase, register_case
 
 SYSTEM = "kuramoto"
 KERNEL_NORMALIZATIONS = ("none", "max", "l1")
@@ -151,24 +153,74 @@ class KuramotoRHS(nn.Module):
 
 
 def random_phases(n_series: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Independent uniform phases in [0, 2 pi): ``(n_series, size, size)`` float64."""
+    """Independent uniform phases (the random initial conditions of paper 000 case 1).
+
+    Parameters
+    ----------
+    n_series, size : int
+    rng : numpy Generator
+
+    Returns
+    -------
+    ndarray (n_series, size, size) float64, radians in [0, 2 pi)
+    """
     return rng.uniform(0.0, 2 * math.pi, size=(n_series, size, size))
 
 
 def order_parameter(phi) -> tuple[np.ndarray, np.ndarray]:
-    """Order parameter ``r`` and mean orientation ``psi`` (paper eq. 3) over the last two axes.
+    """Order parameter ``r`` and mean orientation ``psi`` (paper 000 eq. 3) over the last two axes.
 
-    ``r exp(i psi) = mean_j exp(i phi_j)``; ``psi`` in (-pi, pi].
+    ``r exp(i psi) = mean_j exp(i phi_j)``.
+
+    Parameters
+    ----------
+    phi : ndarray (..., N, N), radians
+
+    Returns
+    -------
+    r : ndarray (...), in [0, 1] (1: all aligned)
+    psi : ndarray (...), radians in (-pi, pi]
     """
     phi = np.asarray(phi)
     z = np.exp(1j * phi).mean(axis=(-2, -1))
     return np.abs(z), np.angle(z)
 
 
-def vorticity(phi) -> np.ndarray:
-    """Curl of the unit orientation field ``(cos phi, sin phi)`` (periodic central differences).
+def circular_mean(angles, axis=0) -> np.ndarray:
+    """Circular mean ``arg(mean(exp(i angles)))`` along ``axis``, in (-pi, pi]; NaNs are ignored.
 
-    ``omega = d(sin phi)/dx - d(cos phi)/dy`` in units of 1/lattice site; x is the last axis.
+    The mean of angles near +-pi is near pi (a linear mean would give ~0). Same as
+    ``scipy.stats.circmean(angles, -pi, pi, axis, nan_policy="omit")`` up to the branch.
+
+    Parameters
+    ----------
+    angles : ndarray, radians
+    axis : int
+
+    Returns
+    -------
+    ndarray, ``angles`` without ``axis``; NaN where every value along ``axis`` is NaN.
+    """
+    angles = np.asarray(angles, np.float64)
+    unit = np.where(np.isnan(angles), np.nan, np.exp(1j * np.nan_to_num(angles)))
+    with np.errstate(invalid="ignore"):
+        count = np.sum(~np.isnan(angles), axis=axis)
+        total = np.nansum(unit, axis=axis)
+    return np.where(count > 0, np.angle(total), np.nan)
+
+
+def vorticity(phi) -> np.ndarray:
+    """Curl of the unit orientation field ``(cos phi, sin phi)`` (paper 000 Supp. Fig. 3).
+
+    ``omega = d(sin phi)/dx - d(cos phi)/dy`` by periodic central differences.
+
+    Parameters
+    ----------
+    phi : ndarray (..., N, N), radians; x is the last axis
+
+    Returns
+    -------
+    ndarray (..., N, N), 1 / lattice site
     """
     phi = np.asarray(phi)
     u, v = np.cos(phi), np.sin(phi)
@@ -182,11 +234,30 @@ def wrapped_difference(a, b):
     return (a - b + math.pi) % (2 * math.pi) - math.pi
 
 
+def plain_mae(pred, true, axes=(-2, -1)) -> np.ndarray:
+    """Real-space MAE (radians) per frame: the mean absolute wrapped difference (paper 000 Fig. 5).
+
+    Parameters
+    ----------
+    pred, true : ndarray (..., N, N)
+        Phases in radians (any branch: differences are wrapped to [-pi, pi)).
+    axes : tuple of int
+        The lattice axes averaged over.
+
+    Returns
+    -------
+    ndarray (...), in [0, pi]; pi / 2 is the expectation for uniformly random phases.
+    """
+    pred, true = np.asarray(pred), np.asarray(true)
+    return np.abs(wrapped_difference(pred, true)).mean(axis=axes)
+
+
 def orientation_mae(pred, true, axes=(-2, -1)) -> np.ndarray:
-    """Real-space MAE (radians) per frame, insensitive to the ``phi -> -phi`` ambiguity.
+    """Real-space MAE (radians) per frame with the ``phi -> -phi`` ambiguity removed ("sign-aligned").
 
     The intensity is even in ``phi`` (``f1 = cos phi``), so a prediction is scored against both
-    ``phi`` and ``-phi`` and the smaller mean absolute wrapped difference is kept per frame.
+    ``phi`` and ``-phi`` and the smaller mean absolute wrapped difference is kept per frame
+    (never above :func:`plain_mae`).
     """
     pred, true = np.asarray(pred), np.asarray(true)
     plus = np.abs(wrapped_difference(pred, true)).mean(axis=axes)
@@ -195,7 +266,16 @@ def orientation_mae(pred, true, axes=(-2, -1)) -> np.ndarray:
 
 
 def aligned_prediction(pred, true) -> np.ndarray:
-    """``pred`` or ``-pred`` per frame, whichever is closer to ``true`` (for difference maps)."""
+    """``pred`` or ``-pred`` per frame, whichever is closer to ``true`` (for difference maps).
+
+    Parameters
+    ----------
+    pred, true : ndarray (..., N, N), radians
+
+    Returns
+    -------
+    ndarray (..., N, N): ``pred`` with the sign of each frame chosen by the smaller plain MAE.
+    """
     pred, true = np.asarray(pred), np.asarray(true)
     plus = np.abs(wrapped_difference(pred, true)).mean(axis=(-2, -1), keepdims=True)
     minus = np.abs(wrapped_difference(-pred, true)).mean(axis=(-2, -1), keepdims=True)
@@ -312,3 +392,147 @@ class MomentsSpeckle:
 
         qy, qx = scattering.detector_q_axes(self.geometry.detector_pixels, self.geometry.dq, dtype=torch.float64)
         return qy.numpy(), qx.numpy()
+
+
+# ------------------------------------------------------------------ truth and frames
+
+def time_grid(t_max: float, dt: float, n_drop: int) -> np.ndarray:
+    """Integration times ``0, dt, ..., t_max + n_drop dt`` (the first ``n_drop`` are dropped later).
+
+    Raises
+    ------
+    InputError
+        When ``t_max`` or ``dt`` is not > 0.
+    """
+    if dt <= 0 or t_max <= 0:
+        raise InputError(f"t_max and dt must be > 0, got t_max={t_max}, dt={dt}")
+    n = int(round(t_max / dt)) + 1 + n_drop
+    return np.arange(n, dtype=np.float64) * dt
+
+
+def simulate_states(n_series: int, size: int, kernel: np.ndarray, coupling: float, t_max: float, dt: float,
+                    n_drop: int, rng: np.random.Generator, rtol: float = 1e-7, atol: float = 1e-9,
+                    chunk: int = 10, device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Integrate the true system (paper 000 eq. 1-2) from random phases: the truth simulator.
+
+    Parameters
+    ----------
+    n_series, size : int
+        Number of initial conditions and lattice sites per side.
+    kernel : ndarray (k, k)
+        True coupling kernel.
+    coupling : float
+        K.
+    t_max, dt : float
+        Kept window ``[0, t_max]`` and its step (time units of the ODE).
+    n_drop : int
+        Leading time points dropped (transient from the random start); time is re-zeroed.
+    rng : numpy Generator
+        Draws the initial phases.
+    rtol, atol : float
+        dopri5 tolerances.
+    chunk : int
+        Series integrated together.
+
+    Returns
+    -------
+    states : ndarray (series, time, size, size) float64, phases in radians (not wrapped)
+    t : ndarray (time,) from 0 to t_max
+
+    Raises
+    ------
+    InputError
+        When ``t_max`` or ``dt`` is not > 0.
+    """
+    from torchdiffeq import odeint
+
+    rhs = KuramotoRHS(kernel=kernel, coupling=coupling).to(device)
+    t_full = time_grid(t_max, dt, n_drop)
+    t = torch.as_tensor(t_full, device=device)
+    phi0 = torch.as_tensor(random_phases(n_series, size, rng), device=device)
+    out = np.empty((n_series, len(t_full) - n_drop, size, size))
+    starts = range(0, n_series, chunk)
+    with torch.no_grad():
+        for start in progress(starts, desc="simulate", total=len(starts)):
+            traj = odeint(rhs, phi0[start:start + chunk], t, method="dopri5", rtol=rtol, atol=atol)
+            out[start:start + chunk] = traj.movedim(0, 1)[:, n_drop:].cpu().numpy()
+    return out, t_full[n_drop:] - t_full[n_drop]
+
+
+def speckle_frames(states: np.ndarray, geometry: SpeckleGeometry, lambda_max: float | None = None,
+                   seed: int = 0, chunk: int = 4, device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Detector frames of ``states (series, time, N, N)``; Poisson counts when ``lambda_max`` is set.
+
+    Each series is scaled so that its brightest valid pixel at t0 expects ``lambda_max``
+    counts (:func:`speckleml.scattering.poisson_noise`, paper 000 §2.2).
+
+    Returns
+    -------
+    frames : ndarray (series, time, n, n) float32, intensity (probe peak amplitude 1) or counts
+    mask : ndarray (n, n) bool, valid pixels
+
+    Raises
+    ------
+    InputError
+        When ``lambda_max`` is not a finite number > 0.
+    """
+    from ...scattering import poisson_noise
+
+    if lambda_max is not None and not (math.isfinite(lambda_max) and lambda_max > 0):
+        raise InputError(f"lambda_max must be > 0, got {lambda_max}")
+    model = MomentsSpeckle(geometry, dtype=torch.float64, device=device)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    n = geometry.detector_pixels
+    frames = np.empty((states.shape[0], states.shape[1], n, n), np.float32)
+    starts = range(0, states.shape[0], chunk)
+    with torch.no_grad():
+        for start in progress(starts, desc="speckle", total=len(starts)):
+            phi = torch.as_tensor(states[start:start + chunk], dtype=torch.float64, device=device)
+            intensity = model(phi)
+            if lambda_max is not None:
+                intensity, _ = poisson_noise(intensity, lambda_max, generator, mask=model.mask)
+            frames[start:start + chunk] = intensity.cpu().numpy()
+    return frames, model.mask.cpu().numpy()
+
+
+# ------------------------------------------------------------------ the neural ODE
+
+def build_model(kernel_size: int, coupling: float, init_std: float = 0.01) -> KuramotoRHS:
+    """The paper's NODE: one trainable ``k x k`` kernel (N(0, init_std^2)) in the Kuramoto sin/cos form.
+
+    Seed torch first (:func:`speckleml.runtime.seed_everything`): the kernel is drawn from it.
+
+    Raises
+    ------
+    InputError
+        When ``kernel_size`` is not odd.
+    """
+    return KuramotoRHS(kernel=None, coupling=coupling, kernel_size=kernel_size, init_std=init_std)
+
+
+def model_architecture(model: KuramotoRHS) -> dict:
+    """Keyword arguments of :func:`build_model` that rebuild ``model``'s shape (kernel size, K)."""
+    return {"kernel_size": int(model.kernel.shape[-1]), "coupling": model.coupling}
+
+
+def learned_kernel(model: KuramotoRHS) -> np.ndarray:
+    """Copy of the model's coupling kernel ``(k, k)`` as float64 numpy."""
+    return model.kernel.detach().cpu().numpy().astype(np.float64).copy()
+
+
+def training_forward_model(geometry: SpeckleGeometry, dtype=torch.float64, device="cpu") -> MomentsSpeckle:
+    """The forward model of training: the frames' geometry with the unperturbed form factor.
+
+    The experimenter knows the probe, detector and coherence, not a form-factor perturbation
+    (``delta = 0``; Supp. Fig. 16 tests that mismatch).
+    """
+    from dataclasses import replace
+
+    return MomentsSpeckle(replace(geometry, delta=0.0), dtype=dtype, device=device)
+
+
+CASE = register_case(DynamicsCase(
+    name=SYSTEM, simulate=simulate_states, geometry=SpeckleGeometry, forward_model=training_forward_model,
+    build_model=build_model, architecture=model_architecture, snapshot=learned_kernel,
+    snapshot_label="coupling kernel",
+))
