@@ -123,6 +123,11 @@ rule xpcs_correlate:
         min_pixel_mean=XPCS_ROIS["min_pixel_mean"],
         normalization=XPCS_CORR["normalization"],
         max_memory=XPCS_CORR["max_memory_mib"],
+        g2=XPCS_CORR["g2"],
+        buffers=XPCS_CORR["buffers"],
+        frame_bin=XPCS_CORR["frame_bin"],
+        c2_frames=(f"--c2-frames {XPCS_CORR['c2_frames'][0]} {XPCS_CORR['c2_frames'][1]}"
+                   if XPCS_CORR["c2_frames"] is not None else ""),
     log:
         log_path("xpcs", "correlate"),
     benchmark:
@@ -133,7 +138,8 @@ rule xpcs_correlate:
         "speckleml correlate {input.frames} {output} --q-first {params.q_first}"
         " --q-width {params.q_width} --q-step {params.q_step} --n-rings {params.n_rings}"
         " --n-sectors {params.n_sectors} --min-pixel-mean {params.min_pixel_mean}"
-        " --normalization {params.normalization} --max-memory {params.max_memory}"
+        " --normalization {params.normalization} --max-memory {params.max_memory} --g2 {params.g2}"
+        " --buffers {params.buffers} --frame-bin {params.frame_bin} {params.c2_frames}"
         " --exclude-frames {input.bad_frames} > {log} 2>&1"
 
 

@@ -79,7 +79,7 @@ def test_viewer_labels_each_sector_with_its_ring_and_angle(exported):
 
 def test_viewer_c2_maps_and_their_g2_equal_ours(exported):
     _, store, _, xf = exported
-    shift = 1 - store.attrs["g2_offset"]
+    shift = 1 - store.attrs["c2_offset"]          # the C2 form's baseline (g2 is multi-tau, baseline 1)
     c2 = store["c2"][0].astype(np.float64) + shift
     for k in range(c2.shape[0]):
         result = xf.get_twotime_c2(selection=k, correct_diag=False)
@@ -107,11 +107,11 @@ def test_viewer_two_time_panel_shows_our_c2_offscreen(exported):
     k = store["roi_q"].size - 1
     plot_twotime(xf, handles, selection=k, correct_diag=False)
     app.processEvents()
-    c2 = store["c2"][0, k].astype(np.float64) + 1 - store.attrs["g2_offset"]
+    c2 = store["c2"][0, k].astype(np.float64) + 1 - store.attrs["c2_offset"]
     np.testing.assert_allclose(handles["tt"].image, c2, rtol=1e-6)
     full = handles["c2g2"].getPlotItem().listDataItems()[0]
     x, y = full.getOriginalDataset()
-    np.testing.assert_allclose(x, store["lag"][1:], rtol=1e-12)                       # seconds
+    np.testing.assert_allclose(x, np.arange(1, N_FRAMES) * DT, rtol=1e-12)            # seconds, every frame
     np.testing.assert_allclose(y, [np.diagonal(c2, lag).mean() for lag in range(1, N_FRAMES)], rtol=1e-10)
 
 

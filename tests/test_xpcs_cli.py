@@ -27,15 +27,22 @@ def chain(tmp_path_factory):
     run_cli("synthetic-frames", root / "f.zarr", "--frames", "80", "--size", "32", "--tau", "6",
             "--mean-counts", "20", "--dt", "0.01", check=True)
     run_cli("correlate", root / "f.zarr", root / "c2.zarr", *RINGS, "--normalization", "pixel_mean", check=True)
+    run_cli("correlate", root / "f.zarr", root / "c2d.zarr", *RINGS, "--normalization", "pixel_mean",
+            "--g2", "diagonal", check=True)
     run_cli("fit-g2", root / "c2.zarr", root / "fits.csv", check=True)
-    run_cli("export-aps", root / "c2.zarr", root / "out.hdf", "--frames", root / "f.zarr", check=True)
+    run_cli("fit-g2", root / "c2d.zarr", root / "fits_diagonal.csv", check=True)
+    # export-aps shifts C2 and g2 by one offset: the diagonal estimator shares C2's baseline.
+    run_cli("export-aps", root / "c2d.zarr", root / "out.hdf", "--frames", root / "f.zarr", check=True)
     return root
 
 
 def test_correlate_writes_a_valid_c2_store_with_roi_definition(chain):
     store = read_c2(chain / "c2.zarr")
     assert store["c2"].shape == (1, 4, 80, 80) and store.attrs["normalization"] == "pixel_mean"
-    np.testing.assert_allclose(store["lag"][:3], [0, 0.01, 0.02])
+    # default g2: multi-tau lags (0..7, then 8, 10, 12, 14, 16, 20, ... frames), baseline 1
+    np.testing.assert_allclose(store["lag"][:10], np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 10]) * 0.01)
+    assert store.attrs["g2_estimator"] == "multitau" and store.attrs["g2_offset"] == 1.0
+    assert store.attrs["c2_offset"] == 0.0 and store.attrs["g2_frames"] == 80
     np.testing.assert_allclose(store["roi_q"], [5.5, 8.5, 11.5, 14.5])
     assert store.attrs["rois"]["q_units"] == "pixel" and len(store.attrs["rois"]["n_pixels"]) == 4
     assert store.provenance["inputs"]
@@ -48,11 +55,14 @@ def test_fit_g2_recovers_the_synthetic_correlation_time(chain):
     # of an 80-frame series biases the pixel_mean form low, hence the loose band.
     assert np.all((fits["tau"] > 0.035) & (fits["tau"] < 0.09))
     assert np.all(fits["tau_err"] > 0) and np.all(fits["beta"] > 0.5)
+    diagonal = pd.read_csv(chain / "fits_diagonal.csv")
+    assert diagonal["success"].all() and np.all((diagonal["tau"] > 0.035) & (diagonal["tau"] < 0.09))
 
 
 def test_export_aps_roundtrips_through_import_c2(chain, tmp_path):
+    lag = read_c2(chain / "c2d.zarr", lazy=True)["lag"]
     with h5py.File(chain / "out.hdf", "r") as handle:
-        assert handle["/xpcs/multitau/normalized_g2"].shape == (79, 4)
+        assert handle["/xpcs/multitau/normalized_g2"].shape == (lag.size - 1, 4)   # lag 0 left out
         assert handle["/xpcs/qmap/dynamic_roi_map"].shape == (32, 32)
         upper = handle["/xpcs/twotime/correlation_map/c2_00002"][...]
         # delays in frames; the APS readers multiply them by the frame time
@@ -60,11 +70,22 @@ def test_export_aps_roundtrips_through_import_c2(chain, tmp_path):
         assert handle["/entry/instrument/detector_1/frame_time"][()] == pytest.approx(0.01)
     assert np.all(np.tril(upper, -1) == 0)                     # boost_corr stores triu(c2)
     run_cli("import-c2", chain / "out.hdf", tmp_path / "back.zarr", check=True)
-    back, original = read_c2(tmp_path / "back.zarr"), read_c2(chain / "c2.zarr")
+    back, original = read_c2(tmp_path / "back.zarr"), read_c2(chain / "c2d.zarr")
     # export shifts the fluctuation (pixel_mean) form to baseline 1 for the APS viewers
     np.testing.assert_allclose(back["c2"], original["c2"] + 1, rtol=1e-6)
     np.testing.assert_allclose(back["roi_q"], original["roi_q"])
     assert back.attrs["dt"] == pytest.approx(0.01)
+
+
+def test_export_aps_shifts_c2_but_not_a_multitau_g2(chain, tmp_path):
+    run_cli("export-aps", chain / "c2.zarr", tmp_path / "mt.hdf", "--frames", chain / "f.zarr", check=True)
+    store = read_c2(chain / "c2.zarr")
+    keep = store["lag"] > 0
+    with h5py.File(tmp_path / "mt.hdf", "r") as handle:
+        g2 = handle["/xpcs/multitau/normalized_g2"][...]
+        upper = handle["/xpcs/twotime/correlation_map/c2_00001"][...]
+    np.testing.assert_allclose(g2.T, store["g2"][0][:, keep], rtol=1e-6)         # baseline 1 already
+    np.testing.assert_allclose(upper, np.triu(store["c2"][0, 0] + 1), rtol=1e-6)  # pixel_mean + 1
 
 
 def test_plot_g2_writes_a_figure(chain):

@@ -162,7 +162,7 @@ def sector_centres(n_sectors: int, phi_start: float = -np.pi) -> np.ndarray:
 class _FrameSource:
     """Reads time blocks of one series from a numpy array or a lazy (zarr) array."""
 
-    def __init__(self, frames, series: int):
+    def __init__(self, frames, series: int, observer=None):
         shape = tuple(frames.shape)
         if len(shape) == 3:
             self._index = ()
@@ -179,6 +179,8 @@ class _FrameSource:
         chunks = getattr(frames, "chunks", None)
         time_chunk = chunks[len(self._index)] if chunks else DEFAULT_BLOCK
         self.block = max(1, int(time_chunk))
+        self.observer = observer
+        self.observed = 0
 
     def blocks(self, start: int, stop: int):
         """(t0, t1) pairs aligned to the storage chunks covering ``[start, stop)``."""
@@ -188,8 +190,12 @@ class _FrameSource:
 
     def read(self, t0: int, t1: int) -> np.ndarray:
         """Frames ``t0:t1`` as a (t1 - t0, y * x) array (a view for numpy input)."""
-        block = np.asarray(self.frames[self._index + (slice(t0, t1),)])
-        return block.reshape(t1 - t0, self.n_pixels)
+        block = np.asarray(self.frames[self._index + (slice(t0, t1),)]).reshape(t1 - t0, self.n_pixels)
+        if self.observer is not None and t0 == self.observed < t1:
+            # Each frame reaches the observer once, in time order (the first pass that reads it).
+            self.observer(block)
+            self.observed = t1
+        return block
 
 
 @dataclass
@@ -225,9 +231,10 @@ class _Rois:
     def columns(self, r: int) -> slice:
         return slice(int(self.bounds[r]), int(self.bounds[r + 1]))
 
-    def gather(self, block: np.ndarray) -> np.ndarray:
-        """(b, P_total) ROI pixels of a (b, y * x) block; np.take is ~5x faster than a[:, idx]."""
-        pixels = np.take(block, self.order, axis=1)
+    def gather(self, block: np.ndarray, r0: int = 0, r1: int | None = None) -> np.ndarray:
+        """(b, P) pixels of ROIs ``r0:r1`` of a (b, y * x) block; np.take is ~5x faster than a[:, idx]."""
+        r1 = self.n_roi if r1 is None else r1
+        pixels = np.take(block, self.order[self.bounds[r0]:self.bounds[r1]], axis=1)
         if not np.isfinite(pixels).all():
             raise ValueError("frames contain non-finite values in the ROI pixels")
         return pixels
@@ -266,10 +273,13 @@ class _Normaliser:
             ring = totals / counts
         return ring[group_of_column]
 
-    def panel(self, pixels: np.ndarray, t0: int, r: int, out: np.ndarray) -> None:
-        """Write the normalised float32 rows of ROI ``r`` (frames ``t0:t0+b``) into ``out``."""
+    def panel(self, pixels: np.ndarray, t0: int, r: int, out: np.ndarray, offset: int = 0) -> None:
+        """Write the normalised float32 rows of ROI ``r`` (frames ``t0:t0+b``) into ``out``.
+
+        ``pixels`` holds the columns from ``offset`` on (the ROIs of a batch).
+        """
         cols = self.rois.columns(r)
-        x = pixels[:, cols]
+        x = pixels[:, cols.start - offset:cols.stop - offset]
         if self.kind in ("pixel_mean", "ring_mean"):
             np.multiply(x, self.inv_mean[cols], out=out)
             out -= self.valid[cols]
@@ -303,14 +313,15 @@ class _Normaliser:
             c2[i0:i0 + 256] *= np.outer(scale[i0:i0 + 256], scale)
 
 
-def _read_panels(source, normaliser, t0, t1) -> list[np.ndarray]:
-    """Normalised per-ROI panels for frames ``t0:t1`` (read in storage-aligned blocks)."""
+def _read_panels(source, normaliser, t0, t1, r0, r1) -> list[np.ndarray]:
+    """Normalised panels of ROIs ``r0:r1`` for frames ``t0:t1`` (read in storage-aligned blocks)."""
     rois = normaliser.rois
-    panels = [np.empty((t1 - t0, size), np.float32) for size in rois.sizes]
+    panels = [np.empty((t1 - t0, size), np.float32) for size in rois.sizes[r0:r1]]
+    offset = int(rois.bounds[r0])
     for b0, b1 in source.blocks(t0, t1):
-        pixels = rois.gather(source.read(b0, b1))
-        for r, panel in enumerate(panels):
-            normaliser.panel(pixels, b0, r, out=panel[b0 - t0:b1 - t0])
+        pixels = rois.gather(source.read(b0, b1), r0, r1)
+        for r, panel in enumerate(panels, start=r0):
+            normaliser.panel(pixels, b0, r, out=panel[b0 - t0:b1 - t0], offset=offset)
     return panels
 
 
@@ -367,14 +378,62 @@ def two_time(frames, labels, normalization: str = "pixel_mean", series: int = 0,
     ValueError
         Unknown normalisation, labels that do not match the frames, non-finite ROI pixels.
     """
+    batches = list(two_time_batches(frames, labels, normalization, series=series, n_roi=n_roi,
+                                    max_memory=max_memory, desc=desc, mean_groups=mean_groups))
+    return batches[0][2] if len(batches) == 1 else np.concatenate([c2 for _, _, c2 in batches])
+
+
+def two_time_batches(frames, labels, normalization: str = "pixel_mean", series: int = 0, n_roi: int | None = None,
+                     max_memory: int | None = None, c2_memory: int | None = None, desc: str = "c2",
+                     mean_groups=None, observer=None):
+    """Two-time ``C2`` of one series, a batch of consecutive ROIs at a time.
+
+    Parameters
+    ----------
+    frames, labels, normalization, series, n_roi, desc, mean_groups
+        As for :func:`two_time`.
+    max_memory : int, optional
+        Bytes for the normalised ROI panels of one batch held at once (default: the size of
+        the batch's C2, at least 256 MiB).
+    c2_memory : int, optional
+        Bytes of C2 maps held at once: a batch has as many ROIs as fit, at least one
+        (default: every ROI in one batch). Each extra batch reads the frames once more.
+    observer : callable, optional
+        Called with every frame block ``(b, y * x)`` exactly once, in time order, the
+        first time it is read (to compute something else in the same pass, e.g.
+        :class:`speckleml.xpcs.multitau.MultiTauAccumulator.update`).
+
+    Yields
+    ------
+    r0, r1 : int
+        The batch's ROIs ``r0:r1``.
+    c2 : ndarray of float32, (r1 - r0, T, T)
+        Their C2 maps, as :func:`two_time` returns them.
+
+    Raises
+    ------
+    ValueError
+        As :func:`two_time`.
+    """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    source = _FrameSource(frames, series)
+    source = _FrameSource(frames, series, observer)
     rois = _Rois.from_labels(labels, source.n_pixels, n_roi)
     n_roi, n_frames = rois.n_roi, source.n_frames
-    c2 = np.empty((n_roi, n_frames, n_frames), np.float32)
+    roi_bytes = 4 * n_frames * n_frames
+    per_batch = n_roi if c2_memory is None else int(min(n_roi, max(1, c2_memory // roi_bytes)))
     normaliser = _Normaliser(normalization, rois, source, desc, mean_groups)
-    row_bytes = 4 * max(rois.order.size, 1)
+    for r0 in range(0, n_roi, per_batch):
+        r1 = min(n_roi, r0 + per_batch)
+        label = desc if per_batch == n_roi else f"{desc} ROIs {r0}..{r1 - 1}"
+        yield r0, r1, _two_time_rois(source, normaliser, r0, r1, max_memory, label)
+
+
+def _two_time_rois(source, normaliser, r0: int, r1: int, max_memory: int | None, desc: str) -> np.ndarray:
+    """C2 (r1 - r0, T, T) of ROIs ``r0:r1``: panels in row groups that fit ``max_memory``."""
+    rois, n_frames = normaliser.rois, source.n_frames
+    c2 = np.empty((r1 - r0, n_frames, n_frames), np.float32)
+    row_bytes = 4 * max(int(rois.bounds[r1] - rois.bounds[r0]), 1)
     budget = max(c2.nbytes, DEFAULT_PANEL_FLOOR) if max_memory is None else int(max_memory)
     group = max(source.block, (budget // row_bytes) // source.block * source.block)
     group = min(group, n_frames)
@@ -384,19 +443,20 @@ def two_time(frames, labels, normalization: str = "pixel_mean", series: int = 0,
     diagonal = None
     for g0, g1, cross in progress(_plan(n_frames, source.block, group), desc=desc):
         if cross is None:
-            diagonal = _read_panels(source, normaliser, g0, g1)
+            diagonal = _read_panels(source, normaliser, g0, g1, r0, r1)
             for r, a in enumerate(diagonal):
-                # a @ a.T is one BLAS syrk call in numpy (symmetric half of the flops).
-                c2[r, g0:g1, g0:g1] = a @ a.T
+                # a @ a.T is one BLAS syrk call in numpy (symmetric half of the flops); out= spares
+                # a T x T temporary when the group is the whole series.
+                np.matmul(a, a.T, out=c2[r, g0:g1, g0:g1])
             continue
         j0, j1 = cross
-        other = _read_panels(source, normaliser, j0, j1)
+        other = _read_panels(source, normaliser, j0, j1, r0, r1)
         for r, (a, b) in enumerate(zip(diagonal, other)):
             product = a @ b.T
             c2[r, g0:g1, j0:j1] = product
             c2[r, j0:j1, g0:g1] = product.T
-    for r in range(n_roi):
-        normaliser.finish(c2[r], r)
+    for r in range(r1 - r0):
+        normaliser.finish(c2[r], r0 + r)
     return c2
 
 

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -227,6 +228,17 @@ def write_store(
 
     schema = SCHEMAS[schema] if isinstance(schema, str) else schema
     path = Path(path)
+    prepared = _prepare(path, schema, arrays, attrs, dims, sizes={})
+    with atomic_output(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        _write_group(group, tmp, schema, prepared, attrs, provenance, chunks)
+    return path
+
+
+def _prepare(path, schema: StoreSchema, arrays, attrs, dims, sizes: dict[str, int],
+             written: Mapping[str, Any] | None = None) -> dict[str, tuple[np.ndarray, tuple[str, ...]]]:
+    """Validate ``arrays`` (and ``attrs``) against ``schema``; arrays in ``written`` already exist."""
+    written = written or {}
     attrs = dict(attrs or {})
     for key in schema.required_attrs:
         if key not in attrs:
@@ -234,9 +246,10 @@ def write_store(
     unknown = set(arrays) - set(schema.arrays)
     if unknown:
         raise _fail(path, f"arrays {sorted(unknown)} are not part of schema {schema.name!r}")
-    sizes: dict[str, int] = {}
     prepared: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
     for name, spec in schema.arrays.items():
+        if name in written:
+            continue
         if name not in arrays or arrays[name] is None:
             if spec.required:
                 raise _fail(path, f"missing required array {name!r} for schema {schema.name!r}")
@@ -246,31 +259,112 @@ def write_store(
             value = value.astype(spec.dtypes[0])
         if value.dtype.name not in spec.dtypes and value.dtype.kind in "iu" and spec.dtypes[0].startswith("float"):
             value = value.astype(spec.dtypes[0])
-        names = tuple((dims or {}).get(name, ()))
-        if not names:
-            fixed = [d for d in spec.dims if d != ELLIPSIS]
-            names = tuple(fixed) + tuple(f"dim{i}" for i in range(len(fixed), value.ndim))
+        names = _dim_names(name, spec, value.ndim, dims)
         _check_dims(path, name, spec, value.shape, names, sizes)
         _check_dtype(path, name, spec, value.dtype)
         if spec.finite:
             _check_finite(path, name, value)
         prepared[name] = (value, names)
+    return prepared
 
+
+def _dim_names(name: str, spec: ArraySpec, ndim: int, dims) -> tuple[str, ...]:
+    names = tuple((dims or {}).get(name, ()))
+    if not names:
+        fixed = [d for d in spec.dims if d != ELLIPSIS]
+        names = tuple(fixed) + tuple(f"dim{i}" for i in range(len(fixed), ndim))
+    return names
+
+
+def _write_group(group, tmp: Path, schema: StoreSchema, prepared, attrs, provenance, chunks,
+                 streamed: tuple[str, ...] = ()) -> None:
+    """Write ``prepared`` arrays and the attrs, recording the chunk keys of every array (also
+    the ``streamed`` ones already filled)."""
+    for name, (value, names) in prepared.items():
+        chunk = (chunks or {}).get(name) or _default_chunks(name, value.shape, names)
+        array = group.create_array(
+            name, shape=value.shape, dtype=value.dtype, chunks=chunk, dimension_names=list(names)
+        )
+        array[...] = value
+    group.attrs.update(_jsonable({
+        **dict(attrs or {}),
+        "schema": {"name": schema.name, "version": schema.version},
+        "provenance": dict(provenance) if provenance is not None else make_provenance(),
+        CHUNKS_ATTR: {name: _chunk_keys(Path(tmp) / name) for name in (*streamed, *prepared)},
+    }))
+
+
+class StreamedStore:
+    """A store being written whose large arrays are filled piece by piece (see :func:`streamed_store`).
+
+    Attributes
+    ----------
+    arrays : dict of str to zarr.Array
+        The large arrays, created empty; assign slices to fill them.
+    """
+
+    def __init__(self, path: Path, tmp: Path, schema: StoreSchema, group, arrays: dict, sizes: dict[str, int]):
+        self.path, self.tmp, self.schema, self.group, self.arrays = path, tmp, schema, group, arrays
+        self._sizes = sizes
+        self.finished = False
+
+    def finish(self, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None,
+               provenance: Mapping[str, Any] | None = None, chunks: Mapping[str, tuple[int, ...]] | None = None) -> None:
+        """Validate and write the remaining (small) arrays and the attrs, as :func:`write_store`."""
+        prepared = _prepare(self.path, self.schema, arrays, attrs, None, self._sizes, written=self.arrays)
+        _write_group(self.group, self.tmp, self.schema, prepared, attrs, provenance, chunks,
+                     streamed=tuple(self.arrays))
+        self.finished = True
+
+
+@contextmanager
+def streamed_store(path: str | os.PathLike, schema: str | StoreSchema, shapes: Mapping[str, tuple[int, ...]],
+                   chunks: Mapping[str, tuple[int, ...]] | None = None):
+    """Write a store atomically while its large arrays are computed piece by piece.
+
+    Parameters
+    ----------
+    path : path
+        Destination ``*.zarr``; replaced only when the block exits after :meth:`StreamedStore.finish`.
+    schema : str or StoreSchema
+        Schema name or object.
+    shapes : mapping of str to tuple of int
+        The large arrays to create empty (schema dtype, dims as in :func:`write_store`).
+    chunks : mapping, optional
+        Chunk shapes of the large arrays (default as :func:`write_store`).
+
+    Yields
+    ------
+    StreamedStore
+        Fill ``.arrays[name][...]``, then call ``.finish(arrays, attrs, provenance)``.
+
+    Raises
+    ------
+    StoreError
+        If a shape contradicts the schema or the other arrays, or ``finish`` was not called
+        (nothing is written then).
+    """
+    import zarr
+
+    schema = SCHEMAS[schema] if isinstance(schema, str) else schema
+    path = Path(path)
     with atomic_output(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        for name, (value, names) in prepared.items():
-            chunk = (chunks or {}).get(name) or _default_chunks(name, value.shape, names)
-            array = group.create_array(
-                name, shape=value.shape, dtype=value.dtype, chunks=chunk, dimension_names=list(names)
-            )
-            array[...] = value
-        group.attrs.update(_jsonable({
-            **attrs,
-            "schema": {"name": schema.name, "version": schema.version},
-            "provenance": dict(provenance) if provenance is not None else make_provenance(),
-            CHUNKS_ATTR: {name: _chunk_keys(Path(tmp) / name) for name in prepared},
-        }))
-    return path
+        sizes: dict[str, int] = {}
+        arrays = {}
+        for name, shape in shapes.items():
+            if name not in schema.arrays:
+                raise _fail(path, f"array {name!r} is not part of schema {schema.name!r}")
+            spec = schema.arrays[name]
+            names = _dim_names(name, spec, len(shape), None)
+            _check_dims(path, name, spec, tuple(shape), names, sizes)
+            chunk = (chunks or {}).get(name) or _default_chunks(name, tuple(shape), names)
+            arrays[name] = group.create_array(name, shape=tuple(shape), dtype=spec.dtypes[0], chunks=chunk,
+                                              dimension_names=list(names))
+        writer = StreamedStore(path, Path(tmp), schema, group, arrays, sizes)
+        yield writer
+        if not writer.finished:
+            raise _fail(path, "streamed store was not finished")
 
 
 def _chunk_keys(array_dir: Path) -> list[str]:

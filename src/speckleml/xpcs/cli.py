@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 #: :data:`speckleml.correlation.NORMALIZATIONS` (not imported here: ``--help`` stays light).
 NORMALIZATIONS = ("pixel_mean", "ring_mean", "covariance", "classical")
+#: :data:`speckleml.xpcs.correlate.G2_ESTIMATORS`.
+G2_ESTIMATORS = ("multitau", "diagonal")
 #: Stretching exponents the KWW fit accepts (:data:`speckleml.xpcs.fit.GAMMA_RANGE`).
 GAMMA_RANGE = (0.2, 4.0)
 
@@ -30,6 +32,8 @@ examples:
       --q-first 0.0016 --q-width 2e-4 --q-step 2e-4 --n-rings 8 --normalization classical
   speckleml correlate frames.zarr c2.zarr --q-first 4 --q-width 3 --q-step 3 --n-rings 4 \\
       --n-sectors 18 --normalization ring_mean --max-memory 512
+  speckleml correlate long.zarr c2.zarr --q-first 6 --q-width 7 --q-step 7 --n-rings 8 \
+      --normalization classical --c2-frames 0 2000      # multi-tau g2 of all frames, C2 of 2000
 """
 
 FIT_EXAMPLE = """\
@@ -82,8 +86,19 @@ def register(commands) -> None:
                       help="exclude pixels whose time-averaged intensity is <= this (beamstop shadow, dead "
                            "pixels; default %(default)s keeps all pixels of the store mask)")
     add_config_option(parser, "--max-memory", key="xpcs.correlate.max_memory_mib", type=non_negative_float,
-                      help="MiB for the normalised ROI panels held at once (0: size of the C2 output; "
-                           "default %(default)s)")
+                      help="MiB of C2 maps held at once beyond one ROI's (C2 is written ROI by ROI) and of "
+                           "normalised ROI panels (0: 1024; default %(default)s)")
+    add_config_option(parser, "--g2", key="xpcs.correlate.g2", choices=G2_ESTIMATORS,
+                      help="one-time g2: multitau = standard multi-tau over all frames (symmetric "
+                           "normalisation, baseline 1, streamed with C2); diagonal = mean of each C2 "
+                           "diagonal (default %(default)s)")
+    add_config_option(parser, "--buffers", key="xpcs.correlate.buffers", type=positive_int,
+                      help="multi-tau buffers per level, even (default %(default)s)")
+    add_config_option(parser, "--frame-bin", key="xpcs.correlate.frame_bin", type=positive_int,
+                      help="average this many consecutive frames first (default %(default)s)")
+    add_config_option(parser, "--c2-frames", key="xpcs.correlate.c2_frames", type=non_negative_int, nargs=2,
+                      metavar=("START", "STOP"),
+                      help="C2 of the (binned) frames START..STOP-1 only (multi-tau g2 still uses all)")
     parser.add_argument("--exclude-frames", help="CSV with a 'frame' column (flag-frames): dropped before correlation")
 
     parser = add_stage(commands, "fit-g2", fit_g2,
@@ -143,7 +158,9 @@ def correlate(args) -> int:
     exclude = read_frame_list(args.exclude_frames) if args.exclude_frames else ()
     correlate_frames(args.frames, args.output, q_first=args.q_first, q_width=args.q_width, q_step=args.q_step,
                      n_rings=args.n_rings, n_sectors=args.n_sectors, normalization=args.normalization,
-                     min_pixel_mean=args.min_pixel_mean, max_memory_mib=args.max_memory, exclude_frames=exclude,
+                     min_pixel_mean=args.min_pixel_mean, max_memory_mib=args.max_memory, g2=args.g2,
+                     buffers=args.buffers, frame_bin=args.frame_bin, exclude_frames=exclude,
+                     c2_frames=tuple(args.c2_frames) if args.c2_frames else None,
                      provenance=provenance_from_args(args, inputs=[args.frames]))
     return 0
 

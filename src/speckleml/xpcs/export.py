@@ -220,7 +220,8 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
     """c2 store -> HDF5 files in the APS 8-ID-I result layout that pyXpcsViewer opens, one per series.
 
     The fluctuation forms (baseline 0: ``pixel_mean``, ``ring_mean``, ``covariance``) are
-    shifted to baseline 1 for the APS viewers (root attr ``baseline_shift_added``). Delays are
+    shifted to baseline 1 for the APS viewers (root attrs ``baseline_shift_added`` for g2,
+    ``c2_baseline_shift_added`` for C2: a multi-tau g2 has baseline 1 already). Delays are
     written in frames with the frame time; q per ring and phi per sector with the partition's
     dims; see :data:`speckleml.xpcs.aps.APS_LAYOUT`. Each file is complete before its atomic rename.
 
@@ -260,8 +261,11 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
         log.warning("%s: no --frames, so the export lacks %s: pyXpcsViewer cannot open it",
                     source, ", ".join(APS_FRAMES_KEYS))
     shift = 1.0 - float(store.attrs.get("g2_offset", 1.0))
+    # multi-tau g2 has baseline 1 whatever the C2 form: C2 has its own offset (c2_offset)
+    c2_shift = 1.0 - float(store.attrs.get("c2_offset", store.attrs.get("g2_offset", 1.0)))
     attrs = {"normalization": store.attrs["normalization"], "creator": "speckleml export-aps",
-             "provenance": json.dumps(store.provenance), "baseline_shift_added": shift}
+             "provenance": json.dumps(store.provenance), "baseline_shift_added": shift,
+             "c2_baseline_shift_added": c2_shift}
     geometry = rois.get("geometry")
     energy = HC_KEV_ANGSTROM / geometry["wavelength"] if geometry else float("nan")
     dt = float(store.attrs.get("dt", 1.0))
@@ -277,7 +281,7 @@ def export_aps(source: str | os.PathLike, output: str | os.PathLike, *, frames: 
         temporal = None
         if frames:
             temporal = temporal_means(frames, qmap["dynamic_roi_map"], qmap["mask"].astype(bool), series=s)
-        write_aps_hdf5(path, c2=_SeriesMaps(store["c2"], s), c2_shift=shift, g2=g2[:, keep], g2_err=g2_err[:, keep],
+        write_aps_hdf5(path, c2=_SeriesMaps(store["c2"], s), c2_shift=c2_shift, g2=g2[:, keep], g2_err=g2_err[:, keep],
                        delay=delay, frame_time=dt, n_segments=N_SEGMENTS, qmap=qmap, temporal=temporal,
                        start_time=str(store.provenance.get("created", "")), incident_energy=energy, attrs=attrs)
         log.info("wrote %s (series %d)", path, s)

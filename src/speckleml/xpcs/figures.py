@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..fitting import g2_model
 from ..plotting import figure, save_figure
 from ..stores import read_c2
+from .fit import lags_within
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,12 @@ def plot_g2(c2: str | os.PathLike, fits: str | os.PathLike, output: str | os.Pat
     fig, axes = figure(1, 2, width=4.2, height=3.4)
     ax = axes[0, 0]
     colours = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, n_roi))
-    shown = (lag > 0) & (np.arange(lag.size) <= max(2, int(max_lag_fraction * lag.size)))
+    within = (lag > 0) & lags_within(lag, store.attrs, max_lag_fraction)
     for r in range(n_roi):
-        ax.errorbar(lag[shown], g2[0, r, shown], yerr=err[0, r, shown], fmt="o", ms=2.5, lw=0.6,
+        # As fit-g2: points without a finite error (single-pair multi-tau lags) are left out.
+        finite = np.isfinite(err[0, r])
+        shown = within & (finite if finite[within].any() else True)
+        ax.errorbar(lag[shown], g2[0, r, shown], yerr=np.where(finite, err[0, r], 0)[shown], fmt="o", ms=2.5, lw=0.6,
                     color=colours[r], alpha=0.8, label=f"q = {float(store['roi_q'][r]):.4g}")
         row = table[(table["series"] == 0) & (table["roi"] == r)]
         if len(row) and bool(row["success"].iloc[0]):
@@ -86,14 +90,17 @@ def plot_g2(c2: str | os.PathLike, fits: str | os.PathLike, output: str | os.Pat
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("lag (s)")
     ax.set_ylabel("g2" if offset else "g2 - 1")
-    ax.set_title(f"g2 per ring ({store.attrs['normalization']}), lines: KWW fits")
+    ax.set_title(f"g2 per ring ({store.attrs.get('g2_estimator', 'diagonal')}, "
+                 f"{store.attrs['normalization']} C2), lines: KWW fits", fontsize=8)
     ax.legend(title=f"q ({q_unit})", fontsize=6, ncol=2)
     ax = axes[0, 1]
     matrix = np.asarray(store["c2"][0, roi])
-    t_max = lag[-1]
+    dt = float(store.attrs.get("dt", lag[1] - lag[0] if lag.size > 1 else 1.0))
+    start, stop = store.attrs.get("c2_frames", (0, matrix.shape[0]))
+    span = (start * dt, (stop - 1) * dt)
     off_diagonal = matrix[~np.eye(matrix.shape[0], dtype=bool)]
     low, high = np.nanpercentile(off_diagonal, [1, 99]) if np.isfinite(off_diagonal).any() else (0, 1)
-    image = ax.imshow(matrix, origin="lower", extent=(0, t_max, 0, t_max), vmin=low, vmax=high, cmap="viridis")
+    image = ax.imshow(matrix, origin="lower", extent=span + span, vmin=low, vmax=high, cmap="viridis")
     fig.colorbar(image, ax=ax, label="C2")
     ax.set_xlabel("t1 (s)")
     ax.set_ylabel("t2 (s)")

@@ -40,18 +40,55 @@ def curves_from_store(path: str | os.PathLike, max_lag_fraction: float) -> Itera
         ``(series, roi, q, lag, g2, g2_err, offset)``: lag (s), g2 and its error (arrays,
         error None when the store has none) and the value of g2 at full decorrelation
         (``attrs["g2_offset"]``, else the normalisation's).
+
+    Notes
+    -----
+    Points whose error is not finite are left out when the curve has finite errors
+    elsewhere: multi-tau lags with a single pair of frames carry no error estimate
+    (:meth:`speckleml.xpcs.multitau.MultiTauAccumulator.result`). A curve without any finite
+    error is fitted unweighted (error None).
     """
     store = read_c2(path, lazy=True)
     lag = np.asarray(store["lag"], float)
     g2 = np.asarray(store["g2"], float)
     err = np.asarray(store["g2_err"], float) if "g2_err" in store else None
     offset = float(store.attrs.get("g2_offset", G2_OFFSET.get(store.attrs["normalization"], 1.0)))
-    keep = np.arange(lag.size) <= max(2, int(max_lag_fraction * lag.size))
+    keep = lags_within(lag, store.attrs, max_lag_fraction)
     roi_q = np.asarray(store["roi_q"], float)
     for s in range(g2.shape[0]):
         for r in range(g2.shape[1]):
-            yield (s, r, float(roi_q[r]), lag[keep], g2[s, r, keep],
-                   None if err is None else err[s, r, keep], offset)
+            points, errors = keep, None
+            if err is not None and np.isfinite(err[s, r, keep]).any():
+                points = keep & np.isfinite(err[s, r])
+                errors = err[s, r, points]
+            yield s, r, float(roi_q[r]), lag[points], g2[s, r, points], errors, offset
+
+
+def lags_within(lag, attrs, max_lag_fraction: float) -> np.ndarray:
+    """Mask of the lags up to ``max_lag_fraction`` of the series a c2 store's g2 comes from.
+
+    Parameters
+    ----------
+    lag : array (n_lags,)
+        Lags (s): every frame (C2 diagonals) or multi-tau lags.
+    attrs : mapping
+        Store attrs: ``dt`` (s) and ``g2_frames`` (frames behind g2); stores without
+        ``g2_frames`` (one lag per frame) use the lag count.
+    max_lag_fraction : float
+        Fraction in (0, 1].
+
+    Returns
+    -------
+    ndarray of bool (n_lags,)
+        ``lag <= max_lag_fraction * g2_frames * dt``, and always the first 3 lags.
+    """
+    lag = np.asarray(lag, float)
+    index = np.arange(lag.size)
+    frames, dt = attrs.get("g2_frames"), attrs.get("dt")
+    if not frames or not dt:
+        return index <= max(2, int(max_lag_fraction * lag.size))
+    # In frames, with a margin for the rounding of lag = k * dt.
+    return (lag / float(dt) <= max_lag_fraction * int(frames) + 1e-6) | (index <= 2)
 
 
 def fit_g2_curves(source: str | os.PathLike, output: str | os.PathLike, *, max_lag_fraction: float,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -121,3 +122,117 @@ def read_frame_array(path: str | os.PathLike, dataset: str | None = None) -> np.
     if data.dtype.kind not in "uif":
         raise InputError(f"{path}: frames must be numeric, got dtype {data.dtype}")
     return data
+
+
+class _NpyStream:
+    """Reader of a C-ordered ``.npy`` by time slices through file reads (no memory map, so the
+    resident memory stays one block; a zip member is read in increasing order)."""
+
+    def __init__(self, handle, shape, dtype):
+        self.handle, self.shape, self.dtype = handle, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._frame_bytes = int(np.prod(self.shape[-2:])) * self.dtype.itemsize
+        self._start = handle.tell()  # first data byte
+        self._position = 0          # frames read so far (flattened over series and time)
+
+    def __getitem__(self, key):
+        """``stack[t0:t1]`` or ``stack[s, t0:t1]``."""
+        key = key if isinstance(key, tuple) else (key,)
+        offset = int(key[0]) * self.shape[1] if self.ndim == 4 else 0
+        t0, t1, _ = key[-1].indices(self.shape[-3])
+        if offset + t0 != self._position:
+            self.handle.seek(self._start + (offset + t0) * self._frame_bytes)
+        raw = self.handle.read((t1 - t0) * self._frame_bytes)
+        if len(raw) != (t1 - t0) * self._frame_bytes:
+            raise ValueError(f"the .npy ends before frame {offset + t1}")
+        self._position = offset + t1
+        return np.frombuffer(raw, self.dtype).reshape(t1 - t0, *self.shape[-2:])
+
+
+def _npy_stream(handle, path):
+    """A :class:`_NpyStream` of an open ``.npy`` (C order), or None for Fortran order."""
+    version = np.lib.format.read_magic(handle)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(handle)
+    if np.dtype(dtype).hasobject:
+        raise InputError(f"{path}: the .npy holds Python objects, not numbers")
+    return None if fortran else _NpyStream(handle, shape, dtype)
+
+
+@contextmanager
+def open_frame_stack(path: str | os.PathLike, dataset: str | None = None):
+    """Open a stack of frames without loading it: an array-like read by time slices.
+
+    Parameters
+    ----------
+    path : path
+        As :func:`read_frame_array`: ``.npy`` (file reads; memory-mapped if Fortran-ordered),
+        ``.npy.zip`` (read in order), HDF5 (dataset ``/entry/data/data`` unless ``dataset``) or ``.zarr``.
+    dataset : str, optional
+        HDF5 dataset path or zarr array name.
+
+    Yields
+    ------
+    array-like (time, y, x) or (series, time, y, x)
+        With ``shape``, ``dtype``, ``ndim``; ``stack[t0:t1]`` / ``stack[s, t0:t1]`` give numpy
+        blocks.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, unknown format, wrong dims or a non-numeric dtype.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: input file does not exist")
+    name = path.name.lower()
+    try:
+        with _open(path, name, dataset) as stack:
+            if stack.ndim not in (3, 4):
+                raise InputError(f"{path}: frames must have 3 (time, y, x) or 4 (series, time, y, x) dims, "
+                                 f"got shape {stack.shape}")
+            if np.dtype(stack.dtype).kind not in "uif":
+                raise InputError(f"{path}: frames must be numeric, got dtype {stack.dtype}")
+            yield stack
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: cannot read frames ({' '.join(str(exc).split())})") from None
+
+
+@contextmanager
+def _open(path: Path, name: str, dataset: str | None):
+    if name.endswith(".npy.zip") or name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if m.endswith(".npy")]
+            if len(members) != 1:
+                raise InputError(f"{path}: expected exactly one .npy in the zip, found {len(members)}")
+            with archive.open(members[0]) as handle:
+                stream = _npy_stream(handle, path)
+                if stream is None:
+                    raise InputError(f"{path}: the zipped .npy is Fortran-ordered; unzip it or save it in C order")
+                yield stream
+    elif name.endswith(".npy"):
+        with open(path, "rb") as handle:
+            stream = _npy_stream(handle, path)
+            yield np.load(path, mmap_mode="r", allow_pickle=False) if stream is None else stream
+    elif name.endswith((".h5", ".hdf5", ".hdf", ".nxs")):
+        import h5py
+
+        key = dataset or DEFAULT_HDF5_DATASET
+        with h5py.File(path, "r") as handle:
+            if key not in handle or not isinstance(handle[key], h5py.Dataset):
+                raise InputError(f"{path}: HDF5 dataset {key!r} not found (use --dataset)")
+            yield handle[key]
+    elif name.endswith(".zarr") or path.is_dir():
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+        if hasattr(node, "array_keys"):
+            key = dataset or "frames"
+            if key not in node:
+                raise InputError(f"{path}: zarr group has no array {key!r} (use --dataset)")
+            node = node[key]
+        yield node
+    else:
+        raise InputError(f"{path}: unknown frame format (use .npy, .npy.zip, .h5/.nxs or .zarr)")

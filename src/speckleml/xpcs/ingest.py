@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..stores import write_frames
-from .frames import Geometry, read_frame_array
+from .frames import Geometry, open_frame_stack
 
 log = logging.getLogger(__name__)
+
+#: Frames read and written at once (the frames store's time chunk).
+CHUNK_FRAMES = 64
 
 
 def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
@@ -28,16 +30,20 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _warn_suspicious(data: np.ndarray, source) -> None:
+def _suspicious(block: np.ndarray, t0: int) -> tuple[list[int], list[int]]:
+    """Indices (offset by ``t0``) of the frames of a (b, y, x) block with negative counts / no counts."""
+    negative = np.flatnonzero((block < 0).any(axis=(1, 2))) + t0
+    empty = np.flatnonzero(~block.any(axis=(1, 2))) + t0
+    return negative.tolist(), empty.tolist()
+
+
+def _warn_suspicious(negative: list[int], empty: list[int], source) -> None:
     """Warn (naming them) about frames with negative counts or no counts at all."""
-    flat = data.reshape(-1, *data.shape[-2:])
-    negative = np.flatnonzero((flat < 0).any(axis=(1, 2)))
-    if negative.size:
+    if negative:
         log.warning("%s: %d frame(s) hold negative counts (first: %s); dark-subtracted data?", source,
-                    negative.size, negative[:10].tolist())
-    empty = np.flatnonzero(~flat.any(axis=(1, 2)))
-    if empty.size:
-        log.warning("%s: %d frame(s) are all zero (first: %s)", source, empty.size, empty[:10].tolist())
+                    len(negative), negative[:10])
+    if empty:
+        log.warning("%s: %d frame(s) are all zero (first: %s)", source, len(empty), empty[:10])
 
 
 def import_frames(source: str | os.PathLike, output: str | os.PathLike, *, dt: float, dataset: str | None = None,
@@ -46,10 +52,13 @@ def import_frames(source: str | os.PathLike, output: str | os.PathLike, *, dt: f
                   flat: str | os.PathLike | None = None, provenance: dict | None = None) -> Path:
     """Measured frames -> frames store (float32, one series unless the input has a series axis).
 
+    The stack is streamed: read, checked and written :data:`CHUNK_FRAMES` frames at a time
+    (the store's time chunk), so memory does not grow with the number of frames.
+
     Parameters
     ----------
     source : path
-        ``.npy``, ``.npy.zip``, HDF5 or zarr stack (:func:`speckleml.xpcs.frames.read_frame_array`).
+        ``.npy``, ``.npy.zip``, HDF5 or zarr stack (:func:`speckleml.xpcs.frames.open_frame_stack`).
     output : path
         Frames store to write.
     dt : float
@@ -77,30 +86,47 @@ def import_frames(source: str | os.PathLike, output: str | os.PathLike, *, dt: f
     ------
     InputError
         Unreadable input, mask, dark or flat, non-finite frames, a mask, dark or flat of
-        another shape, a flat field <= 0 on a valid pixel.
+        another shape, a flat field <= 0 on a valid pixel (nothing is written then).
     """
-    data = read_frame_array(source, dataset)
-    if data.ndim == 3:
-        data = data[None]
-    if max_frames is not None:
-        data = data[:, :max_frames]
-    if not np.isfinite(data).all():
-        raise InputError(f"{source}: frames contain NaN or infinite values")
-    _warn_suspicious(data, source)
-    ny, nx = data.shape[-2:]
-    valid = None if mask is None else read_mask(mask, (ny, nx))
-    attrs = {"dt": dt, "units": {"t": "s", "intensity": "counts"}, "source": str(source)}
-    if dark is not None or flat is not None:
-        from .corrections import apply_corrections
-        data = apply_corrections(data, dark=dark, flat=flat, mask=valid)
-        attrs["corrections"] = {"dark": None if dark is None else str(dark), "flat": None if flat is None else str(flat)}
-    qx = qy = None
-    if geometry is not None:
-        qx, qy = geometry.axis_q(nx, 1), geometry.axis_q(ny, 0)
-        attrs["geometry"] = geometry.to_attrs()
-        attrs["units"]["q"] = "1/Angstrom"
-    else:
-        attrs["units"]["q"] = "pixel"
-    write_frames(output, data.astype(np.float32), mask=valid, qx=qx, qy=qy, attrs=attrs, provenance=provenance)
-    log.info("wrote %s: %d series x %d frames of %dx%d", output, *data.shape)
+    from ..stores import FRAMES, streamed_store
+    from .corrections import correct_frames, normalised_flat, read_image
+
+    with open_frame_stack(source, dataset) as stack:
+        shape = tuple(stack.shape) if stack.ndim == 4 else (1, *stack.shape)
+        n_series, n_frames, ny, nx = shape
+        if max_frames is not None:
+            n_frames = min(n_frames, int(max_frames))
+        valid = np.ones((ny, nx), bool) if mask is None else read_mask(mask, (ny, nx))
+        attrs = {"dt": dt, "units": {"t": "s", "intensity": "counts"}, "source": str(source)}
+        # dark and flat are read once; each streamed block is corrected (corrections.correct_frames)
+        dark_image = None if dark is None else read_image(dark, (ny, nx), "dark")
+        flat_image = None if flat is None else normalised_flat(read_image(flat, (ny, nx), "flat field"),
+                                                               None if mask is None else valid, flat)
+        if dark is not None or flat is not None:
+            attrs["corrections"] = {"dark": None if dark is None else str(dark),
+                                    "flat": None if flat is None else str(flat)}
+        if geometry is not None:
+            qx, qy = geometry.axis_q(nx, 1), geometry.axis_q(ny, 0)
+            attrs["geometry"] = geometry.to_attrs()
+            attrs["units"]["q"] = "1/Angstrom"
+        else:
+            qx, qy = np.arange(nx, dtype=np.float64) - nx // 2, np.arange(ny, dtype=np.float64) - ny // 2
+            attrs["units"]["q"] = "pixel"
+        negative, empty = [], []
+        with streamed_store(output, FRAMES, {"frames": (n_series, n_frames, ny, nx)}) as out:
+            for s in range(n_series):
+                for t0 in range(0, n_frames, CHUNK_FRAMES):
+                    t1 = min(n_frames, t0 + CHUNK_FRAMES)
+                    block = np.asarray(stack[(s, slice(t0, t1)) if stack.ndim == 4 else slice(t0, t1)])
+                    if not np.isfinite(block).all():
+                        raise InputError(f"{source}: frames contain NaN or infinite values")
+                    if dark_image is not None or flat_image is not None:
+                        block = correct_frames(block, dark_image, flat_image, None if mask is None else valid)
+                    found = _suspicious(block, s * n_frames + t0)
+                    negative += found[0]
+                    empty += found[1]
+                    out.arrays["frames"][s, t0:t1] = block.astype(np.float32)
+            _warn_suspicious(negative, empty, source)
+            out.finish({"mask": valid, "qx": qx, "qy": qy}, attrs=attrs, provenance=provenance)
+    log.info("wrote %s: %d series x %d frames of %dx%d", output, n_series, n_frames, ny, nx)
     return Path(output)
