@@ -134,8 +134,9 @@ def test_import_frames_streams_the_stack(tmp_path, suffix):
     tracemalloc.stop()
     store = read_frames(tmp_path / "f.zarr")
     np.testing.assert_array_equal(store["frames"][0], data[:900].astype(np.float32))
-    # the float32 copy of the stack would be 14.7 MB: blocks of 64 frames (1 MB) are held instead
-    assert peak < 4 * 64 * 64 * 64 * 4, peak
+    # the float32 copy of the stack would be 14.7 MB: blocks of 64 frames (1 MB each) are held
+    # instead (a few at once: the block, its float32 copy, the encoder's buffer)
+    assert peak < 6 * 64 * 64 * 64 * 4, peak
 
 
 def test_import_frames_rejects_non_finite_frames_without_writing(tmp_path):

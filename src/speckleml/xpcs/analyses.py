@@ -117,7 +117,8 @@ def segment_fits(c2: str | os.PathLike, output: str | os.PathLike, *, n_segments
     maps, roi_q = store["c2"], np.asarray(store["roi_q"], float)
     n_series, n_roi, n_frames = maps.shape[:3]
     dt = float(store.attrs.get("dt", 1.0))
-    offset = float(store.attrs.get("g2_offset", 1.0))
+    # the C2 maps have their own baseline (c2_offset); a multi-tau g2 in the same store has 1
+    offset = float(store.attrs.get("c2_offset", store.attrs.get("g2_offset", 1.0)))
     age_lags = max(3, int(max_lag_fraction * n_frames) + 1)
     edges = segment_edges(n_frames, n_segments)
     part = part_err = age = age_err = None
