@@ -20,7 +20,7 @@ LV_SIMULATE_ARGS = " ".join(
 LV_TRAINING_ARGS = " ".join(
     [f"--seed {q(config['seed'])}", f"--device {q(config['device'])}"]
     + [f"--{key.replace('_', '-')} {q(LV_TRAIN[key])}"
-       for key in ("hidden", "iterations", "learning_rate", "batch_series", "batch_time", "loss", "poisson_below",
+       for key in ("hidden", "init_scale", "iterations", "learning_rate", "batch_series", "batch_time", "loss", "poisson_below",
                    "rescale_t0", "method", "rtol", "atol", "max_num_steps", "spike_rule", "spike_factor", "spike_mad",
                    "spike_window", "spike_patience", "lr_recovery", "min_learning_rate", "checkpoint_every",
                    "snapshot_every")]

@@ -60,7 +60,8 @@ def cmd_train(args) -> int:
 
     set_torch_threads(args.threads)
     run_training(states=args.states, frames=args.frames, model=args.model, history=args.history,
-                 checkpoint=args.checkpoint, member=args.member, seed=args.seed, model_options={"hidden": args.hidden},
+                 checkpoint=args.checkpoint, member=args.member, seed=args.seed,
+                 model_options={"hidden": args.hidden, "init_scale": args.init_scale},
                  device=args.device, stop_after=args.stop_after, run_config=_run_config(args), **_pick(args, TRAINING))
     return 0
 
@@ -116,7 +117,8 @@ def register(commands) -> None:
     p.add_argument("--checkpoint", help="checkpoint file (default: MODEL.ckpt); resumed when present")
     p.add_argument("--member", type=non_negative_int, default=0, help="ensemble member; its seed is --seed + member")
     group = p.add_argument_group("model and training (paper 000 Methods)")
-    _options(group, "train", hidden=positive_int, iterations=positive_int, learning_rate=positive_float,
+    _options(group, "train", hidden=positive_int, init_scale=positive_float, iterations=positive_int,
+             learning_rate=positive_float,
              batch_series=positive_int, batch_time=positive_int, loss=("auto", "l1", "poisson"),
              poisson_below=positive_float, rescale_t0=("auto", "yes", "no"), method=str, rtol=positive_float,
              atol=positive_float, max_num_steps=positive_int, spike_rule=("robust", "mean"),
