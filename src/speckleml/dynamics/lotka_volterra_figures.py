@@ -69,11 +69,15 @@ def make_figures(evaluation, metrics, *, trajectories, spectra, emd, fields, exa
         ax.plot(t, ens[:, c], color="C1", lw=1, label="ensemble model (mean RHS)")
         ax.plot(t, mean[:, c], color="C2", lw=0.8, ls="--", label="mean of solutions")
         ax.axvspan(0, t_train, color="0.85", lw=0)
+        lo, hi = true[example, :, c].min(), true[example, :, c].max()
+        ax.set_ylim(lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo))  # a diverging member must not hide the orbit
         ax.set_ylabel(f"{name}(t) (length)")
     axes[0].legend(loc="upper right", fontsize=7, ncol=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         axes[2].plot(t, conserved_quantity(true[example]), "k", lw=1.2, label="truth")
         axes[2].plot(t, conserved_quantity(ens), color="C1", lw=1, label="ensemble model")
+    v_true = conserved_quantity(true[example])
+    axes[2].set_ylim(v_true.min() - 0.2 * abs(v_true.min()), v_true.max() + 0.2 * abs(v_true.max()))
     axes[2].set_ylabel("V(t)")
     axes[2].set_xlabel("time (grey: training window)")
     axes[2].legend(fontsize=7)
