@@ -32,7 +32,7 @@ LV_EVALUATION_ARGS = (
 LV_FIGURES = ("trajectories", "spectra", "emd", "vector_fields")
 
 
-rule lotka_volterra_simulate:
+rule dynamics_lotka_volterra_simulate:
     input:
         src=stage_sources("speckleml.dynamics.lotka_volterra_cli:cmd_simulate"),
     output:
@@ -54,7 +54,7 @@ rule lotka_volterra_simulate:
         " --seed {params.seed} --threads {threads} > {log} 2>&1"
 
 
-rule lotka_volterra_train:
+rule dynamics_lotka_volterra_train:
     input:
         states=f"{LV_DIR}/states.zarr",
         frames=f"{LV_DIR}/frames.zarr",
@@ -81,7 +81,7 @@ rule lotka_volterra_train:
         " {params.training} --threads {threads} > {log} 2>&1"
 
 
-rule lotka_volterra_evaluate:
+rule dynamics_lotka_volterra_evaluate:
     input:
         test=f"{LV_DIR}/test_states.zarr",
         states=f"{LV_DIR}/states.zarr",
@@ -106,7 +106,7 @@ rule lotka_volterra_evaluate:
         " --threads {threads} > {log} 2>&1"
 
 
-rule lotka_volterra_figures:
+rule dynamics_lotka_volterra_figures:
     input:
         evaluation=f"{LV_DIR}/evaluation.zarr",
         metrics=f"{LV_DIR}/metrics.csv",
