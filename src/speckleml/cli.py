@@ -27,6 +27,7 @@ from .cli_types import (  # noqa: F401 (the stage CLIs import them from here)
 COMMAND_MODULES = (
     "speckleml.xpcs.import_cli",
     "speckleml.dynamics.cli",
+    "speckleml.dynamics.lotka_volterra_cli",
     "speckleml.clustering.cli",
     "speckleml.disk_count.cli",
     "speckleml.shear.cli",
@@ -35,6 +36,7 @@ COMMAND_MODULES = (
 #: belong to the xpcs chain), so a stage runs, and a workflow rule depends on, only its own code.
 STUDY_MODULES = {
     "dynamics": "speckleml.dynamics.cli",
+    "lotka-volterra": "speckleml.dynamics.lotka_volterra_cli",
     "clustering": "speckleml.clustering.cli",
     "disk-count": "speckleml.disk_count.cli",
     "shear": "speckleml.shear.cli",

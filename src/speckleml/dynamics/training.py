@@ -195,8 +195,13 @@ class WindowData:
         return int(self.frames.shape[1])
 
 
-def sample_windows(data: WindowData, batch_series: int, batch_time: int, rng: np.random.Generator):
+def sample_windows(data: WindowData, batch_series: int, batch_time: int, rng: np.random.Generator,
+                   return_series: bool = False):
     """Draw a mini-batch: distinct series, one random window start per series.
+
+    With ``return_series`` the series indices ``(batch,)`` (a tensor) are returned as a fourth
+    value, for forward models that differ per series (``per_series`` attribute, e.g. the
+    Lotka-Volterra case's one random object per series).
 
     Returns
     -------
@@ -217,7 +222,7 @@ def sample_windows(data: WindowData, batch_series: int, batch_time: int, rng: np
     target = data.frames[s_idx[:, None], t_idx]
     y0 = data.states[torch.as_tensor(series, device=data.states.device), torch.as_tensor(starts, device=data.states.device)]
     t = data.t[:batch_time] - data.t[0]
-    return t, y0, target
+    return (t, y0, target, s_idx) if return_series else (t, y0, target)
 
 
 def intensity_loss(pred, target, mask, kind: str = "l1", rescale_t0: bool = False):
@@ -395,7 +400,9 @@ def train_ode(
     model : torch.nn.Module
         ``model(t, y) -> dy/dt``; initialised by the caller (seed it with :func:`seed_everything`).
     forward_model : callable
-        ``states (batch, time, ...) -> intensities (batch, time, y, x)``, differentiable.
+        ``states (batch, time, ...) -> intensities (batch, time, y, x)``, differentiable; when
+        its ``per_series`` attribute is true it is called ``forward_model(states, series=idx)``
+        with the batch's series indices.
     data : WindowData
         True states (for window initial conditions), observed frames, mask and times, on the
         model's device.
@@ -576,13 +583,14 @@ def _loss_and_gradient(model, forward_model, data, settings, optimizer, rng) -> 
     """
     import torch
 
-    t, y0, target = sample_windows(data, settings.batch_series, settings.batch_time, rng)
+    t, y0, target, series = sample_windows(data, settings.batch_series, settings.batch_time, rng, return_series=True)
     optimizer.zero_grad(set_to_none=True)
     if hasattr(model, "nfe"):
         model.nfe = 0
     try:
         traj = _solve(model, y0, t, settings)
-        pred = forward_model(traj)
+        # A per-series forward model (one object per series) is told which series the batch holds.
+        pred = forward_model(traj, series=series) if getattr(forward_model, "per_series", False) else forward_model(traj)
         loss = intensity_loss(pred, target, data.mask, settings.loss, settings.rescale_t0)
     except AssertionError as exc:  # torchdiffeq: step-size underflow or step budget exceeded
         log.debug("solver failure: %s", exc)

@@ -50,6 +50,7 @@ from torch import nn
 
 from ...errors import InputError
 from ...scattering import point_intensity
+from .registry import DynamicsCase, register_case
 
 SYSTEM = "lotka_volterra"
 
@@ -363,3 +364,203 @@ def vector_field_grid(x_range: tuple[float, float], y_range: tuple[float, float]
     ys = np.linspace(*y_range, n)
     gx, gy = np.meshgrid(xs, ys, indexing="xy")
     return np.stack((gx, gy), axis=-1)
+
+
+# ----------------------------------------------------------------------------------------
+# the case: geometry, forward model, truth simulator, model (registered below)
+# ----------------------------------------------------------------------------------------
+
+RENDER_DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class LotkaVolterraGeometry:
+    """Scattering geometry of the fluctuating-source case, including the (known) random objects.
+
+    The objects are not stored: they are the first draw of ``numpy.random.default_rng(
+    object_seed)`` (:func:`random_objects`), so the geometry rebuilds exactly the objects the
+    frames were made from. Lengths are fractions of the box side ``L`` (``box``).
+
+    Attributes
+    ----------
+    n_series, n_particles : int
+        Objects (one per series) and particles per object (paper: 100 and 400).
+    object_seed : tuple of int
+        Seed sequence of the objects' draw.
+    box : float
+        Box side ``L`` (paper: 2).
+    particle_radius : float
+        Sphere radius in units of ``L`` (paper: 0.07).
+    probe_sigma : float
+        Gaussian probe amplitude standard deviation in units of ``L``.
+    detector : int
+        Detector pixels per side (paper: 56).
+    dq_factor : float
+        Pixel size in units of ``pi / L``.
+    render_dtype : {"float32", "float64"}
+        Precision of the point sum (float32 is ~2x faster on a CPU; see the README).
+
+    Raises
+    ------
+    InputError
+        On a non-positive size or an unknown dtype.
+    """
+
+    n_series: int
+    n_particles: int = N_PARTICLES
+    object_seed: tuple = (0,)
+    box: float = BOX_LENGTH
+    particle_radius: float = 0.07
+    probe_sigma: float = 0.25
+    detector: int = 56
+    dq_factor: float = 1.0
+    render_dtype: str = "float64"
+
+    def __post_init__(self):
+        object.__setattr__(self, "object_seed", tuple(int(s) for s in np.atleast_1d(self.object_seed)))
+        for name in ("n_series", "n_particles", "detector"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"Lotka-Volterra geometry: {name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("box", "particle_radius", "probe_sigma", "dq_factor"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise InputError(f"Lotka-Volterra geometry: {name} must be > 0, got {value!r}")
+        if self.render_dtype not in RENDER_DTYPES:
+            raise InputError(f"render dtype must be one of {RENDER_DTYPES}, got {self.render_dtype!r}")
+
+    def as_attrs(self) -> dict:
+        """JSON-able fields (``geometry`` attr of the frames store and the model files)."""
+        return {"n_series": self.n_series, "n_particles": self.n_particles, "object_seed": list(self.object_seed),
+                "box": self.box, "particle_radius": self.particle_radius, "probe_sigma": self.probe_sigma,
+                "detector": self.detector, "dq_factor": self.dq_factor, "render_dtype": self.render_dtype}
+
+    @property
+    def dq(self) -> float:
+        """Detector pixel size ``dq_factor * pi / L`` (1 / length)."""
+        return self.dq_factor * math.pi / self.box
+
+    def objects(self) -> np.ndarray:
+        """The objects ``(n_series, n_particles, 2)`` (:func:`random_objects` of ``object_seed``)."""
+        rng = np.random.default_rng(list(self.object_seed))
+        return random_objects(self.n_series, rng, n_particles=self.n_particles, box_length=self.box)
+
+
+class FluctuatingSourceSpeckle:
+    """Forward model of the case: beam positions ``(batch, time, 2)`` -> frames ``(batch, time, ny, nx)``.
+
+    :func:`render_frames` of the geometry's objects under the Gaussian probe, computed in
+    ``geometry.render_dtype`` and returned in the states' dtype; differentiable in the states.
+    ``per_series``: the training loop passes the batch's series indices (one object per series).
+
+    Parameters
+    ----------
+    geometry : LotkaVolterraGeometry
+    dtype : torch.dtype
+        Unused (the render precision is the geometry's); kept for the registry's signature.
+    device : torch.device or str
+    """
+
+    per_series = True
+
+    def __init__(self, geometry: LotkaVolterraGeometry, dtype=torch.float64, device="cpu"):  # noqa: ARG002
+        from ...scattering import detector_q_grid
+
+        self.geometry = geometry
+        self.render_dtype = getattr(torch, geometry.render_dtype)
+        self.objects = torch.as_tensor(geometry.objects(), dtype=self.render_dtype, device=device)
+        self.q = detector_q_grid(geometry.detector, geometry.dq, dtype=self.render_dtype, device=device)
+
+    def __call__(self, states: torch.Tensor, series=None) -> torch.Tensor:
+        """Frames of ``states (batch, time, 2)`` of the series ``series`` (default: all, in order)."""
+        objects = self.objects if series is None else self.objects[series]
+        g = self.geometry
+        frames = render_frames(objects, states.to(self.render_dtype), self.q,
+                               particle_radius=g.particle_radius * g.box, probe_sigma=g.probe_sigma * g.box)
+        return frames.to(states.dtype)
+
+
+def training_forward_model(geometry: LotkaVolterraGeometry, dtype=torch.float64, device="cpu"):
+    """The registry's ``forward_model``: a :class:`FluctuatingSourceSpeckle`."""
+    return FluctuatingSourceSpeckle(geometry, dtype=dtype, device=device)
+
+
+def time_grid(t_max: float, dt: float) -> np.ndarray:
+    """``0, dt, ..., t_max`` (``t_max`` a multiple of ``dt`` to 1e-9).
+
+    Raises
+    ------
+    InputError
+        ``dt`` or ``t_max`` not > 0, or ``t_max`` not a multiple of ``dt``.
+    """
+    if not (dt > 0 and t_max > 0):
+        raise InputError(f"need t_max > 0 and dt > 0, got {t_max!r}, {dt!r}")
+    steps = t_max / dt
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        raise InputError(f"t_max = {t_max} is not a multiple of dt = {dt}")
+    return np.arange(int(round(steps)) + 1) * dt
+
+
+def simulate_states(n_series: int, t_max: float, dt: float, rng: np.random.Generator, *,
+                    n_particles: int = N_PARTICLES, box_length: float = BOX_LENGTH,
+                    params: LotkaVolterraParameters = LotkaVolterraParameters()):
+    """The registry's truth simulator: random objects from ``rng``, their orbits of eq. 7.
+
+    The objects are the first draw from ``rng`` (:func:`random_objects`), so
+    ``LotkaVolterraGeometry(object_seed=...)`` rebuilds them from the same seed.
+
+    Returns
+    -------
+    states : ndarray, float64, (n_series, T, 2)
+        ``(x, y)`` = centre of mass + :data:`OFFSET`.
+    t : ndarray, (T,)
+        ``0, dt, ..., t_max``.
+    """
+    t = time_grid(t_max, dt)
+    objects = random_objects(n_series, rng, n_particles=n_particles, box_length=box_length)
+    return simulate_truth(initial_states(objects), t, params), t
+
+
+def build_model(hidden: int = 10, init_scale: float = 1.0) -> LotkaVolterraMLP:
+    """The registry's ``build_model``: :class:`LotkaVolterraMLP` (float64).
+
+    Parameters
+    ----------
+    hidden : int
+        Hidden width (paper: 10).
+    init_scale : float
+        Factor on the output layer's initial weights and bias (PyTorch's default
+        initialisation otherwise). A default MLP moves the object by 2-6 box lengths within the
+        training window, out of the probe, where the frames carry no gradient and a member can
+        stall (measured at the laptop scale: one of two members stayed at its initial loss);
+        ``0.1`` starts every member close to "nothing moves". Initialisation only: not part of
+        :func:`model_architecture`.
+
+    Raises
+    ------
+    InputError
+        ``init_scale`` not > 0.
+    """
+    if not (math.isfinite(init_scale) and init_scale > 0):
+        raise InputError(f"init_scale must be > 0, got {init_scale!r}")
+    model = LotkaVolterraMLP(hidden=hidden)
+    with torch.no_grad():
+        model.net[-1].weight.mul_(init_scale)
+        model.net[-1].bias.mul_(init_scale)
+    return model
+
+
+def model_architecture(model: LotkaVolterraMLP) -> dict:
+    """``{"hidden": width}``, what rebuilds ``model``."""
+    return {"hidden": int(model.net[0].out_features)}
+
+
+def model_parameters(model: nn.Module) -> np.ndarray:
+    """All parameters of ``model`` as one flat float64 vector (the history's snapshots)."""
+    return torch.cat([p.detach().reshape(-1).cpu().to(torch.float64) for p in model.parameters()]).numpy()
+
+
+CASE = register_case(DynamicsCase(
+    name=SYSTEM, simulate=simulate_states, geometry=LotkaVolterraGeometry, forward_model=training_forward_model,
+    build_model=build_model, architecture=model_architecture, snapshot=model_parameters,
+    snapshot_label="MLP parameters (flattened)",
+))
