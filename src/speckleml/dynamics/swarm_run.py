@@ -163,7 +163,8 @@ def _central_peak_end(image, mask) -> float:
 
 
 def run_swarm_training(*, states, frames, model, history, checkpoint=None, member: int = 0, seed: int,
-                       hidden: int, pretrain_steps: int, pretrain_lr: float, device: str = "auto",
+                       hidden: int, pretrain_steps: int, pretrain_lr: float, pretrain_scale: float | None,
+                       device: str = "auto",
                        stop_after: int | None = None, run_config: dict | None = None, **training) -> bool:
     """Pretrain (eq. 20, ``R^(0)`` from the ring) and train one member through speckle.
 
@@ -173,7 +174,7 @@ def run_swarm_training(*, states, frames, model, history, checkpoint=None, membe
         As :func:`speckleml.dynamics.train.run_training`.
     hidden : int
         Hidden width of the MLP (paper: 10).
-    pretrain_steps, pretrain_lr : int, float
+    pretrain_steps, pretrain_lr, pretrain_scale : int, float, float or None
         Pretraining of :func:`~speckleml.dynamics.systems.swarm.build_model`.
     **training
         Keyword arguments of :func:`speckleml.dynamics.train.training_settings`.
@@ -192,7 +193,8 @@ def run_swarm_training(*, states, frames, model, history, checkpoint=None, membe
     r0 = initial_cutoff_from_frames(frames)
     log.info("initial cutoff R0 = %.4f from the ring at the end of the training window", r0)
     options = {"initial_cutoff": r0, "box_length": float(attrs["box_length"]), "hidden": hidden,
-               "aggregation": attrs["aggregation"], "pretrain_steps": pretrain_steps, "pretrain_lr": pretrain_lr}
+               "aggregation": attrs["aggregation"], "pretrain_steps": pretrain_steps, "pretrain_lr": pretrain_lr,
+               "pretrain_scale": pretrain_scale}
     return run_training(states=states, frames=frames, model=model, history=history, checkpoint=checkpoint,
                         member=member, seed=seed, model_options=options, device=device, stop_after=stop_after,
                         run_config=run_config, **training)
