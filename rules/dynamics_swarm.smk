@@ -11,9 +11,10 @@ SWM_DIR = "results/dynamics/swarm"
 SWM_MEMBERS = list(range(SWM_TRAIN["members"]))
 
 
-def swm_args(section, keys, prefix=""):
-    """``--{prefix}key value`` options of one config section (values shell-quoted)."""
-    return " ".join(f"--{prefix}{key.replace('_', '-')} {q(section[key])}" for key in keys)
+# ``--{prefix}key value`` options of one config section (values shell-quoted).
+swm_args = lambda section, keys, prefix="": " ".join(
+    f"--{prefix}{key.replace('_', '-')} {q(section[key])}" for key in keys
+)
 
 
 rule dynamics_swarm_simulate:
