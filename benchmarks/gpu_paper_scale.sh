@@ -12,6 +12,8 @@
 #   forward          the forward-model benchmark (FFT lattice vs dense sum, point scatterers)
 #   disk_count       ResNet-50 training images/s at 257x257 (paper 002 scale)
 #   shear            Monte Carlo configurations/s at the paper's estimator
+#   swarm            one swarm graph-NODE iteration at paper size (500 particles, 64x64
+#                    detector, 4 x 20 frames, dopri5 rtol 1e-5, clustered states at t = 5)
 # Each entry has its own time limit so one slow entry cannot eat the budget; a failed entry
 # is recorded with its exit code and the run goes on. Needs the project venv (make setup).
 set -uo pipefail
@@ -39,6 +41,7 @@ run kuramoto_rk4    90  "$PY" benchmarks/bench_dynamics.py --solver rk4 --device
 run forward         60  "$PY" benchmarks/bench_forward.py --device cuda
 run disk_count      90  "$PY" benchmarks/bench_disk_count.py --archs resnet50 --inputs 257 --sizes 257 --batch 40 --steps 8
 run shear           60  "$PY" benchmarks/bench_shear.py --device cuda
+run swarm           120 "$PY" benchmarks/bench_swarm.py --device cuda --truth simulate --repeats 2
 
 "$PY" - "$OUT" <<'PY'
 import json, sys

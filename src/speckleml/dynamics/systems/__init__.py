@@ -7,5 +7,6 @@ ending with ``register_case(DynamicsCase(...))`` and import it below.
 from .registry import CASES, DynamicsCase, get_case, register_case
 from . import kuramoto  # noqa: E402,F401  (registers "kuramoto")
 from . import lotka_volterra  # noqa: E402,F401  (registers "lotka_volterra")
+from . import swarm  # noqa: E402,F401  (registers "swarm")
 
 __all__ = ["CASES", "DynamicsCase", "get_case", "register_case"]
