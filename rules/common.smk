@@ -149,7 +149,7 @@ def stage_sources(handler, *data):
     what its ``register`` imports, and the handler's module (module-level imports, each
     transitively), then the handler, which imports the library code it calls: that code and
     all it imports, at module level or inside functions, transitively. The config schemas
-    come along when the stage reads its defaults from them (``speckleml.schema``). So a rule
+    come along when the stage reads its defaults from them (``speckleml.schema``): its study's. So a rule
     re-runs when, and only when, code its stage runs has changed.
     """
     cli_module, function = handler.split(":")
@@ -160,8 +160,9 @@ def stage_sources(handler, *data):
         files |= _closure(name, False)
     for name in _imports(_module_file(cli_module), cli_module, function):
         files |= _closure(name, True)
-    if SRC / "schema.py" in files:
-        files.update(SCHEMAS.glob("*.yaml"))
+    if SRC / "schema.py" in files:  # the stage's options take their defaults from its study's schema
+        study_schema = SCHEMAS / f"{registrar.split('.')[1]}.schema.yaml"
+        files.update([study_schema] if study_schema.exists() else SCHEMAS.glob("*.yaml"))
     return sorted(str(f) for f in files) + [str(ROOT / d) for d in data]
 
 
