@@ -18,32 +18,32 @@ log = logging.getLogger(__name__)
 
 SIMULATE_EXAMPLE = """\
 example:
-  speckleml disk-count simulate results/disk_count/mono/patterns_67.zarr --dispersity mono \\
-      --n-disks 2 4 6 8 10 --per-class 120 --size 67 --seed 42
+  speckleml disk-count simulate results/disk_count/mono/patterns_135.zarr --dispersity mono \\
+      --n-disks 2 4 6 8 10 --per-class 120 --size 135 --seed 42
 """
 PREPROCESS_EXAMPLE = """\
 example:
-  speckleml disk-count preprocess results/disk_count/mono/patterns_67.zarr \\
-      results/disk_count/mono/inputs_67.zarr --block 11 --bin 1 --scale log --split 0.8 0.1 0.1 --seed 42
+  speckleml disk-count preprocess results/disk_count/mono/patterns_135.zarr \\
+      results/disk_count/mono/inputs_135.zarr --block 11 --bin 5 --split 0.8 0.1 0.1 --seed 42
 """
 TRAIN_EXAMPLE = """\
 example:
-  speckleml disk-count train results/disk_count/mono/inputs_67.zarr results/disk_count/mono/model.pt \\
-      --history results/disk_count/mono/history.csv --arch resnet18 --epochs 15 --batch-size 32 --k-range-min 0.5
+  speckleml disk-count train results/disk_count/mono/inputs_135.zarr results/disk_count/mono/model.pt \\
+      --history results/disk_count/mono/history.csv --arch resnet18 --epochs 12 --batch-size 32
 """
 EVALUATE_EXAMPLE = """\
 example:
-  speckleml disk-count evaluate results/disk_count/mono/model.pt results/disk_count/mono/inputs_67.zarr \\
+  speckleml disk-count evaluate results/disk_count/mono/model.pt results/disk_count/mono/inputs_135.zarr \\
       --metrics metrics.csv --confusion confusion.csv --predictions predictions.csv
 """
 INTERPRET_EXAMPLE = """\
 example:
-  speckleml disk-count interpret results/disk_count/mono/model.pt results/disk_count/mono/inputs_67.zarr \\
+  speckleml disk-count interpret results/disk_count/mono/model.pt results/disk_count/mono/inputs_135.zarr \\
       results/disk_count/mono/maps.zarr
 """
 MOMENTS_EXAMPLE = """\
 example:
-  speckleml disk-count moments results/disk_count/mono/patterns_133.zarr moments.csv --block 11 --per-class 10
+  speckleml disk-count moments results/disk_count/mono/patterns_269.zarr moments.csv --block 11 --per-class 10
 """
 FIGURES_EXAMPLE = """\
 examples:
