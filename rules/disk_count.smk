@@ -46,6 +46,7 @@ rule disk_count_preprocess:
     params:
         block=DC["block"],
         bin=DC["bin"],
+        scale=DC["scale"],
         # the training size is split train/val/test; the transfer size is a pure test set
         split=lambda w: (
             f"--split {cli_list(DC['split'])}" if int(w.dc_size) == DC["size"] else "--all-test"
@@ -59,7 +60,7 @@ rule disk_count_preprocess:
         ENV
     shell:
         "speckleml disk-count preprocess {input.patterns} {output} --block {params.block}"
-        " --bin {params.bin} {params.split} --seed {params.seed} > {log} 2>&1"
+        " --bin {params.bin} --scale {params.scale} {params.split} --seed {params.seed} > {log} 2>&1"
 
 
 rule disk_count_train:
@@ -77,6 +78,7 @@ rule disk_count_train:
         lr=DC["lr"],
         schedule=DC["schedule"],
         augment="--augment" if DC["augment"] else "--no-augment",
+        k_range_min=DC["k_range_min"],
         seed=config["seed"],
         device=config["device"],
     threads: DC["threads"]
@@ -91,7 +93,8 @@ rule disk_count_train:
     shell:
         "speckleml disk-count train {input.inputs} {output.model} --history {output.history}"
         " --arch {params.arch} --stem {params.stem} --epochs {params.epochs} --batch-size {params.batch_size}"
-        " --lr {params.lr} --schedule {params.schedule} {params.augment} --threads {threads}"
+        " --lr {params.lr} --schedule {params.schedule} {params.augment} --k-range-min {params.k_range_min}"
+        " --threads {threads}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
 

@@ -145,6 +145,36 @@ def test_standardise_blocks_centre_bins_and_normalises():
         data.bin_patterns(patterns, 2)
 
 
+def test_log_scale_standardises_log_intensity():
+    """log scale = standardised log I with blocked pixels at the floor 1e-6 * max (independent formula)."""
+    rng = np.random.default_rng(2)
+    speckle = rng.exponential(size=(2, 21, 21))
+    z = data.standardise(speckle, block=3, grid="quadrant", scale="log")
+    raw = speckle.copy()
+    raw[:, :2, :2] = 0.0
+    expected = np.log(np.maximum(raw, 1e-6 * raw.max(axis=(1, 2), keepdims=True)))
+    expected = (expected - expected.mean(axis=(1, 2), keepdims=True)) / expected.std(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-5)
+    assert (z[:, :2, :2] < z[:, 2:, 2:].min(axis=(1, 2))[:, None, None]).all()  # the floor is the minimum
+    with pytest.raises(InputError):
+        data.standardise(speckle, block=3, scale="sqrt")
+
+
+def test_k_range_crop_equals_preprocessing_the_smaller_pattern():
+    """A corner crop of a standardised input, re-standardised, is the input of the smaller pattern
+    (same block, same k pixel), for both scales."""
+    from speckleml.disk_count.train import k_range_crop
+
+    rng = np.random.default_rng(3)
+    patterns = simulate.disk_speckle([simulate.random_system(6, "mono", rng) for _ in range(2)], 41)
+    for scale in ("linear", "log"):
+        full = torch.as_tensor(data.standardise(patterns, 5, scale=scale))[:, None]
+        small = data.standardise(patterns[:, :23, :23], 5, scale=scale)
+        np.testing.assert_allclose(k_range_crop(full, 23)[:, 0].numpy(), small, atol=2e-4)
+    centred = torch.arange(49.0).reshape(1, 1, 7, 7)
+    assert k_range_crop(centred, 3, "centred")[0, 0, 1, 1] == pytest.approx(0.0, abs=1e-6)  # centre stays centre
+
+
 def test_stratified_split_has_equal_test_counts():
     labels = np.repeat(np.arange(2, 21), 50)
     split = data.stratified_split(labels, (0.8, 0.1, 0.1), np.random.default_rng(0))

@@ -97,6 +97,8 @@ def register(commands) -> None:
                       help="side of the blocked square around k = 0, odd (default %(default)s)")
     add_config_option(p, "--bin", key=KEY + "bin", type=int, help="odd k-pixel binning factor, 1 = none "
                       "(default %(default)s)")
+    add_config_option(p, "--scale", key=KEY + "scale", choices=("linear", "log"),
+                      help="intensity scale standardised: linear (paper) or log (default %(default)s)")
     split = p.add_mutually_exclusive_group()
     add_config_option(split, "--split", key=KEY + "split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
                       help="fractions; the test set has the same count per class (default %(default)s)")
@@ -118,6 +120,9 @@ def register(commands) -> None:
                       help="learning-rate schedule (default %(default)s)")
     add_config_option(p, "--augment", key=KEY + "augment", action=argparse.BooleanOptionalAction,
                       help="random flips and 90-degree rotations (default %(default)s)")
+    add_config_option(p, "--k-range-min", key=KEY + "k_range_min", type=float,
+                      help="train each batch on a random k range from this fraction to all of it; 1 = off "
+                      "(default %(default)s)")
     add_threads(p)
     add_seed(p)
     add_device(p)
@@ -180,7 +185,7 @@ def simulate(args) -> int:
 def preprocess(args) -> int:
     from .data import preprocess_store
 
-    preprocess_store(args.input, args.output, block=args.block, bin_factor=args.bin,
+    preprocess_store(args.input, args.output, block=args.block, bin_factor=args.bin, scale=args.scale,
                      split=None if args.all_test else tuple(args.split), seed=args.seed)
     return 0
 
@@ -191,7 +196,7 @@ def train(args) -> int:
     set_torch_threads(args.threads)
     train_store(args.input, args.output, history=args.history, arch=args.arch, stem=args.stem, epochs=args.epochs,
                 batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, augment=args.augment,
-                seed=args.seed, device=args.device)
+                k_range_min=args.k_range_min, seed=args.seed, device=args.device)
     return 0
 
 

@@ -4,6 +4,14 @@ Each pattern gets its beamstop block around k = 0 (11 x 11 in the paper; see
 :mod:`speckleml.disk_count.kgrid` for where it sits on each k grid) set to zero and is then
 standardised to zero mean and unit variance over the whole image, so that the classifier
 cannot use the overall intensity, only the structure of the pattern.
+
+Intensity scale: the paper standardises the intensity itself (``linear``). ``log`` standardises
+``log I`` instead. For monodisperse disks ``I(k) = |F(k)|^2 S(k)`` (form factor times the
+speckle of the disk centres), so ``log I`` is the smooth envelope plus a speckle term whose
+statistics are the same at every k: a convolutional feature of ``log I`` means the same thing
+anywhere on the pattern, and the global average pool over a pattern of twice the k range
+averages the same kind of evidence (the transfer of paper Fig. 4). In linear intensity the
+envelope's k^-3 decay leaves the outer k range near a constant the model never learnt to ignore.
 """
 
 from __future__ import annotations
@@ -108,7 +116,16 @@ def bin_patterns(patterns: np.ndarray, factor: int, grid: str = "quadrant") -> n
     return core.reshape(*patterns.shape[:-2], out, factor, out, factor).sum(axis=(-3, -1))
 
 
-def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str = "quadrant") -> np.ndarray:
+#: Intensity scales of a standardised input: the intensity (paper) or its logarithm.
+SCALES = ("linear", "log")
+#: Floor of the log scale as a fraction of the pattern's maximum (blocked and zero-intensity pixels).
+#: The maximum sits at low k, inside any smaller k range of the same pattern, so a corner crop of a
+#: log input is the log input of the smaller pattern (the k-range augmentation relies on it).
+LOG_FLOOR = 1e-6
+
+
+def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str = "quadrant",
+                scale: str = "linear") -> np.ndarray:
     """Block k = 0 (set to 0), optionally bin, and standardise every pattern (paper 002 §2, "Data processing").
 
     Parameters
@@ -122,6 +139,9 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
         Odd binning factor applied after blocking (1 = none, the paper).
     grid : {"quadrant", "centred"}
         k grid of the patterns; places the block at k = 0 (:func:`~.kgrid.block_mask`).
+    scale : {"linear", "log"}
+        Standardise the (blocked, binned) intensity ``I`` (paper) or
+        ``log(max(I, LOG_FLOOR * max(I)))`` (the floor keeps blocked pixels finite).
 
     Returns
     -------
@@ -131,9 +151,11 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
     Raises
     ------
     InputError
-        Not (batch, y, x), non-finite values, bad ``block``/``bin_factor``/``grid``, or a
-        pattern that is constant outside the block.
+        Not (batch, y, x), non-finite values, bad ``block``/``bin_factor``/``grid``/``scale``,
+        or a pattern that is constant outside the block.
     """
+    if scale not in SCALES:
+        raise InputError(f"--scale must be one of {SCALES}, got {scale!r}")
     patterns = np.asarray(patterns, dtype=np.float64)
     if patterns.ndim != 3:
         raise InputError(f"patterns must be (batch, y, x), got shape {patterns.shape}")
@@ -142,6 +164,9 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
     blocked = patterns.copy()
     blocked[:, block_mask(patterns.shape[1:], block, grid)] = 0.0
     blocked = bin_patterns(blocked, bin_factor, grid)
+    if scale == "log":
+        floor = LOG_FLOOR * blocked.max(axis=(1, 2), keepdims=True)
+        blocked = np.log(np.maximum(blocked, np.where(floor > 0, floor, 1.0)))
     mean = blocked.mean(axis=(1, 2), keepdims=True)
     std = blocked.std(axis=(1, 2), keepdims=True)
     if (std == 0).any():
@@ -195,7 +220,7 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
 
 
 def preprocess_store(source, output, *, block: int, bin_factor: int, split: tuple[float, float, float] | None,
-                     seed: int):
+                     seed: int, scale: str = "linear"):
     """Block, bin and standardise a patterns store into an inputs store with a split.
 
     Paper 002 §2 "Data processing" (11 x 11 centre block, per-pattern standardisation) and
@@ -217,6 +242,8 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
         test (a transfer set classified by a model trained on another size).
     seed : int
         Seed of the split.
+    scale : {"linear", "log"}
+        Intensity scale that is standardised (:func:`standardise`; the paper's is linear).
 
     Returns
     -------
@@ -233,7 +260,7 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
 
     store = read_store(source, PATTERNS)
     grid = store.attrs.get("k_grid", "centred")  # stores written before the paper's grid are centred
-    inputs = standardise(store["patterns"], block, bin_factor, grid)
+    inputs = standardise(store["patterns"], block, bin_factor, grid, scale)
     labels = store["n_disks"]
     if split is None:
         codes = np.full(labels.shape, SPLITS["test"], np.int8)
@@ -242,10 +269,10 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
     attrs = {"block": block, "bin": bin_factor, "dispersity": store.attrs["dispersity"],
              "box": store.attrs["box"], "source_size": int(store["patterns"].shape[-1]),
              "k_pixel": store.attrs.get("k_pixel", float(np.pi / store.attrs["box"])) * bin_factor,
-             "k_grid": grid,
-             "normalisation": "k = 0 block set to 0, binned, per-pattern zero mean and unit variance",
+             "k_grid": grid, "scale": scale,
+             "normalisation": f"k = 0 block set to 0, binned, {scale} intensity to zero mean and unit variance",
              "splits": SPLITS}
-    settings = {"block": block, "bin": bin_factor, "split": None if split is None else list(split), "seed": seed}
+    settings = {"block": block, "bin": bin_factor, "scale": scale, "split": None if split is None else list(split), "seed": seed}
     path = write_store(output, INPUTS, {"inputs": inputs, "n_disks": labels, "split": codes}, attrs=attrs,
                        provenance=make_provenance(config=settings, seed=seed, inputs=[source]))
     counts = {name: int((codes == code).sum()) for name, code in SPLITS.items()}

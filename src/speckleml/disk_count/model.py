@@ -172,8 +172,11 @@ def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source) ->
     Raises
     ------
     InputError
-        ``block`` or ``bin`` differs (the model would see another kind of image).
+        ``block``, ``bin`` or ``scale`` differs (the model would see another kind of image).
     """
     for key in ("block", "bin"):
         if int(attrs.get(key, 1)) != int(metadata.get(key, 1)):
             raise InputError(f"{source}: {key} {attrs.get(key)} differs from the model's {metadata.get(key)}")
+    if attrs.get("scale", "linear") != metadata.get("scale", "linear"):
+        raise InputError(f"{source}: scale {attrs.get('scale', 'linear')} differs from the model's "
+                         f"{metadata.get('scale', 'linear')}")

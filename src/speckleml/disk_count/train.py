@@ -9,6 +9,12 @@ disk configuration is another valid configuration with the same disk number. On 
 k grid its pattern is the mirrored/rotated pattern (the 8 symmetries of the square). On the
 paper's quadrant grid (k >= 0) only the diagonal mirror x <-> y maps the quadrant onto itself
 (a mirror x -> -x would need the k_x < 0 half), so the augmentation is a random transpose.
+
+Optional k-range augmentation (``k_range_min`` < 1) trains each batch on a random crop of the
+k range: on the quadrant grid the corner ``n = 0 .. c-1`` (the pattern the same system gives on
+a smaller detector at the same k pixel), re-standardised like a pattern of that size. The model
+then sees global-average-pooled features over k ranges of different extent, which is what a
+pattern of a larger k range (paper Fig. 4) asks of it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class TrainSettings:
     augment: bool = False
     schedule: str = "constant"
     seed: int = 0
+    k_range_min: float = 1.0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0:
@@ -53,6 +60,8 @@ class TrainSettings:
                              f"{self.batch_size}, {self.lr}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 < self.k_range_min <= 1:
+            raise InputError(f"--k-range-min must be in (0, 1], got {self.k_range_min}")
 
 
 def symmetry_augment(x, generator, grid: str = "quadrant"):
@@ -87,6 +96,35 @@ def symmetry_augment(x, generator, grid: str = "quadrant"):
         if chosen.any():
             out[chosen] = torch.rot90(x[chosen], t, dims=(-2, -1))
     return out
+
+
+def k_range_crop(x, size: int, grid: str = "quadrant"):
+    """The part of standardised patterns within a smaller k range, re-standardised.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (batch, channels, y, x)
+        Per-pattern standardised inputs (an affine map of the intensities, so standardising
+        the crop equals preprocessing the smaller pattern from scratch).
+    size : int
+        Side of the crop in input pixels, 3 .. y.
+    grid : {"quadrant", "centred"}
+        ``quadrant``: the corner at k = 0 (``n = 0 .. size-1``); ``centred``: the centred
+        ``size x size`` square (``size`` odd).
+
+    Returns
+    -------
+    torch.Tensor, shape (batch, channels, size, size)
+        Zero mean and unit variance per pattern.
+    """
+    if grid == "quadrant":
+        crop = x[..., :size, :size]
+    else:
+        start = (x.shape[-1] - size) // 2
+        crop = x[..., start: start + size, start: start + size]
+    mean = crop.mean(dim=(-2, -1), keepdim=True)
+    std = crop.std(dim=(-2, -1), keepdim=True, unbiased=False).clamp_min(1e-6)
+    return (crop - mean) / std
 
 
 def evaluate_loss(model, x, y, device, batch_size: int) -> tuple[float, float]:
@@ -163,6 +201,13 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
             if len(index) < 2 and len(order) > 1:
                 continue  # BatchNorm cannot train on a batch of one
             xb = x_train[index]
+            if settings.k_range_min < 1:
+                side = xb.shape[-1]
+                low = max(3, int(np.ceil(settings.k_range_min * side)))
+                size = int(torch.randint(low, side + 1, (1,), generator=generator))
+                if grid == "centred" and size % 2 == 0:
+                    size -= 1
+                xb = k_range_crop(xb, size, grid)
             if settings.augment:
                 xb = symmetry_augment(xb, generator, grid)
             xb, yb = xb.to(device), y_train[index].to(device)
@@ -193,7 +238,7 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
 
 
 def train_store(source, output, *, history, arch: str, stem: str, epochs: int, batch_size: int, lr: float,
-                schedule: str, augment: bool, seed: int, device: str):
+                schedule: str, augment: bool, seed: int, device: str, k_range_min: float = 1.0):
     """Train a ResNet on the train split of an inputs store; save the model and its history.
 
     Paper 002 §2 ("Machine learning model and data"): ResNet from scratch, Adam, categorical
@@ -220,6 +265,9 @@ def train_store(source, output, *, history, arch: str, stem: str, epochs: int, b
     seed : int
         Seeds the initial weights, the batch order and the augmentation.
     device : {"auto", "cpu", "cuda"}
+    k_range_min : float
+        Smallest fraction of the k range a training batch is cropped to (1 = off; see
+        :func:`k_range_crop`).
 
     Returns
     -------
@@ -242,7 +290,7 @@ def train_store(source, output, *, history, arch: str, stem: str, epochs: int, b
     from .model import build_resnet, save_model
 
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, schedule=schedule,
-                             seed=seed)
+                             seed=seed, k_range_min=k_range_min)
     store = read_store(source, INPUTS)
     labels, split, inputs = store["n_disks"], store["split"], store["inputs"]
     train_rows, val_rows = split == SPLITS["train"], split == SPLITS["val"]
@@ -262,9 +310,10 @@ def train_store(source, output, *, history, arch: str, stem: str, epochs: int, b
                             settings, resolve_device(device), grid)
     best = max(rows, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
     config = {"arch": arch, "stem": stem, "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule,
-              "augment": augment, "seed": seed, "device": device}
+              "augment": augment, "k_range_min": k_range_min, "seed": seed, "device": device}
     metadata = {"arch": arch, "stem": stem, "classes": classes, "input_size": list(inputs.shape[1:]),
                 "block": int(store.attrs["block"]), "bin": int(store.attrs.get("bin", 1)), "k_grid": grid,
+                "scale": store.attrs.get("scale", "linear"),
                 "source_size": store.attrs.get("source_size"), "k_pixel": store.attrs.get("k_pixel"),
                 "dispersity": store.attrs["dispersity"], "normalisation": store.attrs.get("normalisation"),
                 "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
