@@ -27,6 +27,7 @@ rule clustering_simulate:
         drive_frames=CLU_SIM["drive_frames"],
         segment=CLU_SIM["segment"],
         crop=CLU["crop"],
+        crop_bin=CLU["crop_bin"],
         size=CLU_SIM["size"],
         q_inner=CLU_SIM["q_inner"],
         q_outer=CLU_SIM["q_outer"],
@@ -43,7 +44,7 @@ rule clustering_simulate:
     shell:
         "speckleml clustering simulate {output.library} {output.drive} --per-class {params.per_class}"
         " --frames {params.frames} --drive-frames {params.drive_frames} --segment {params.segment}"
-        " --crop {params.crop} --size {params.size} --q-inner {params.q_inner} --q-outer {params.q_outer}"
+        " --crop {params.crop} --crop-bin {params.crop_bin} --size {params.size} --q-inner {params.q_inner} --q-outer {params.q_outer}"
         " --mean-counts {params.mean_counts} --anisotropy {params.anisotropy} --dt {params.dt}"
         " --seed {params.seed} > {log} 2>&1"
 
@@ -56,6 +57,7 @@ rule clustering_crops_library:
         directory(f"{CLU_DIR}/crops_library.zarr"),
     params:
         crop=CLU["crop"],
+        crop_bin=CLU["crop_bin"],
         sectors=CLU["sectors"],
         normalization=CLU["normalization"],
         per_map=CLU["crops_per_map"],
@@ -67,7 +69,7 @@ rule clustering_crops_library:
     conda:
         ENV
     shell:
-        "speckleml clustering crops {input.frames} {output} --crop {params.crop} --sectors {params.sectors}"
+        "speckleml clustering crops {input.frames} {output} --crop {params.crop} --crop-bin {params.crop_bin} --sectors {params.sectors}"
         " --normalization {params.normalization} --per-map {params.per_map} --seed {params.seed} > {log} 2>&1"
 
 
@@ -79,6 +81,7 @@ rule clustering_crops_drive:
         directory(f"{CLU_DIR}/crops_drive.zarr"),
     params:
         crop=CLU["crop"],
+        crop_bin=CLU["crop_bin"],
         sectors=CLU["sectors"],
         normalization=CLU["normalization"],
         stride=CLU["drive_stride"],
@@ -90,7 +93,7 @@ rule clustering_crops_drive:
     conda:
         ENV
     shell:
-        "speckleml clustering crops {input.frames} {output} --crop {params.crop} --sectors {params.sectors}"
+        "speckleml clustering crops {input.frames} {output} --crop {params.crop} --crop-bin {params.crop_bin} --sectors {params.sectors}"
         " --normalization {params.normalization} --stride {params.stride} --seed {params.seed} > {log} 2>&1"
 
 

@@ -11,7 +11,7 @@ import torch
 from conftest import real_file, run_cli
 from speckleml.clustering.cluster import (LATENTS, agreement_scores, elbow_point, nearest_neighbours,
                                           neighbour_precision, order_by_relaxation)
-from speckleml.clustering.crops import (CROPS, diagonal_profiles, fit_crops_kww, minmax_normalise, sector_c2,
+from speckleml.clustering.crops import (CROPS, bin_crops, diagonal_profiles, fit_crops_kww, minmax_normalise, sector_c2,
                                         sector_labels)
 from speckleml.clustering.model import AutoencoderConfig, C2Autoencoder, save_model
 from speckleml.clustering.simulate import CLASS_INDEX, Detector, evolve_field, rate_map
@@ -84,6 +84,21 @@ def test_shared_poisson_sampler_scales_to_the_mean_and_has_poisson_variance():
     np.testing.assert_array_equal(clean, np.array([0.5, 1.5], np.float32))
     with pytest.raises(ValueError, match="mean_counts"):
         poisson_counts(intensity, -1.0, rng)
+
+
+def test_binned_crop_of_an_exponential_map_is_the_block_mean_and_keeps_its_diagonal():
+    # C2 = exp(-|t1 - t2| / 5): a 2x2 block on the diagonal averages lags 0, 1, 1, 0
+    t = np.arange(8.0)
+    c2 = np.exp(-np.abs(t[:, None] - t[None, :]) / 5.0)
+    binned = bin_crops(c2[None], 2)[0]
+    assert binned.shape == (4, 4)
+    np.testing.assert_allclose(np.diagonal(binned), 0.5 * (1.0 + np.exp(-0.2)))
+    # one block off: lags 1, 2, 2, 3 -> the same for every off-diagonal block of a stationary map
+    np.testing.assert_allclose(np.diagonal(binned, 1), 0.25 * (np.exp(-0.2) + 2 * np.exp(-0.4) + np.exp(-0.6)))
+    np.testing.assert_allclose(binned, binned.T)
+    assert bin_crops(c2, 1) is c2
+    with pytest.raises(ValueError, match="divide"):
+        bin_crops(c2, 3)
 
 
 def test_kww_fit_recovers_the_relaxation_time_of_an_analytic_crop():

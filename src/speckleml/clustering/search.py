@@ -151,7 +151,7 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     from ..runtime import resolve_device
     from ..stores import read_store
     from .cluster import LATENTS, nearest_neighbours
-    from .crops import minmax_normalise
+    from .crops import bin_crops, minmax_normalise
     from .model import load_model
     from .train import encode_crops
 
@@ -165,7 +165,8 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     if query_path is not None:
         if query_class:
             raise InputError("give either a query file or --query-class, not both")
-        query = load_query(query_path, model.config.crop, query_start)
+        crop_bin = int(store.attrs.get("crop_bin", 1))   # the library's frames per crop pixel
+        query = bin_crops(load_query(query_path, model.config.crop * crop_bin, query_start), crop_bin)
         queries, names = minmax_normalise(query[None])[0], [str(query_path)]
         query_items, exclude, mask = np.array([-1]), None, None
     else:

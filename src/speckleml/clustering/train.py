@@ -353,6 +353,7 @@ def encode_store(model_path, crops_path, output_path, *, device: str, batch_size
     arrays = {"latent": latents, "recon_l1": errors, "kww_tau": store["kww_tau"], "kww_bound": store["kww_bound"],
               **{k: store[k] for k in ("label", "series", "sector", "start")}}
     attrs = {k: store.attrs[k] for k in ("classes", "dt", "crop")}
+    attrs["crop_bin"] = int(store.attrs.get("crop_bin", 1))   # frames per crop pixel (query files are binned alike)
     write_store(output_path, LATENTS, arrays, attrs={**attrs, "model": str(model_path), "source": str(crops_path)},
                 provenance=make_provenance(config={"batch_size": batch_size, "device": device},
                                            inputs=[model_path, crops_path]))
