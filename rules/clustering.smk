@@ -110,7 +110,6 @@ rule clustering_train:
         epochs=CLU_TRAIN["epochs"],
         batch_size=CLU_TRAIN["batch_size"],
         lr=CLU_TRAIN["lr"],
-        augment=CLU_TRAIN["augment"],
         cycle_epochs=CLU_TRAIN["cycle_epochs"],
         val_fraction=CLU_TRAIN["val_fraction"],
         seed=config["seed"],
@@ -127,7 +126,7 @@ rule clustering_train:
     shell:
         "speckleml clustering train {input.crops} {output.model} --latent {params.latent}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
-        " --augment {params.augment} --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
+        " --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
         " --history {output.history} --metrics {output.metrics} --threads {threads}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
@@ -145,7 +144,6 @@ rule clustering_train_sweep:
         epochs=CLU_SWEEP["epochs"],
         batch_size=CLU_TRAIN["batch_size"],
         lr=CLU_TRAIN["lr"],
-        augment=CLU_SWEEP["augment"],
         cycle_epochs=CLU_TRAIN["cycle_epochs"],
         val_fraction=CLU_TRAIN["val_fraction"],
         seed=config["seed"],
@@ -162,7 +160,7 @@ rule clustering_train_sweep:
     shell:
         "speckleml clustering train {input.crops} {output.model} --latent {wildcards.latent}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
-        " --augment {params.augment} --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
+        " --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
         " --metrics {output.metrics} --threads {threads}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 

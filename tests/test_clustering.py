@@ -15,7 +15,6 @@ from speckleml.clustering.crops import (CROPS, bin_crops, diagonal_profiles, fit
                                         sector_labels)
 from speckleml.clustering.model import AutoencoderConfig, C2Autoencoder, save_model
 from speckleml.clustering.simulate import CLASS_INDEX, Detector, evolve_field, rate_map
-from speckleml.clustering.train import wrapped_diagonal_shift
 from speckleml.stores import write_store
 
 REAL_DIR = ("horwath_rheo_xpcs",)
@@ -132,17 +131,6 @@ def test_kww_fit_flags_maps_outside_the_crops_lag_range():
     assert abs(tau[3] - 6.0) < 0.3
 
 
-def test_wrapped_diagonal_shift_is_a_joint_roll_of_both_time_axes():
-    batch = torch.rand(5, 1, 16, 16)
-    generator = torch.Generator().manual_seed(0)
-    shifted = wrapped_diagonal_shift(batch, generator)
-    shifts = torch.randint(0, 16, (5,), generator=torch.Generator().manual_seed(0))
-    for image, out, s in zip(batch.numpy(), shifted.numpy(), shifts.tolist()):
-        np.testing.assert_array_equal(out, np.roll(image, (s, s), axis=(-2, -1)))
-        # the diagonal (equal times) stays the diagonal
-        np.testing.assert_array_equal(np.diagonal(out[0]), np.roll(np.diagonal(image[0]), s))
-
-
 def test_elbow_point_finds_the_knee_of_a_piecewise_linear_curve():
     ks = np.arange(2, 13)
     distortion = np.where(ks <= 5, 100 - 25 * (ks - 2), 25 - 1.0 * (ks - 5))
@@ -216,7 +204,7 @@ def test_latent_clusters_beat_chance_on_a_tiny_synthetic_set():
             series.append(s)
     crops = minmax_normalise(np.stack(crops))[0]
     model, history = train_autoencoder(crops, np.array(series), AutoencoderConfig(crop=64, latent=16),
-                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, augment=1, cycle_epochs=1,
+                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, cycle_epochs=1,
                                                                    val_fraction=0.2),
                                        seed=0, device=torch.device("cpu"))
     assert history[-1]["train_l1"] < history[0]["train_l1"]

@@ -117,7 +117,6 @@ def register(commands) -> None:
     _opt(p, "--epochs", "train.epochs", "epochs", type=positive_int)
     _opt(p, "--batch-size", "train.batch_size", "batch size", type=positive_int)
     _opt(p, "--lr", "train.lr", "peak learning rate", type=positive_float)
-    _opt(p, "--augment", "train.augment", "wrapped diagonal shifts per crop and epoch", type=positive_int)
     _opt(p, "--cycle-epochs", "train.cycle_epochs", "CyclicLR half cycle in epochs", type=positive_int)
     _opt(p, "--val-fraction", "train.val_fraction", "fraction of series held out", type=positive_float)
     p.add_argument("--history", help="CSV of per-epoch losses")
@@ -206,7 +205,7 @@ def train(args) -> None:
 
     set_torch_threads(args.threads)
     train_from_store(args.crops, args.output, latent=args.latent, epochs=args.epochs, batch_size=args.batch_size,
-                     lr=args.lr, augment=args.augment, cycle_epochs=args.cycle_epochs,
+                     lr=args.lr, cycle_epochs=args.cycle_epochs,
                      val_fraction=args.val_fraction, seed=args.seed, device=args.device,
                      history_path=args.history, metrics_path=args.metrics)
 
