@@ -114,7 +114,7 @@ rule clustering_train:
         val_fraction=CLU_TRAIN["val_fraction"],
         seed=config["seed"],
         device=config["device"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     log:
@@ -148,7 +148,7 @@ rule clustering_train_sweep:
         val_fraction=CLU_TRAIN["val_fraction"],
         seed=config["seed"],
         device=config["device"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     log:
