@@ -360,10 +360,11 @@ def test_stress_minima_are_the_drops_of_a_sawtooth():
 
 def test_truth_labels_follow_the_simulator(tmp_path):
     proc = run_cli("-q", "clustering", "simulate", tmp_path / "lib.zarr", tmp_path / "drive.zarr", "--per-class", "1",
-                   "--frames", "64", "--drive-frames", "128", "--segment", "64", "--crop", "64", "--size", "32")
+                   "--frames", "64", "--drive-frames", "128", "--segment", "64", "--crop", "64", "--crop-bin", "1",
+                   "--size", "32")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("-q", "clustering", "crops", tmp_path / "drive.zarr", tmp_path / "crops.zarr", "--crop", "64",
-                   "--stride", "32")
+                   "--crop-bin", "1", "--stride", "32")
     assert proc.returncode == 0, proc.stderr
     from speckleml.clustering.crops import CROPS
     from speckleml.stores import read_store
