@@ -27,6 +27,7 @@ rule clustering_simulate:
         drive_frames=CLU_SIM["drive_frames"],
         segment=CLU_SIM["segment"],
         crop=CLU["crop"],
+        crop_bin=CLU["crop_bin"],
         size=CLU_SIM["size"],
         q_inner=CLU_SIM["q_inner"],
         q_outer=CLU_SIM["q_outer"],
@@ -43,7 +44,7 @@ rule clustering_simulate:
     shell:
         "speckleml clustering simulate {output.library} {output.drive} --per-class {params.per_class}"
         " --frames {params.frames} --drive-frames {params.drive_frames} --segment {params.segment}"
-        " --crop {params.crop} --size {params.size} --q-inner {params.q_inner} --q-outer {params.q_outer}"
+        " --crop {params.crop} --crop-bin {params.crop_bin} --size {params.size} --q-inner {params.q_inner} --q-outer {params.q_outer}"
         " --mean-counts {params.mean_counts} --anisotropy {params.anisotropy} --dt {params.dt}"
         " --seed {params.seed} > {log} 2>&1"
 
@@ -56,6 +57,7 @@ rule clustering_crops_library:
         directory(f"{CLU_DIR}/crops_library.zarr"),
     params:
         crop=CLU["crop"],
+        crop_bin=CLU["crop_bin"],
         sectors=CLU["sectors"],
         normalization=CLU["normalization"],
         per_map=CLU["crops_per_map"],
@@ -67,7 +69,7 @@ rule clustering_crops_library:
     conda:
         ENV
     shell:
-        "speckleml clustering crops {input.frames} {output} --crop {params.crop} --sectors {params.sectors}"
+        "speckleml clustering crops {input.frames} {output} --crop {params.crop} --crop-bin {params.crop_bin} --sectors {params.sectors}"
         " --normalization {params.normalization} --per-map {params.per_map} --seed {params.seed} > {log} 2>&1"
 
 
@@ -79,6 +81,7 @@ rule clustering_crops_drive:
         directory(f"{CLU_DIR}/crops_drive.zarr"),
     params:
         crop=CLU["crop"],
+        crop_bin=CLU["crop_bin"],
         sectors=CLU["sectors"],
         normalization=CLU["normalization"],
         stride=CLU["drive_stride"],
@@ -90,7 +93,7 @@ rule clustering_crops_drive:
     conda:
         ENV
     shell:
-        "speckleml clustering crops {input.frames} {output} --crop {params.crop} --sectors {params.sectors}"
+        "speckleml clustering crops {input.frames} {output} --crop {params.crop} --crop-bin {params.crop_bin} --sectors {params.sectors}"
         " --normalization {params.normalization} --stride {params.stride} --seed {params.seed} > {log} 2>&1"
 
 
@@ -107,12 +110,11 @@ rule clustering_train:
         epochs=CLU_TRAIN["epochs"],
         batch_size=CLU_TRAIN["batch_size"],
         lr=CLU_TRAIN["lr"],
-        augment=CLU_TRAIN["augment"],
         cycle_epochs=CLU_TRAIN["cycle_epochs"],
         val_fraction=CLU_TRAIN["val_fraction"],
         seed=config["seed"],
         device=config["device"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     log:
@@ -124,7 +126,7 @@ rule clustering_train:
     shell:
         "speckleml clustering train {input.crops} {output.model} --latent {params.latent}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
-        " --augment {params.augment} --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
+        " --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
         " --history {output.history} --metrics {output.metrics} --threads {threads}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
@@ -142,12 +144,11 @@ rule clustering_train_sweep:
         epochs=CLU_SWEEP["epochs"],
         batch_size=CLU_TRAIN["batch_size"],
         lr=CLU_TRAIN["lr"],
-        augment=CLU_SWEEP["augment"],
         cycle_epochs=CLU_TRAIN["cycle_epochs"],
         val_fraction=CLU_TRAIN["val_fraction"],
         seed=config["seed"],
         device=config["device"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     log:
@@ -159,7 +160,7 @@ rule clustering_train_sweep:
     shell:
         "speckleml clustering train {input.crops} {output.model} --latent {wildcards.latent}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
-        " --augment {params.augment} --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
+        " --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
         " --metrics {output.metrics} --threads {threads}"
         " --seed {params.seed} --device {params.device} > {log} 2>&1"
 

@@ -11,11 +11,10 @@ import torch
 from conftest import real_file, run_cli
 from speckleml.clustering.cluster import (LATENTS, agreement_scores, elbow_point, nearest_neighbours,
                                           neighbour_precision, order_by_relaxation)
-from speckleml.clustering.crops import (CROPS, diagonal_profiles, fit_crops_kww, minmax_normalise, sector_c2,
+from speckleml.clustering.crops import (CROPS, bin_crops, diagonal_profiles, fit_crops_kww, minmax_normalise, sector_c2,
                                         sector_labels)
 from speckleml.clustering.model import AutoencoderConfig, C2Autoencoder, save_model
 from speckleml.clustering.simulate import CLASS_INDEX, Detector, evolve_field, rate_map
-from speckleml.clustering.train import wrapped_diagonal_shift
 from speckleml.stores import write_store
 
 REAL_DIR = ("horwath_rheo_xpcs",)
@@ -86,6 +85,21 @@ def test_shared_poisson_sampler_scales_to_the_mean_and_has_poisson_variance():
         poisson_counts(intensity, -1.0, rng)
 
 
+def test_binned_crop_of_an_exponential_map_is_the_block_mean_and_keeps_its_diagonal():
+    # C2 = exp(-|t1 - t2| / 5): a 2x2 block on the diagonal averages lags 0, 1, 1, 0
+    t = np.arange(8.0)
+    c2 = np.exp(-np.abs(t[:, None] - t[None, :]) / 5.0)
+    binned = bin_crops(c2[None], 2)[0]
+    assert binned.shape == (4, 4)
+    np.testing.assert_allclose(np.diagonal(binned), 0.5 * (1.0 + np.exp(-0.2)))
+    # one block off: lags 1, 2, 2, 3 -> the same for every off-diagonal block of a stationary map
+    np.testing.assert_allclose(np.diagonal(binned, 1), 0.25 * (np.exp(-0.2) + 2 * np.exp(-0.4) + np.exp(-0.6)))
+    np.testing.assert_allclose(binned, binned.T)
+    assert bin_crops(c2, 1) is c2
+    with pytest.raises(ValueError, match="divide"):
+        bin_crops(c2, 3)
+
+
 def test_kww_fit_recovers_the_relaxation_time_of_an_analytic_crop():
     t = np.arange(64.0)
     lag = np.abs(t[:, None] - t[None, :])
@@ -115,17 +129,6 @@ def test_kww_fit_flags_maps_outside_the_crops_lag_range():
     assert bound.tolist() == [1, -1, 1, 0]
     assert tau[0] == tau[2] == 31.0 and tau[1] == 1.0           # the limits: the crop's lag range
     assert abs(tau[3] - 6.0) < 0.3
-
-
-def test_wrapped_diagonal_shift_is_a_joint_roll_of_both_time_axes():
-    batch = torch.rand(5, 1, 16, 16)
-    generator = torch.Generator().manual_seed(0)
-    shifted = wrapped_diagonal_shift(batch, generator)
-    shifts = torch.randint(0, 16, (5,), generator=torch.Generator().manual_seed(0))
-    for image, out, s in zip(batch.numpy(), shifted.numpy(), shifts.tolist()):
-        np.testing.assert_array_equal(out, np.roll(image, (s, s), axis=(-2, -1)))
-        # the diagonal (equal times) stays the diagonal
-        np.testing.assert_array_equal(np.diagonal(out[0]), np.roll(np.diagonal(image[0]), s))
 
 
 def test_elbow_point_finds_the_knee_of_a_piecewise_linear_curve():
@@ -201,7 +204,7 @@ def test_latent_clusters_beat_chance_on_a_tiny_synthetic_set():
             series.append(s)
     crops = minmax_normalise(np.stack(crops))[0]
     model, history = train_autoencoder(crops, np.array(series), AutoencoderConfig(crop=64, latent=16),
-                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, augment=1, cycle_epochs=1,
+                                       TrainConfig(epochs=2, batch_size=16, lr=3e-3, cycle_epochs=1,
                                                                    val_fraction=0.2),
                                        seed=0, device=torch.device("cpu"))
     assert history[-1]["train_l1"] < history[0]["train_l1"]
@@ -357,10 +360,11 @@ def test_stress_minima_are_the_drops_of_a_sawtooth():
 
 def test_truth_labels_follow_the_simulator(tmp_path):
     proc = run_cli("-q", "clustering", "simulate", tmp_path / "lib.zarr", tmp_path / "drive.zarr", "--per-class", "1",
-                   "--frames", "64", "--drive-frames", "128", "--segment", "64", "--crop", "64", "--size", "32")
+                   "--frames", "64", "--drive-frames", "128", "--segment", "64", "--crop", "64", "--crop-bin", "1",
+                   "--size", "32")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("-q", "clustering", "crops", tmp_path / "drive.zarr", tmp_path / "crops.zarr", "--crop", "64",
-                   "--stride", "32")
+                   "--crop-bin", "1", "--stride", "32")
     assert proc.returncode == 0, proc.stderr
     from speckleml.clustering.crops import CROPS
     from speckleml.stores import read_store

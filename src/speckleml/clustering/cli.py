@@ -81,7 +81,8 @@ def register(commands) -> None:
     _opt(p, "--frames", "simulate.frames", "frames per library series", type=positive_int)
     _opt(p, "--drive-frames", "simulate.drive_frames", "frames of the driven run", type=positive_int)
     _opt(p, "--segment", "simulate.segment", "frames per class segment of the driven run", type=positive_int)
-    _opt(p, "--crop", "crop", "crop size that sets the class time scales", type=positive_int)
+    _opt(p, "--crop", "crop", "crop side (pixels); crop x crop-bin frames set the class time scales", type=positive_int)
+    _opt(p, "--crop-bin", "crop_bin", "frames per crop pixel", type=positive_int)
     _opt(p, "--size", "simulate.size", "detector side in pixels", type=positive_int)
     _opt(p, "--q-inner", "simulate.q_inner", "ring inner radius / detector size", type=positive_float)
     _opt(p, "--q-outer", "simulate.q_outer", "ring outer radius / detector size", type=positive_float)
@@ -95,7 +96,9 @@ def register(commands) -> None:
                   epilog=CROPS_EXAMPLE)
     p.add_argument("frames", help="frames store (*.zarr)")
     p.add_argument("output", help="crops store to write (*.zarr)")
-    _opt(p, "--crop", "crop", "crop side in frames", type=positive_int)
+    _opt(p, "--crop", "crop", "crop side in pixels (the autoencoder input)", type=positive_int)
+    _opt(p, "--crop-bin", "crop_bin", "frames per crop pixel: windows of crop x crop-bin frames, block-averaged",
+         type=positive_int)
     _opt(p, "--sectors", "sectors", "azimuthal sectors of the q-ring", type=positive_int)
     p.add_argument("--q-edges", type=float, nargs=2, metavar=("INNER", "OUTER"),
                    help="ring edges in the store's q units (default: the simulator's ring)")
@@ -114,7 +117,6 @@ def register(commands) -> None:
     _opt(p, "--epochs", "train.epochs", "epochs", type=positive_int)
     _opt(p, "--batch-size", "train.batch_size", "batch size", type=positive_int)
     _opt(p, "--lr", "train.lr", "peak learning rate", type=positive_float)
-    _opt(p, "--augment", "train.augment", "wrapped diagonal shifts per crop and epoch", type=positive_int)
     _opt(p, "--cycle-epochs", "train.cycle_epochs", "CyclicLR half cycle in epochs", type=positive_int)
     _opt(p, "--val-fraction", "train.val_fraction", "fraction of series held out", type=positive_float)
     p.add_argument("--history", help="CSV of per-epoch losses")
@@ -183,7 +185,8 @@ def simulate(args) -> None:
     from .simulate import simulate_stores
 
     simulate_stores(args.output, args.drive_output, per_class=args.per_class, frames=args.frames,
-                    drive_frames=args.drive_frames, segment=args.segment, crop=args.crop, size=args.size,
+                    drive_frames=args.drive_frames, segment=args.segment, crop=args.crop,
+                    crop_bin=args.crop_bin, size=args.size,
                     q_inner=args.q_inner, q_outer=args.q_outer, mean_counts=args.mean_counts,
                     anisotropy=args.anisotropy, dt=args.dt, seed=args.seed)
 
@@ -192,7 +195,8 @@ def crops(args) -> None:
     from .crops import make_crops
 
     make_crops(args.frames, args.output, crop=args.crop, sectors=args.sectors, normalization=args.normalization,
-               per_map=args.per_map, stride=args.stride, seed=args.seed, q_edges=args.q_edges)
+               per_map=args.per_map, stride=args.stride, seed=args.seed, crop_bin=args.crop_bin,
+               q_edges=args.q_edges)
 
 
 def train(args) -> None:
@@ -201,7 +205,7 @@ def train(args) -> None:
 
     set_torch_threads(args.threads)
     train_from_store(args.crops, args.output, latent=args.latent, epochs=args.epochs, batch_size=args.batch_size,
-                     lr=args.lr, augment=args.augment, cycle_epochs=args.cycle_epochs,
+                     lr=args.lr, cycle_epochs=args.cycle_epochs,
                      val_fraction=args.val_fraction, seed=args.seed, device=args.device,
                      history_path=args.history, metrics_path=args.metrics)
 

@@ -179,6 +179,40 @@ def diagonal_crops(c2: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
     return np.stack([c2[s:s + size, s:s + size] for s in starts])
 
 
+def bin_crops(crops: np.ndarray, factor: int) -> np.ndarray:
+    """Average square crops in ``factor x factor`` blocks: ``factor`` frames per crop pixel.
+
+    Binning both time axes of a C2 map keeps its diagonal on the diagonal and averages
+    ``factor**2`` noisy estimates per pixel (the pixel ``[i, j]`` is the mean of
+    ``C2(t1, t2)`` over ``t1 in [i f, (i+1) f)``, ``t2 in [j f, (j+1) f)``), so a crop can span
+    more frames for the same autoencoder input size.
+
+    Parameters
+    ----------
+    crops : ndarray (..., n, n)
+        Crops whose side ``n`` is a multiple of ``factor``.
+    factor : int
+        Frames per output pixel, >= 1 (1 returns the crops unchanged).
+
+    Returns
+    -------
+    ndarray (..., n // factor, n // factor)
+
+    Raises
+    ------
+    ValueError
+        When ``factor < 1`` or does not divide ``n``.
+    """
+    crops = np.asarray(crops)
+    n = crops.shape[-1]
+    if factor < 1 or n % factor:
+        raise ValueError(f"time bin {factor} must be >= 1 and divide the crop side {n}")
+    if factor == 1:
+        return crops
+    m = n // factor
+    return crops.reshape(*crops.shape[:-2], m, factor, m, factor).mean(axis=(-3, -1))
+
+
 def minmax_normalise(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale every crop to [0, 1], as paper 001 feeds C2 crops to its autoencoder.
 
@@ -363,13 +397,16 @@ def crop_labels(truth: dict, series: int, starts: np.ndarray, crop: int) -> list
 
 
 def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalization: str, per_map: int,
-               stride: int | None, seed: int, q_edges: tuple[float, float] | None = None) -> None:
+               stride: int | None, seed: int, crop_bin: int = 1, q_edges: tuple[float, float] | None = None) -> None:
     """The ``crops`` stage: C2 of every sector of every series, diagonal crops, KWW fits -> store.
 
     For each series of the frames store, :func:`sector_c2` correlates ``sectors`` azimuthal
-    sectors of the ring ``q_edges``; ``per_map`` random crops (or, with ``stride``, crops every
-    ``stride`` frames) of ``crop`` frames are cut along each map's diagonal and min-max scaled
-    (paper 001); each crop's KWW relaxation time is fitted (:func:`fit_crops_kww`).
+    sectors of the ring ``q_edges``; ``per_map`` random windows (or, with ``stride``, windows
+    every ``stride`` frames) of ``crop * crop_bin`` frames are cut along each map's diagonal,
+    averaged in ``crop_bin x crop_bin`` blocks (:func:`bin_crops`) to ``crop`` pixels and
+    min-max scaled (paper 001); each crop's KWW relaxation time is fitted
+    (:func:`fit_crops_kww`). Random windows of the full map are the paper's augmentation by
+    shifting the crop window along the diagonal.
 
     Parameters
     ----------
@@ -378,7 +415,7 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     output_path : path
         Crops store to write (schema :data:`CROPS`), items ordered series, sector, start.
     crop : int
-        Crop side (frames), >= 2 and <= the frames per series.
+        Crop side (pixels: the autoencoder's input), >= 2; ``crop * crop_bin`` <= the frames per series.
     sectors : int
         Azimuthal sectors of the ring (paper: 18).
     normalization : str
@@ -389,6 +426,8 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
         Frames between sliding crops (the driven run: class fractions over time).
     seed : int
         Seeds the random crop starts.
+    crop_bin : int
+        Frames per crop pixel (>= 1): a window of ``crop * crop_bin`` frames is block-averaged.
     q_edges : (float, float), optional
         Ring edges in the store's q units; default the store's ``q_edges`` attribute.
 
@@ -404,16 +443,17 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     from ..provenance import make_provenance
     from ..stores import read_frames, write_store
 
-    if crop < 2 or sectors < 1 or per_map < 1 or (stride is not None and stride < 1):
-        raise InputError(f"need crop >= 2, sectors >= 1, per_map >= 1 and stride >= 1, "
-                         f"got {crop}, {sectors}, {per_map}, {stride}")
+    if crop < 2 or sectors < 1 or per_map < 1 or crop_bin < 1 or (stride is not None and stride < 1):
+        raise InputError(f"need crop >= 2, sectors >= 1, per_map >= 1, crop_bin >= 1 and stride >= 1, "
+                         f"got {crop}, {sectors}, {per_map}, {crop_bin}, {stride}")
     if crop % CROP_MULTIPLE:
         raise InputError(f"crop {crop}: the autoencoder needs a multiple of {CROP_MULTIPLE} frames "
                          f"(three MaxPool-4 stages), e.g. {max(CROP_MULTIPLE, crop // CROP_MULTIPLE * CROP_MULTIPLE)}")
     store = read_frames(frames_path, lazy=True)
     n_series, n_frames = store["frames"].shape[:2]
-    if crop > n_frames:
-        raise InputError(f"{frames_path}: {n_frames} frames are fewer than the crop {crop}")
+    window = crop * crop_bin
+    if window > n_frames:
+        raise InputError(f"{frames_path}: {n_frames} frames are fewer than the crop window {crop} x {crop_bin}")
     q_edges = q_edges or store.attrs.get("q_edges")
     if q_edges is None:
         raise InputError(f"{frames_path}: no q_edges attr; give the ring edges (--q-edges INNER OUTER)")
@@ -427,9 +467,9 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     for s in progress(range(n_series), "crops"):
         c2 = sector_c2(store["frames"][s], labels, normalization)
         for sector in range(sectors):
-            starts = (sliding_starts(n_frames, crop, stride) if stride
-                      else random_starts(n_frames, crop, per_map, rng))
-            raw = diagonal_crops(c2[sector], starts, crop)
+            starts = (sliding_starts(n_frames, window, stride) if stride
+                      else random_starts(n_frames, window, per_map, rng))
+            raw = bin_crops(diagonal_crops(c2[sector], starts, window), crop_bin)
             if not np.isfinite(raw).all():
                 raise InputError(f"{frames_path}: series {s} sector {sector} has a non-finite C2 (empty sector?)")
             scaled, low, high = minmax_normalise(raw)
@@ -439,7 +479,7 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
             pieces["start"].append(starts)
             pieces["series"].append(np.full(starts.size, s))
             pieces["sector"].append(np.full(starts.size, sector))
-            pieces["label"].append(crop_labels(truth, s, starts, crop))
+            pieces["label"].append(crop_labels(truth, s, starts, window))
     arrays = {k: np.concatenate([np.asarray(v) for v in vals]) for k, vals in pieces.items()}
     for key in ("label", "series", "sector", "start"):
         arrays[key] = arrays[key].astype(np.int64)
@@ -447,12 +487,13 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     unscaled = arrays["crops"] * (arrays["c2_max"] - arrays["c2_min"])[:, None, None] + arrays["c2_min"][:, None, None]
     arrays["kww_tau"], arrays["kww_gamma"], arrays["kww_bound"] = fit_crops_kww(
         unscaled, G2_OFFSET[normalization], progress)
-    attrs = {"classes": truth.get("classes", []), "crop": crop, "dt": store.attrs.get("dt", 1.0),
+    arrays["kww_tau"] = arrays["kww_tau"] * crop_bin   # crop pixels -> frames
+    attrs = {"classes": truth.get("classes", []), "crop": crop, "crop_bin": crop_bin, "dt": store.attrs.get("dt", 1.0),
              "n_sectors": sectors, "normalization": normalization, "q_edges": list(q_edges),
              "n_frames": int(n_frames), "source": str(frames_path)}
-    settings = {"crop": crop, "sectors": sectors, "normalization": normalization, "per_map": per_map,
+    settings = {"crop": crop, "crop_bin": crop_bin, "sectors": sectors, "normalization": normalization, "per_map": per_map,
                 "stride": stride, "q_edges": list(q_edges), "seed": seed}
     write_store(output_path, CROPS, arrays, attrs=attrs,
                 provenance=make_provenance(config=settings, seed=seed, inputs=[frames_path]))
-    log.info("wrote %s: %d crops of %d px from %d series x %d sectors", output_path, len(arrays["label"]),
-             crop, n_series, sectors)
+    log.info("wrote %s: %d crops of %d px (%d frames each) from %d series x %d sectors", output_path,
+             len(arrays["label"]), crop, window, n_series, sectors)

@@ -369,7 +369,7 @@ def make_figures(*, crops_path, clusters_path, elbow_path, scores_path, drive_fr
     elbow(pd.read_csv(elbow_path), out / "supp_fig3.png")
     fig2(table, crops_store["crops"], classes, out / "fig2.png", seed)
     drive = read_frames(drive_frames_path, lazy=True)
-    fig3(pd.read_csv(drive_clusters_path), drive.attrs, int(crops_store.attrs["crop"]),
+    fig3(pd.read_csv(drive_clusters_path), drive.attrs, int(crops_store.attrs["crop"]) * int(crops_store.attrs.get("crop_bin", 1)),
          float(drive.attrs.get("dt", 1.0)), classes, out / "fig3.png")
     fig4(pd.read_csv(neighbours_path), table, crops_store["crops"], classes, out / "fig4.png")
     relaxation(table, pd.read_csv(scores_path), classes, dt, out / "relaxation.png")

@@ -1,7 +1,8 @@
 """Similarity search in the latent space (paper 001 Fig. 4): the crops nearest to a query C2.
 
-A query is either a C2 map of the user's own (a square ``.npy``; one crop along its diagonal
-is min-max scaled like the training crops) or crops of one true class drawn from a crops
+A query is either a C2 map of the user's own (a square ``.npy``; one window of
+``crop x crop_bin`` frames along its diagonal is block-averaged and min-max scaled like the
+training crops) or crops of one true class drawn from a crops
 store; it is encoded with the trained autoencoder and its nearest latents (Euclidean) are
 listed with their class and origin.
 """
@@ -132,7 +133,8 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
         measurement). Applies to queries from the store and to the precision table; a query
         file has no series in the store.
     query_path, query_start
-        A query ``.npy`` and the first frame of its crop.
+        A query ``.npy`` and the first frame of its crop window (``crop x crop_bin`` frames,
+        ``crop_bin`` from the latents store; binned as the library's crops).
     crops_path, query_class, n_queries
         The crops store the latents were made from, the true class and number of queries.
     precision_path : path, optional
@@ -151,7 +153,7 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     from ..runtime import resolve_device
     from ..stores import read_store
     from .cluster import LATENTS, nearest_neighbours
-    from .crops import minmax_normalise
+    from .crops import bin_crops, minmax_normalise
     from .model import load_model
     from .train import encode_crops
 
@@ -165,7 +167,8 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     if query_path is not None:
         if query_class:
             raise InputError("give either a query file or --query-class, not both")
-        query = load_query(query_path, model.config.crop, query_start)
+        crop_bin = int(store.attrs.get("crop_bin", 1))   # the library's frames per crop pixel
+        query = bin_crops(load_query(query_path, model.config.crop * crop_bin, query_start), crop_bin)
         queries, names = minmax_normalise(query[None])[0], [str(query_path)]
         query_items, exclude, mask = np.array([-1]), None, None
     else:

@@ -402,7 +402,7 @@ def simulate_drive(n_frames: int, crop: int, segment: int, detector: Detector, s
 
 
 def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, drive_frames: int, segment: int,
-                    crop: int, size: int, q_inner: float, q_outer: float, mean_counts: float,
+                    crop: int, crop_bin: int, size: int, q_inner: float, q_outer: float, mean_counts: float,
                     anisotropy: float, dt: float, seed: int) -> None:
     """The ``simulate`` stage: write the class library and the driven run as frames stores.
 
@@ -412,9 +412,10 @@ def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, dr
         Frames stores (``*.zarr``) to write: ``per_class * len(CLASSES)`` series of ``frames``
         frames with ``truth.series_class``; one run of ``drive_frames`` frames with
         ``truth.frame_class`` and the stress signal (``drive``).
-    per_class, frames, drive_frames, segment, crop : int
+    per_class, frames, drive_frames, segment, crop, crop_bin : int
         Series per class, frames per library series, frames of the driven run, frames per
-        class segment of the driven run, and the crop size that sets the class time scales.
+        class segment of the driven run, the crop side (pixels) and the frames per crop pixel:
+        the crop window of ``crop * crop_bin`` frames sets the class time scales.
     size : int
         Detector side (pixels).
     q_inner, q_outer : float
@@ -431,7 +432,7 @@ def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, dr
     Raises
     ------
     InputError
-        When a size is < 1, ``crop`` exceeds ``frames`` or ``drive_frames``, ``segment``
+        When a size is < 1, ``crop * crop_bin`` exceeds ``frames`` or ``drive_frames``, ``segment``
         exceeds ``drive_frames``, ``mean_counts < 0``, ``dt <= 0`` or the ring does not fit.
     """
     from ..errors import InputError
@@ -440,12 +441,13 @@ def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, dr
     from ..stores import write_frames
 
     sizes = {"per_class": per_class, "frames": frames, "drive_frames": drive_frames, "segment": segment,
-             "crop": crop}
+             "crop": crop, "crop_bin": crop_bin}
     for name, value in sizes.items():
         if value < 1:
             raise InputError(f"{name} must be >= 1, got {value}")
-    if crop > frames or segment > drive_frames or crop > drive_frames:
-        raise InputError(f"need crop ({crop}) <= frames ({frames}) and drive_frames ({drive_frames}), "
+    window = crop * crop_bin   # frames of one crop: the class time scales are set in these units
+    if window > frames or segment > drive_frames or window > drive_frames:
+        raise InputError(f"need crop x crop_bin ({window}) <= frames ({frames}) and drive_frames ({drive_frames}), "
                          f"and segment ({segment}) <= drive_frames")
     if mean_counts < 0 or dt <= 0:
         raise InputError(f"need mean_counts >= 0 and dt > 0, got {mean_counts} and {dt}")
@@ -457,7 +459,7 @@ def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, dr
                 "anisotropy": anisotropy, "dt": dt, "seed": seed}
     provenance = make_provenance(config=settings, seed=seed)
     counts = mean_counts or None
-    library, labels, params = simulate_library(per_class, frames, crop, detector, seed, mean_counts=counts,
+    library, labels, params = simulate_library(per_class, frames, window, detector, seed, mean_counts=counts,
                                                progress=progress)
     axis = detector.axis
     common = {"dt": dt, "units": {"t": "s", "q": "pixel", "intensity": "counts" if counts else "a.u."},
@@ -467,7 +469,7 @@ def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, dr
                                             "params": params}})
     log.info("wrote %s: %d series x %d frames, classes %s", library_path, library.shape[0], library.shape[1],
              np.bincount(labels, minlength=len(CLASSES)).tolist())
-    drive = simulate_drive(drive_frames, crop, segment, detector, seed + 1, anisotropy=anisotropy,
+    drive = simulate_drive(drive_frames, window, segment, detector, seed + 1, anisotropy=anisotropy,
                            mean_counts=counts)
     write_frames(drive_path, drive["frames"], qx=axis, qy=axis, provenance=provenance,
                  attrs={**common, "truth": {"classes": list(CLASSES), "frame_class": [drive["frame_class"].tolist()],

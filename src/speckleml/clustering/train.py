@@ -1,9 +1,10 @@
 """Training of the C2 autoencoder as in the reference code of paper 001.
 
 L1 loss, Adam with a CyclicLR in ``triangular2`` mode (base lr = lr/10, half cycle
-``cycle_epochs`` epochs, stepped every batch), and augmentation by wrapped shifts along the
-diagonal: a C2 crop rolled by the same amount on both time axes is another plausible crop
-of the same map, which is how the authors taught the model off-diagonal features (x100).
+``cycle_epochs`` epochs, stepped every batch). The paper's augmentation, shifting the crop
+window along the diagonal of the full map (x100), is done where the maps are: the crops stage
+cuts ``crops_per_map`` random windows of every map. (A crop rolled onto itself with wrap-around,
+as ``torch.roll`` would do, puts far-apart times next to the diagonal, which no real crop has.)
 Validation is on whole series held out (crops of one series are near-duplicates); the
 weights of the epoch with the lowest validation L1 are kept.
 """
@@ -30,13 +31,11 @@ class TrainConfig:
     Parameters
     ----------
     epochs : int
-        Passes over the (augmented) training crops.
+        Passes over the training crops.
     batch_size : int
         Crops per optimiser step.
     lr : float
         Peak learning rate of the CyclicLR (base ``lr / 10``).
-    augment : int
-        Wrapped diagonal shifts of every crop per epoch (paper x100).
     cycle_epochs : int
         Half cycle of the CyclicLR in epochs (reference code: 6).
     val_fraction : float
@@ -51,13 +50,12 @@ class TrainConfig:
     epochs: int
     batch_size: int
     lr: float
-    augment: int
     cycle_epochs: int
     val_fraction: float
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.augment < 1 or self.cycle_epochs < 1:
-            raise ValueError("epochs, batch_size, augment and cycle_epochs must be >= 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.cycle_epochs < 1:
+            raise ValueError("epochs, batch_size and cycle_epochs must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -95,27 +93,6 @@ def split_by_series(series: np.ndarray, val_fraction: float, rng: np.random.Gene
     val_ids = rng.choice(ids, size=n_val, replace=False)
     is_val = np.isin(series, val_ids)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
-def wrapped_diagonal_shift(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Roll every map of ``batch`` by one random shift on both time axes (the authors' augmentation).
-
-    A C2 crop rolled by the same amount on both axes keeps its diagonal on the diagonal and is
-    another plausible crop of the same map.
-
-    Parameters
-    ----------
-    batch : torch.Tensor (B, 1, n, n)
-    generator : torch.Generator
-        Draws one shift in ``[0, n)`` per map.
-
-    Returns
-    -------
-    torch.Tensor (B, 1, n, n)
-    """
-    n = batch.shape[-1]
-    shifts = torch.randint(0, n, (batch.shape[0],), generator=generator)
-    return torch.stack([torch.roll(image, shifts=(int(s), int(s)), dims=(-2, -1)) for image, s in zip(batch, shifts)])
 
 
 def evaluate(model: C2Autoencoder, crops: torch.Tensor, device, batch_size: int = 64) -> tuple[float, float]:
@@ -157,7 +134,7 @@ def train_autoencoder(crops: np.ndarray, series: np.ndarray, model_config: Autoe
         Series of each crop (validation holds out whole series).
     model_config, train_config : AutoencoderConfig, TrainConfig
     seed : int
-        Drives the split, the initial weights, shuffling, dropout and augmentation.
+        Drives the split, the initial weights, shuffling and dropout.
     device : torch.device
 
     Returns
@@ -179,7 +156,7 @@ def train_autoencoder(crops: np.ndarray, series: np.ndarray, model_config: Autoe
 
     model = C2Autoencoder(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
-    per_epoch = int(np.ceil(train_data.shape[0] * train_config.augment / train_config.batch_size))
+    per_epoch = int(np.ceil(train_data.shape[0] / train_config.batch_size))
     scheduler = torch.optim.lr_scheduler.CyclicLR(
         optimizer, base_lr=train_config.lr / 10, max_lr=train_config.lr,
         step_size_up=train_config.cycle_epochs * per_epoch, mode="triangular2", cycle_momentum=False,
@@ -187,15 +164,13 @@ def train_autoencoder(crops: np.ndarray, series: np.ndarray, model_config: Autoe
     loss_fn = torch.nn.L1Loss()
     history: list[dict] = []
     best = (float("inf"), None)
-    log.info("training on %d crops x%d augmentation, validating on %d held-out crops",
-             train_data.shape[0], train_config.augment, val_data.shape[0])
+    log.info("training on %d crops, validating on %d held-out crops", train_data.shape[0], val_data.shape[0])
     for epoch in progress(range(1, train_config.epochs + 1), "train", every=10.0):
         model.train()
-        # x augment: every crop appears `augment` times per epoch, each with its own shift.
-        order = torch.randperm(train_data.shape[0] * train_config.augment, generator=generator) % train_data.shape[0]
+        order = torch.randperm(train_data.shape[0], generator=generator)
         total, count = 0.0, 0
         for start in range(0, order.numel(), train_config.batch_size):
-            batch = wrapped_diagonal_shift(train_data[order[start:start + train_config.batch_size]], generator).to(device)
+            batch = train_data[order[start:start + train_config.batch_size]].to(device)
             loss = loss_fn(model(batch), batch)
             optimizer.zero_grad()
             loss.backward()
@@ -246,7 +221,7 @@ def encode_crops(model: C2Autoencoder, crops: np.ndarray, device, batch_size: in
 
 
 def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_size: int, lr: float,
-                     augment: int, cycle_epochs: int, val_fraction: float, seed: int, device: str,
+                     cycle_epochs: int, val_fraction: float, seed: int, device: str,
                      history_path=None, metrics_path=None) -> dict:
     """The ``train`` stage: train a :class:`C2Autoencoder` on a crops store and save it.
 
@@ -260,10 +235,10 @@ def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_
         and the per-epoch history.
     latent : int
         Latent size.
-    epochs, batch_size, lr, augment, cycle_epochs, val_fraction
+    epochs, batch_size, lr, cycle_epochs, val_fraction
         See :class:`TrainConfig`.
     seed : int
-        Drives the split, the initial weights, shuffling, dropout and augmentation.
+        Drives the split, the initial weights, shuffling and dropout.
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`speckleml.runtime.resolve_device`).
     history_path, metrics_path : path, optional
@@ -293,7 +268,7 @@ def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_
     store = read_store(crops_path, CROPS)
     try:
         model_config = AutoencoderConfig(crop=int(store.attrs["crop"]), latent=latent)
-        train_config = TrainConfig(epochs, batch_size, lr, augment, cycle_epochs, val_fraction)
+        train_config = TrainConfig(epochs, batch_size, lr, cycle_epochs, val_fraction)
         model, history = train_autoencoder(store["crops"], store["series"], model_config, train_config, seed,
                                            resolve_device(device))
     except ValueError as exc:
@@ -353,6 +328,7 @@ def encode_store(model_path, crops_path, output_path, *, device: str, batch_size
     arrays = {"latent": latents, "recon_l1": errors, "kww_tau": store["kww_tau"], "kww_bound": store["kww_bound"],
               **{k: store[k] for k in ("label", "series", "sector", "start")}}
     attrs = {k: store.attrs[k] for k in ("classes", "dt", "crop")}
+    attrs["crop_bin"] = int(store.attrs.get("crop_bin", 1))   # frames per crop pixel (query files are binned alike)
     write_store(output_path, LATENTS, arrays, attrs={**attrs, "model": str(model_path), "source": str(crops_path)},
                 provenance=make_provenance(config={"batch_size": batch_size, "device": device},
                                            inputs=[model_path, crops_path]))
