@@ -469,15 +469,17 @@ def mc_settings(*, batch: int, configs: int, dtype: str, device: str) -> dict:
     return {"dtype": getattr(torch, dtype), "device": resolve_device(device)}
 
 
-def monte_carlo_attrs(grid: PolarGrid, estimator: str, nonaffine_scaling: str) -> dict:
+def monte_carlo_attrs(grid: PolarGrid, estimator: str, nonaffine_scaling: str, incoherent_configs: int = 0) -> dict:
     """Store attributes that say how ``g`` was estimated and on which grid.
 
     Returns
     -------
     dict
-        ``estimator``, ``nonaffine_scaling`` and ``grid`` (beam, q_min, q_max, n_q, n_theta).
+        ``estimator``, ``nonaffine_scaling``, ``incoherent_configs`` and ``grid`` (beam, q_min,
+        q_max, n_q, n_theta).
     """
-    return {"estimator": estimator, "nonaffine_scaling": nonaffine_scaling, "grid": dataclasses.asdict(grid)}
+    return {"estimator": estimator, "nonaffine_scaling": nonaffine_scaling, "incoherent_configs": incoherent_configs,
+            "grid": dataclasses.asdict(grid)}
 
 
 def make_generator(seed: int | np.random.SeedSequence) -> torch.Generator:
