@@ -365,7 +365,7 @@ def correlation_batches(system: ShearSystem, n_configs: int, batch: int, grid: P
         if estimator == "speckle":
             before = speckle_patterns(positions, radii, grid.beam, q, theta)
             after = speckle_patterns(moved, radii, grid.beam, q, theta)
-            yield before, before * after
+            yield before, before * after, None
         else:
             mean_before, mean_after, product = pair_products(positions, moved, radii, grid.beam, q, theta)
             yield mean_before, product, mean_before * mean_after
