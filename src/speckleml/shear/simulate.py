@@ -396,7 +396,7 @@ def simulate_correlation(system: ShearSystem, n_configs: int, grid: PolarGrid, s
     incoherent_configs : int
         ``pairs`` only: extra configurations, drawn after the ``n_configs`` full ones, for the
         theta-independent terms ``<X>`` and ``<A>`` (:func:`incoherent_terms`), which need no
-        phase sum (~1/50 of the cost). They set the polydispersity plateau, a variance over
+        phase sum (~1/10 of the cost of a pairs configuration). They set the polydispersity plateau, a variance over
         configurations that few configurations estimate poorly. 0: the estimator as before
         (same arrays for the same seed).
 
