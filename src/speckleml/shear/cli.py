@@ -109,7 +109,8 @@ def register(commands) -> None:
     _option(p, "--restarts", "fit", "optimizer restarts per GPR", type=non_negative_int)
     _option(p, "--input-components", "fit", "GPR inputs: 0 = full feature vectors, one RBF length (paper); k = top k "
             "standardised SVD projections, one length each (ARD)", type=non_negative_int)
-    _option(p, "--log-targets", "fit", "targets learned as log(value)", nargs="*", choices=("nL2", "R_s", "D2", "gamma_L"))
+    _option(p, "--log-targets", "fit", "targets learned as log(value)", nargs="*",
+            choices=("nL2", "R_s", "D2", "gamma_L"))
     for flag, text in (("--components", "singular vectors kept for Fig. 4-5"),
                        ("--lml-grid", "points per axis of the LML contours"),
                        ("--lml-points", "training points of the LML contours"),

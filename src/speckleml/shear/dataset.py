@@ -211,7 +211,8 @@ def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges:
     arrays = simulate_draws(indices, seed, configs, grid, ranges, estimator, nonaffine_scaling, batch,
                             iterate=lambda it, n: progress(it, f"chunk {chunk} draws", total=n), **settings,
                             incoherent_configs=incoherent_configs)
-    attrs = {**monte_carlo_attrs(grid, estimator, nonaffine_scaling, incoherent_configs), "param_names": list(PARAM_NAMES),
+    attrs = {**monte_carlo_attrs(grid, estimator, nonaffine_scaling, incoherent_configs),
+             "param_names": list(PARAM_NAMES),
              "configs": configs, "ranges": {k: list(v) for k, v in ranges.items()}, "chunk": chunk,
              "draws_total": draws}
     write_dataset(output, arrays, attrs, provenance)

@@ -19,7 +19,8 @@ from ..atomic import atomic_output, write_csv
 from ..errors import InputError
 from ..stores import write_store
 from .dataset import read_dataset
-from .inversion import (ANALYSIS, ARD_LENGTH_BOUNDS, LENGTH_BOUNDS, NOISE_BOUNDS, TRANSFORMS, PAPER_RANK, InversionModel, feature_rank, fit_target,
+from .inversion import (ANALYSIS, ARD_LENGTH_BOUNDS, LENGTH_BOUNDS, NOISE_BOUNDS, PAPER_RANK, TRANSFORMS,
+                        InversionModel, feature_rank, fit_target,
                         lml_surface, pddf_acf, resample_feature, score, svd, train_test_split)
 from .system import PARAM_NAMES
 
@@ -99,8 +100,10 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     bad = {t: v for t, v in transforms.items() if t not in targets or v not in TRANSFORMS}
     if bad:
         raise InputError(f"transforms {bad}: need fitted targets and one of {TRANSFORMS}")
-    if restarts < 0 or input_components < 0 or components < 1 or lml_grid < 2 or lml_points < 2 or pddf_points < 2 or pddf_bins < 1:
-        raise InputError("need restarts >= 0, input_components >= 0, components >= 1, lml_grid >= 2, lml_points >= 2, "
+    if (restarts < 0 or input_components < 0 or components < 1 or lml_grid < 2 or lml_points < 2
+            or pddf_points < 2 or pddf_bins < 1):
+        raise InputError("need restarts >= 0, input_components >= 0, components >= 1, lml_grid >= 2, "
+                         "lml_points >= 2, "
                          "pddf_points >= 2 and pddf_bins >= 1")
     if not 0 < train_fraction < 1:
         raise InputError(f"train_fraction must be in (0, 1), got {train_fraction}")

@@ -324,7 +324,8 @@ class CorrelationAccumulator:
         var_i, var_a = np.maximum(tot["x2"] - i * i, 0.0), np.maximum(tot["a2"] - a * a, 0.0)
         cov = tot["xa"] - i * a
         # delta method: the cross terms over m configurations, A and X over all n
-        var_g = (var_cross / max(m - 1, 1) + (var_a - 4 * p * cov / i + 4 * p * p * var_i / i**2) / max(n - 1, 1)) / i**4
+        var_total = (var_a - 4 * p * cov / i + 4 * p * p * var_i / i**2) / max(n - 1, 1)
+        var_g = (var_cross / max(m - 1, 1) + var_total) / i**4
         return {"mean_i": i, "mean_ii": p, "g": p / i**2, "g_err": np.sqrt(np.maximum(var_g, 0.0))}
 
 
