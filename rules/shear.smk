@@ -15,6 +15,7 @@ SHEAR_COMMON_ARGS = (
     f" --n-q {q(SHEAR_GRID['n_q'])} --n-theta {q(SHEAR_GRID['n_theta'])}"
     f" --nonaffine-scaling {q(SHEAR_MC['nonaffine_scaling'])}"
     f" --batch {q(SHEAR_MC['batch'])} --dtype {q(SHEAR_MC['dtype'])}"
+    f" --incoherent-configs {q(SHEAR_MC['incoherent_configs'])}"
     f" --device {q(config['device'])} --seed {q(config['seed'])}"
 )
 
@@ -107,6 +108,8 @@ rule shear_fit:
         train_fraction=SHEAR_FIT["train_fraction"],
         restarts=SHEAR_FIT["restarts"],
         components=SHEAR_FIT["components"],
+        input_components=SHEAR_FIT["input_components"],
+        log_targets=cli_list(SHEAR_FIT["log_targets"]),
         lml_grid=SHEAR_FIT["lml_grid"],
         lml_points=SHEAR_FIT["lml_points"],
         pddf_points=SHEAR_FIT["pddf_points"],
@@ -122,7 +125,8 @@ rule shear_fit:
         "speckleml shear fit {input.dataset} {output.model} {output.analysis}"
         " --features {params.features} --targets {params.targets}"
         " --train-fraction {params.train_fraction} --restarts {params.restarts}"
-        " --components {params.components} --lml-grid {params.lml_grid}"
+        " --components {params.components} --input-components {params.input_components}"
+        " --log-targets {params.log_targets} --lml-grid {params.lml_grid}"
         " --lml-points {params.lml_points} --pddf-points {params.pddf_points}"
         " --pddf-bins {params.pddf_bins} --seed {params.seed} > {log} 2>&1"
 

@@ -14,7 +14,8 @@ from conftest import run_cli  # noqa: E402
 from speckleml.shear.dataset import chunk_draws, simulate_draws  # noqa: E402
 from speckleml.shear.inversion import (calibration, feature_rank, fit_target, pddf_acf,  # noqa: E402
                                       profile_likelihood_rank, relative_error, train_test_split)
-from speckleml.shear.simulate import simulate_correlation  # noqa: E402
+from speckleml.shear.simulate import (incoherent_terms, make_generator, pair_products,  # noqa: E402
+                                      sample_configurations, simulate_correlation)
 from speckleml.shear.system import PARAM_NAMES, PolarGrid, ShearSystem, theory_g  # noqa: E402
 
 torch.set_num_threads(1)
@@ -76,6 +77,38 @@ def test_polydisperse_mean_intensity_is_volume_weighted_form_factor():
     assert relative[expected > 1e-2 * expected.max()].max() < 0.1
 
 
+def test_incoherent_terms_equal_the_theta_independent_part_of_pair_products():
+    """The cheap path (no phase sums) gives the same X = S_F/S and A = S_F S_F'/(S S') as pair_products."""
+    system = ShearSystem(150, 0.25, 2, 20)
+    positions, moved, radii = sample_configurations(system, 4, GRID.beam, make_generator(3), dtype=torch.float64)
+    q, theta = torch.as_tensor(GRID.q()), torch.as_tensor(GRID.theta())
+    before, after, _ = pair_products(positions, moved, radii, GRID.beam, q, theta)
+    x, a = incoherent_terms(positions, moved, radii, GRID.beam, q)
+    torch.testing.assert_close(x, before[..., 0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(a, (before * after)[..., 0], rtol=1e-12, atol=0)
+
+
+def test_extra_incoherent_configurations_keep_the_expectation_and_cut_the_plateau_noise():
+    """Polydisperse R_s = 0.25: 16 full + 1024 incoherent-only configurations agree with 2048 full
+    ones within the combined errors (same expectation), with calibrated errors, and the high-q
+    plateau (the polydispersity signal) is several times less noisy than with 16 full ones."""
+    system = ShearSystem(150, 0.25, 1, 10)
+    reference = simulate_correlation(system, 2048, GRID, seed=99, estimator="pairs", batch=64)
+    runs = [simulate_correlation(system, 16, GRID, seed=s, estimator="pairs", batch=16, incoherent_configs=1024)
+            for s in range(6)]
+    # errors of one run are correlated over the grid (same configurations): one z per run, then their mean
+    z = np.array([(r["g"] - reference["g"]) / np.hypot(r["g_err"], reference["g_err"]) for r in runs])
+    assert abs(z.mean()) < 0.8 and (np.abs(z.mean(axis=(1, 2))) < 2.5).all()
+    assert 0.6 < np.sqrt((z**2).mean()) < 1.5
+    high = GRID.q() > 3.5
+    plain = [simulate_correlation(system, 16, GRID, seed=s, estimator="pairs", batch=16) for s in range(6)]
+    spread = np.std([r["g_q"][high].mean() for r in runs])
+    assert spread < 0.4 * np.std([r["g_q"][high].mean() for r in plain])
+    assert (reference["g_q"][high] > 1.01).all()  # the plateau is there (monodisperse: 1)
+    with pytest.raises(ValueError, match="pairs"):
+        simulate_correlation(system, 2, GRID, seed=0, estimator="speckle", incoherent_configs=8)
+
+
 def test_chunks_do_not_change_draws():
     grid = PolarGrid(n_q=8, n_theta=9)
     whole = simulate_draws(range(6), 3, 2, grid, estimator="pairs")
@@ -107,6 +140,41 @@ def test_gpr_recovers_held_out_parameters(small_dataset):
         assert relative_error(truth, np.full_like(truth, truth.mean())) > 1.5 * relative_error(truth, mean)
         within1, within2 = calibration(truth, mean, std)
         assert within2 > 0.6
+
+
+def test_ard_on_svd_projections_finds_a_weak_direction():
+    """A target carried by the 4th-strongest direction of 40-dimensional features (three stronger
+    irrelevant directions plus noise): ARD over 6 projections gives that component the shortest
+    length and a small error; one isotropic length on the full vectors is swamped by the others."""
+    from speckleml.shear.inversion import Projection
+
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(40, 4)))[0].T
+    latent = rng.uniform(-1, 1, size=(300, 4))
+    features = (latent * [3.0, 2.0, 1.5, 0.6]) @ basis + 0.01 * rng.normal(size=(300, 40))
+    target = np.sin(2 * latent[:, 3]) + 2.5
+    train, test = np.arange(200), np.arange(200, 300)
+    ard = fit_target("t", features[train], target[train], restarts=1, seed=0, components=6)
+    iso = fit_target("t", features[train], target[train], restarts=1, seed=0)
+    err_ard = relative_error(target[test], ard.predict(features[test])[0])
+    err_iso = relative_error(target[test], iso.predict(features[test])[0])
+    assert err_ard < 0.02 and err_iso > 3 * err_ard
+    projections = Projection.fit(features[train], 6)(features[train])
+    relevant = np.argmax(np.abs(np.corrcoef(projections.T, latent[train, 3])[-1, :6]))
+    assert relevant == 3 and np.argmin(ard.length_scales) == relevant
+    np.testing.assert_allclose(projections.std(axis=0), 1.0)
+
+
+def test_log_target_transform_predicts_in_the_targets_units():
+    """y = exp(2 x) over a decade: the GP in log y is linear; predictions come back in y's units."""
+    x = np.linspace(0, 1.2, 60)[:, None]
+    y = np.exp(2 * x[:, 0])
+    model = fit_target("y", x[::2], y[::2], restarts=0, seed=0, transform="log")
+    mean, std = model.predict(x[1::2])
+    np.testing.assert_allclose(mean, y[1::2], rtol=1e-3)
+    assert (std > 0).all() and (std < 1e-2 * mean).all()
+    with pytest.raises(ValueError, match="positive"):
+        fit_target("y", x, y - 2, restarts=0, seed=0, transform="log")
 
 
 def _low_rank_plus_noise(rank, rng, offset=0.0):

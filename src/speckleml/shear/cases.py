@@ -147,7 +147,8 @@ def example_configuration(system: ShearSystem, grid: PolarGrid, seed: int, scali
 def simulate_cases(output, *, fig1: ShearSystem, fig2: ShearSystem, baseline: ShearSystem,
                    sweeps: Mapping[str, Sequence[float]], configs: int, speckle_configs: int,
                    compare_scaling: bool, grid: PolarGrid, estimator: str, nonaffine_scaling: str,
-                   batch: int, dtype: str, device: str, seed: int, provenance: dict) -> list[dict]:
+                   batch: int, dtype: str, device: str, seed: int, provenance: dict,
+                   incoherent_configs: int = 0) -> list[dict]:
     """The ``simulate`` stage: simulate every figure case and write the :data:`SIMULATION` store.
 
     Case ``k`` draws its configurations from ``SeedSequence([seed, k, 3])``; Fig. 1's example
@@ -170,6 +171,9 @@ def simulate_cases(output, *, fig1: ShearSystem, fig2: ShearSystem, baseline: Sh
     seed : int
     provenance : dict
         Written into the store (:func:`speckleml.provenance.make_provenance`).
+    incoherent_configs : int
+        Extra configurations of the theta-independent terms for the ``pairs`` cases
+        (:func:`speckleml.shear.simulate.simulate_correlation`).
 
     Returns
     -------
@@ -187,6 +191,8 @@ def simulate_cases(output, *, fig1: ShearSystem, fig2: ShearSystem, baseline: Sh
     from .simulate import mc_settings, monte_carlo_attrs, simulate_correlation
 
     settings = mc_settings(batch=batch, configs=configs, dtype=dtype, device=device)
+    if incoherent_configs and estimator != "pairs":
+        raise InputError("--incoherent-configs needs --estimator pairs")
     cases = figure_cases(fig2, baseline, sweeps, configs=configs, estimator=estimator,
                          nonaffine_scaling=nonaffine_scaling, speckle_configs=speckle_configs,
                          compare_scaling=compare_scaling)
@@ -195,11 +201,13 @@ def simulate_cases(output, *, fig1: ShearSystem, fig2: ShearSystem, baseline: Sh
         case["result"] = simulate_correlation(case["system"], case["configs"], grid,
                                               np.random.SeedSequence([seed, number, 3]),
                                               estimator=case["estimator"], nonaffine_scaling=case["scaling"],
-                                              batch=batch, **settings)
+                                              batch=batch, **settings, incoherent_configs=incoherent_configs
+                                              if case["estimator"] == "pairs" else 0)
         g_theta = case["result"]["g_theta"]
         log.info("case %s: g(theta) in [%.4f, %.4f]", case["label"], g_theta.min(), g_theta.max())
     example = example_configuration(fig1, grid, seed, nonaffine_scaling, **settings)
-    write_simulation(output, grid, cases, example, monte_carlo_attrs(grid, estimator, nonaffine_scaling),
+    write_simulation(output, grid, cases, example,
+                     monte_carlo_attrs(grid, estimator, nonaffine_scaling, incoherent_configs),
                      provenance)
     log.info("wrote %s (%d cases)", output, len(cases))
     return cases

@@ -59,6 +59,8 @@ def _add_grid_and_mc(parser: argparse.ArgumentParser) -> None:
     _option(group, "--nonaffine-scaling", "monte_carlo", "paper: steps N(0, D2) (eq. 3); reference: times "
             "sqrt(R0/R) as the reference code", choices=("paper", "reference"))
     _option(group, "--batch", "monte_carlo", "configurations per vectorised batch", type=positive_int)
+    _option(group, "--incoherent-configs", "monte_carlo", "pairs only: extra configurations (no phase sums) for the "
+            "theta-independent terms, the polydispersity plateau", type=non_negative_int)
     _option(group, "--dtype", "monte_carlo", "precision of the scattering sums", choices=("float32", "float64"))
     add_device(parser)
     add_seed(parser)
@@ -105,6 +107,10 @@ def register(commands) -> None:
     _option(p, "--targets", "fit", "parameters inverted", nargs="+", choices=("nL2", "R_s", "D2", "gamma_L"))
     _option(p, "--train-fraction", "fit", "training share", type=float)
     _option(p, "--restarts", "fit", "optimizer restarts per GPR", type=non_negative_int)
+    _option(p, "--input-components", "fit", "GPR inputs: 0 = full feature vectors, one RBF length (paper); k = top k "
+            "standardised SVD projections, one length each (ARD)", type=non_negative_int)
+    _option(p, "--log-targets", "fit", "targets learned as log(value)", nargs="*",
+            choices=("nL2", "R_s", "D2", "gamma_L"))
     for flag, text in (("--components", "singular vectors kept for Fig. 4-5"),
                        ("--lml-grid", "points per axis of the LML contours"),
                        ("--lml-points", "training points of the LML contours"),
@@ -156,7 +162,8 @@ def _mc(args) -> dict:
     grid = _checked(lambda: PolarGrid(args.beam, args.q_min, args.q_max, args.n_q, args.n_theta),
                     "--beam/--q-min/--q-max/--n-q/--n-theta")
     return dict(grid=grid, estimator=args.estimator, nonaffine_scaling=args.nonaffine_scaling,
-                batch=args.batch, dtype=args.dtype, device=args.device, seed=args.seed)
+                batch=args.batch, dtype=args.dtype, device=args.device, seed=args.seed,
+                incoherent_configs=args.incoherent_configs)
 
 
 def simulate(args) -> int:
@@ -204,7 +211,8 @@ def fit(args) -> int:
     fit_models(args.dataset, args.model, args.analysis, features=args.features, targets=args.targets,
                train_fraction=args.train_fraction, restarts=args.restarts, components=args.components,
                lml_grid=args.lml_grid, lml_points=args.lml_points, pddf_points=args.pddf_points,
-               pddf_bins=args.pddf_bins, seed=args.seed, provenance=provenance_from_args(args, inputs=[args.dataset]))
+               pddf_bins=args.pddf_bins, seed=args.seed, provenance=provenance_from_args(args, inputs=[args.dataset]),
+               input_components=args.input_components, transforms={t: "log" for t in args.log_targets})
     return 0
 
 

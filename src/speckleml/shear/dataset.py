@@ -81,7 +81,7 @@ def draw_parameters(seed: int, draw: int, ranges: Mapping[str, Sequence[float]] 
 def simulate_draws(draws: Sequence[int], seed: int, n_configs: int, grid: PolarGrid,
                    ranges: Mapping[str, Sequence[float]] = PAPER_RANGES, estimator: str = "speckle",
                    nonaffine_scaling: str = "paper", batch: int = 8, dtype=None, device="cpu",
-                   iterate=lambda it, n: it) -> dict[str, np.ndarray]:
+                   iterate=lambda it, n: it, incoherent_configs: int = 0) -> dict[str, np.ndarray]:
     """Simulate ``g`` for each draw; returns the arrays of a :data:`DATASET` store.
 
     Parameters
@@ -89,7 +89,7 @@ def simulate_draws(draws: Sequence[int], seed: int, n_configs: int, grid: PolarG
     draws : sequence of int
         Global draw indices; draw ``i`` uses ``SeedSequence([seed, i, 0])`` for its parameters and
         ``SeedSequence([seed, i, 1])`` for its configurations.
-    seed, n_configs, grid, ranges, estimator, nonaffine_scaling, batch, dtype, device
+    seed, n_configs, grid, ranges, estimator, nonaffine_scaling, batch, dtype, device, incoherent_configs
         See :func:`simulate_chunk` (``dtype`` a torch dtype here, default float32).
     iterate : callable ``(iterable, total) -> iterable``
         Wraps the loop over draws (progress reporting).
@@ -111,7 +111,7 @@ def simulate_draws(draws: Sequence[int], seed: int, n_configs: int, grid: PolarG
         system = draw_parameters(seed, draw, ranges)
         out = simulate_correlation(system, n_configs, grid, np.random.SeedSequence([int(seed), int(draw), 1]),
                                    estimator=estimator, nonaffine_scaling=nonaffine_scaling,
-                                   batch=batch, dtype=dtype, device=device)
+                                   batch=batch, dtype=dtype, device=device, incoherent_configs=incoherent_configs)
         rows["params"].append(system.as_array())
         rows["g_theta"].append(out["g_theta"])
         rows["g_q"].append(out["g_q"])
@@ -153,7 +153,7 @@ def check_ranges(ranges: Mapping[str, Sequence[float]]) -> dict[str, tuple[float
 
 def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges: Mapping[str, Sequence[float]],
                    estimator: str, nonaffine_scaling: str, batch: int, dtype: str, device: str, seed: int,
-                   provenance: dict, chunks: int = 1, chunk: int = 0) -> range:
+                   provenance: dict, chunks: int = 1, chunk: int = 0, incoherent_configs: int = 0) -> range:
     """The ``dataset`` stage: simulate one chunk of the data set and write it as a :data:`DATASET` store.
 
     Parameters
@@ -179,6 +179,9 @@ def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges:
         Written into the store.
     chunks, chunk : int
         Split of the draws into ``chunks`` contiguous parts, and which one to compute (0-based).
+    incoherent_configs : int
+        ``pairs`` only: extra configurations per draw for the theta-independent terms
+        (:func:`speckleml.shear.simulate.simulate_correlation`).
 
     Returns
     -------
@@ -188,7 +191,8 @@ def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges:
     Raises
     ------
     InputError
-        Invalid chunking, ranges, batch, configs, dtype or device.
+        Invalid chunking, ranges, batch, configs, dtype or device, or extra configurations with
+        the speckle estimator.
     """
     from ..errors import InputError
     from ..progress import progress
@@ -201,10 +205,14 @@ def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges:
     except ValueError as exc:
         raise InputError(f"draws/chunks/chunk: {exc}") from None
     ranges = check_ranges(ranges)
+    if incoherent_configs and estimator != "pairs":
+        raise InputError("--incoherent-configs needs --estimator pairs")
     seed_everything(seed)
     arrays = simulate_draws(indices, seed, configs, grid, ranges, estimator, nonaffine_scaling, batch,
-                            iterate=lambda it, n: progress(it, f"chunk {chunk} draws", total=n), **settings)
-    attrs = {**monte_carlo_attrs(grid, estimator, nonaffine_scaling), "param_names": list(PARAM_NAMES),
+                            iterate=lambda it, n: progress(it, f"chunk {chunk} draws", total=n), **settings,
+                            incoherent_configs=incoherent_configs)
+    attrs = {**monte_carlo_attrs(grid, estimator, nonaffine_scaling, incoherent_configs),
+             "param_names": list(PARAM_NAMES),
              "configs": configs, "ranges": {k: list(v) for k, v in ranges.items()}, "chunk": chunk,
              "draws_total": draws}
     write_dataset(output, arrays, attrs, provenance)
@@ -260,7 +268,7 @@ def merge_chunks(paths: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
     if not stores:
         raise InputError("merge needs at least one chunk store")
     first = stores[0]
-    keys = ("estimator", "nonaffine_scaling", "configs", "param_names")
+    keys = ("estimator", "nonaffine_scaling", "incoherent_configs", "configs", "param_names")
     for store in stores[1:]:
         for key in keys:
             if store.attrs.get(key) != first.attrs.get(key):

@@ -4,7 +4,10 @@ One scikit-learn ``GaussianProcessRegressor`` per target with the kernel
 ``RBF(l) + WhiteKernel(sigma)`` on standardised targets (so the prior mean is the constant
 training mean and the RBF amplitude is 1, as in the paper's ``k = exp(-|x-x'|^2/2l^2) +
 sigma delta``), hyperparameters by maximising the log marginal likelihood with restarts.
-The inputs are the full feature vectors ``g(theta)`` (paper) or ``g(q)`` (reference code).
+The inputs are the full feature vectors ``g(theta)`` (paper) or ``g(q)`` (reference code), or
+(beyond the paper) their standardised projections on the top centred singular vectors with one
+RBF length per component (automatic relevance determination, ``ard``): the noisy directions get
+long lengths and drop out, the weak ones that carry R_s keep short ones.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from ..stores import ArraySpec, StoreSchema, register_schema
 #: Hyperparameter bounds: wide enough for noisy laptop-scale features and the paper's Table I.
 LENGTH_BOUNDS = (1e-3, 1e2)
 NOISE_BOUNDS = (1e-6, 1e1)
+#: ARD lengths act on standardised projections (unit variance): 1e3 switches a component off.
+ARD_LENGTH_BOUNDS = (1e-2, 1e3)
+#: Target transforms: learned in ``forward(value)`` space, reported in the target's units.
+TRANSFORMS = ("identity", "log")
 
 ANALYSIS = register_schema(StoreSchema(
     name="shear_analysis", version=2,
@@ -216,11 +223,13 @@ def pddf_acf(features: np.ndarray, targets: np.ndarray, bins: int = 50, min_shar
     return 0.5 * (edges[1:] + edges[:-1]), pddf, acf
 
 
-def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: int = 0, optimize: bool = True):
+def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: int = 0, optimize: bool = True,
+             dims: int | None = None):
     """Unfitted scikit-learn ``GaussianProcessRegressor`` with ``RBF(length) + WhiteKernel(noise)``.
 
     The paper's kernel ``k = exp(-|x - x'|^2 / 2 l^2) + sigma delta`` (Sec. II C) on standardised
-    targets; bounds :data:`LENGTH_BOUNDS`, :data:`NOISE_BOUNDS`.
+    targets; bounds :data:`LENGTH_BOUNDS`, :data:`NOISE_BOUNDS` (:data:`ARD_LENGTH_BOUNDS` with
+    ``dims``).
 
     Parameters
     ----------
@@ -232,14 +241,59 @@ def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: 
         Seeds the restarts.
     optimize : bool
         False keeps ``length`` and ``noise`` fixed.
+    dims : int, optional
+        One length per input dimension (anisotropic RBF, ARD) instead of one for all.
     """
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, WhiteKernel
 
-    kernel = RBF(length, LENGTH_BOUNDS) + WhiteKernel(noise, NOISE_BOUNDS)
+    rbf = RBF(length, LENGTH_BOUNDS) if dims is None else RBF(np.full(int(dims), length), ARD_LENGTH_BOUNDS)
+    kernel = rbf + WhiteKernel(noise, NOISE_BOUNDS)
     return GaussianProcessRegressor(kernel=kernel, alpha=1e-10, normalize_y=False,
                                     optimizer="fmin_l_bfgs_b" if optimize else None,
                                     n_restarts_optimizer=restarts, random_state=seed)
+
+
+@dataclass
+class Projection:
+    """Standardised projections of features on the top centred right singular vectors (GPR inputs).
+
+    ``z = ((x - mean) V_k^T) / scale``, fitted on the training features only.
+
+    Attributes
+    ----------
+    mean : ndarray, (n,)
+        Mean training feature vector.
+    vectors : ndarray, (k, n)
+        Top ``k`` right singular vectors of the centred training features.
+    scale : ndarray, (k,)
+        Standard deviation of each projection over the training features.
+    """
+
+    mean: np.ndarray
+    vectors: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, features: np.ndarray, components: int) -> "Projection":
+        """Fit on training features ``(M, n)``; ``components`` in ``[1, min(M, n)]``.
+
+        Raises
+        ------
+        ValueError
+            ``components`` out of range.
+        """
+        if not 1 <= components <= min(features.shape):
+            raise ValueError(f"components must be in [1, {min(features.shape)}], got {components}")
+        mean = features.mean(axis=0)
+        _, _, vt = np.linalg.svd(features - mean, full_matrices=False)
+        vectors = vt[:components]
+        scale = ((features - mean) @ vectors.T).std(axis=0)
+        return cls(mean, vectors, np.where(scale > 0, scale, 1.0))
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        """Projections ``(M, k)`` of features ``(M, n)``."""
+        return ((np.atleast_2d(features) - self.mean) @ self.vectors.T) / self.scale
 
 
 @dataclass
@@ -251,20 +305,31 @@ class TargetModel:
     name : str
         Target (a :data:`~.system.PARAM_NAMES` entry).
     gpr : sklearn.gaussian_process.GaussianProcessRegressor
-        Fitted on ``(values - mean) / std``.
+        Fitted on ``(forward(values) - mean) / std``.
     mean, std : float
-        Standardisation, in the target's units.
+        Standardisation, in the units of the transformed target.
+    projection : Projection or None
+        Maps features to the GPR inputs; None: the full feature vectors (paper).
+    transform : {"identity", "log"}
+        Space in which the target is learned (:data:`TRANSFORMS`).
     """
 
     name: str
     gpr: object
     mean: float
     std: float
+    projection: Projection | None = None
+    transform: str = "identity"
+
+    @property
+    def length_scales(self) -> np.ndarray:
+        """Fitted RBF lengths: one (isotropic) or one per input component (ARD)."""
+        return np.atleast_1d(np.asarray(self.gpr.kernel_.k1.length_scale, np.float64))
 
     @property
     def length_scale(self) -> float:
-        """Fitted RBF length ``l`` (feature units; paper Table I)."""
-        return float(self.gpr.kernel_.k1.length_scale)
+        """Fitted RBF length ``l`` (feature units; paper Table I); the geometric mean of the ARD lengths."""
+        return float(np.exp(np.log(self.length_scales).mean()))
 
     @property
     def noise_level(self) -> float:
@@ -276,8 +341,16 @@ class TargetModel:
         """Log marginal likelihood at the optimum."""
         return float(self.gpr.log_marginal_likelihood_value_)
 
+    def inputs(self, features: np.ndarray) -> np.ndarray:
+        """GPR inputs ``(M, k)`` (projection) or ``(M, n)`` (full features) of features ``(M, n)``."""
+        features = np.atleast_2d(features)
+        return features if self.projection is None else self.projection(features)
+
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and standard deviation in the target's units.
+
+        With ``transform="log"`` the GP is Gaussian in ``log(value)``: the returned mean is
+        ``exp(m)`` (the median) and the std ``exp(m) s`` (first order).
 
         Parameters
         ----------
@@ -287,8 +360,11 @@ class TargetModel:
         -------
         mean, std : ndarray, (M,)
         """
-        mean, std = self.gpr.predict(np.atleast_2d(features), return_std=True)
-        return mean * self.std + self.mean, std * self.std
+        mean, std = self.gpr.predict(self.inputs(features), return_std=True)
+        mean, std = mean * self.std + self.mean, std * self.std
+        if self.transform == "log":
+            return np.exp(mean), np.exp(mean) * std
+        return mean, std
 
 
 @dataclass
@@ -323,7 +399,8 @@ class InversionModel:
         return {name: model.predict(features) for name, model in self.targets.items()}
 
 
-def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: int, seed: int) -> TargetModel:
+def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: int, seed: int,
+               components: int = 0, transform: str = "identity") -> TargetModel:
     """Standardise ``values`` and fit one GPR by maximum log marginal likelihood (paper Sec. II C).
 
     Parameters
@@ -332,22 +409,45 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
         Target name.
     features : ndarray, (M, n)
     values : ndarray, (M,)
-        Target values (their units).
+        Target values (their units; > 0 for ``transform="log"``).
     restarts : int
     seed : int
+    components : int
+        0: the full feature vectors with one RBF length (paper). ``k >= 1``: the ``k``
+        standardised centred SVD projections (:class:`Projection`) with one length each (ARD).
+    transform : {"identity", "log"}
+        Learn ``values`` or ``log(values)``.
 
     Returns
     -------
     TargetModel
+
+    Raises
+    ------
+    ValueError
+        Unknown ``transform``, non-positive values with ``"log"``, or ``components`` out of range.
     """
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+    if transform == "log":
+        if (values <= 0).any():
+            raise ValueError(f"{name}: log transform needs positive values")
+        values = np.log(values)
+    projection = Projection.fit(features, components) if components else None
+    inputs = features if projection is None else projection(features)
     mean, std = float(values.mean()), float(values.std())
     std = std if std > 0 else 1.0
-    gpr = make_gpr(restarts=restarts, seed=seed).fit(features, (values - mean) / std)
-    return TargetModel(name, gpr, mean, std)
+    # ARD starts at the projections' unit scale; the isotropic length at the paper's scale
+    gpr = make_gpr(length=1.0 if components else 0.1, restarts=restarts, seed=seed,
+                   dims=components or None).fit(inputs, (values - mean) / std)
+    return TargetModel(name, gpr, mean, std, projection, transform)
 
 
 def lml_surface(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:
     """Log marginal likelihood of the fitted GPR's training data on a ``(noise, length)`` grid (Fig. 6).
+
+    With ARD the grid scales all lengths together, keeping their fitted ratios, so that their
+    geometric mean (:attr:`TargetModel.length_scale`) takes each value of ``lengths``.
 
     Parameters
     ----------
@@ -359,10 +459,11 @@ def lml_surface(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> 
     -------
     ndarray, (len(noises), len(lengths))
     """
+    ratios = model.length_scales / model.length_scale
     out = np.empty((len(noises), len(lengths)))
     for a, noise in enumerate(noises):
         for b, length in enumerate(lengths):
-            out[a, b] = model.gpr.log_marginal_likelihood(np.log([length, noise]))
+            out[a, b] = model.gpr.log_marginal_likelihood(np.log([*(length * ratios), noise]))
     return out
 
 

@@ -19,7 +19,8 @@ from ..atomic import atomic_output, write_csv
 from ..errors import InputError
 from ..stores import write_store
 from .dataset import read_dataset
-from .inversion import (ANALYSIS, LENGTH_BOUNDS, NOISE_BOUNDS, PAPER_RANK, InversionModel, feature_rank, fit_target,
+from .inversion import (ANALYSIS, ARD_LENGTH_BOUNDS, LENGTH_BOUNDS, NOISE_BOUNDS, PAPER_RANK, TRANSFORMS,
+                        InversionModel, feature_rank, fit_target,
                         lml_surface, pddf_acf, resample_feature, score, svd, train_test_split)
 from .system import PARAM_NAMES
 
@@ -50,7 +51,8 @@ def feature_matrix(store, features: str) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Sequence[str],
                train_fraction: float, restarts: int, components: int, lml_grid: int, lml_points: int,
-               pddf_points: int, pddf_bins: int, seed: int, provenance: dict) -> dict[str, InversionModel]:
+               pddf_points: int, pddf_bins: int, seed: int, provenance: dict, input_components: int = 0,
+               transforms: dict[str, str] | None = None) -> dict[str, InversionModel]:
     """The ``fit`` stage: one GPR per target and feature set; write the model file and the analysis store.
 
     Parameters
@@ -79,6 +81,11 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
         Seeds the split, the optimiser restarts and the subsamples.
     provenance : dict
         Written into the analysis store.
+    input_components : int
+        GPR inputs: 0 = the full feature vectors with one RBF length (paper); ``k`` = the top
+        ``k`` standardised centred SVD projections of the training features, one length each (ARD).
+    transforms : dict ``{target: "identity" | "log"}``, optional
+        Space in which each target is learned (default identity).
 
     Returns
     -------
@@ -89,8 +96,14 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     InputError
         Bad sizes, unknown feature sets or targets, or too few draws for the split.
     """
-    if restarts < 0 or components < 1 or lml_grid < 2 or lml_points < 2 or pddf_points < 2 or pddf_bins < 1:
-        raise InputError("need restarts >= 0, components >= 1, lml_grid >= 2, lml_points >= 2, "
+    transforms = dict(transforms or {})
+    bad = {t: v for t, v in transforms.items() if t not in targets or v not in TRANSFORMS}
+    if bad:
+        raise InputError(f"transforms {bad}: need fitted targets and one of {TRANSFORMS}")
+    if (restarts < 0 or input_components < 0 or components < 1 or lml_grid < 2 or lml_points < 2
+            or pddf_points < 2 or pddf_bins < 1):
+        raise InputError("need restarts >= 0, input_components >= 0, components >= 1, lml_grid >= 2, "
+                         "lml_points >= 2, "
                          "pddf_points >= 2 and pddf_bins >= 1")
     if not 0 < train_fraction < 1:
         raise InputError(f"train_fraction must be in (0, 1), got {train_fraction}")
@@ -104,13 +117,19 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
         train, test = train_test_split(len(params), train_fraction, seed)
     except ValueError as exc:
         raise InputError(f"{dataset}: {exc}") from None
+    if input_components > min(len(train), store["g_q"].shape[1], store["g_theta"].shape[1]):
+        raise InputError(f"input_components {input_components} exceeds the training draws or the feature length")
+    if any(v == "log" and (values[:, k] <= 0).any() for k, (t, v) in enumerate(
+            (t, transforms.get(t, "identity")) for t in targets)):
+        raise InputError(f"log transform of a target with values <= 0 in {dataset}")
     models = {}
     for name in features:
         x, axis = feature_matrix(store, name)
         fitted = InversionModel(name, axis, train_index=train, test_index=test, rank=feature_rank(x)[0])
         log.info("%s: SVD rank %d by profile likelihood (paper %d)", name, fitted.rank, PAPER_RANK)
         for k, target in enumerate(targets):
-            tm = fitted.targets[target] = fit_target(target, x[train], values[train, k], restarts, seed)
+            tm = fitted.targets[target] = fit_target(target, x[train], values[train, k], restarts, seed,
+                                                     input_components, transforms.get(target, "identity"))
             scores = score(tm, x[test], values[test, k])
             fitted.scores[target] = {key: scores[key] for key in ("err", "within_1sigma", "within_2sigma", "n_test")}
             log.info("%s %s: l=%.4g sigma=%.4g LML=%.1f; held out: Err %.3f, within 1/2 sigma %.2f/%.2f", name,
@@ -158,13 +177,15 @@ def analysis_arrays(store, model: InversionModel, targets: np.ndarray, *, compon
     sub = rng.permutation(model.train_index)[:lml_points]
     grids, lengths, noises = [], [], []
     for k, (name, tm) in enumerate(model.targets.items()):
-        lengths.append(_log_axis(optimum[k, 0], 1.5, LENGTH_BOUNDS, lml_grid))
+        bounds = LENGTH_BOUNDS if tm.projection is None else ARD_LENGTH_BOUNDS
+        lengths.append(_log_axis(optimum[k, 0], 1.5, bounds, lml_grid))
         noises.append(_log_axis(optimum[k, 1], 2.0, NOISE_BOUNDS, lml_grid))
         # LML on a subsample keeps the grid affordable at paper scale (O(n^3) per point)
-        gpr = deepcopy(tm.gpr)
-        gpr.X_train_ = x[sub]
-        gpr.y_train_ = (targets[sub, k] - tm.mean) / tm.std
-        grids.append(lml_surface(type(tm)(name, gpr, tm.mean, tm.std), lengths[-1], noises[-1]))
+        sub_model = deepcopy(tm)
+        sub_model.gpr.X_train_ = tm.inputs(x[sub])
+        value = np.log(targets[sub, k]) if tm.transform == "log" else targets[sub, k]
+        sub_model.gpr.y_train_ = (value - tm.mean) / tm.std
+        grids.append(lml_surface(sub_model, lengths[-1], noises[-1]))
     return {"singular_values": values, "profile_log_likelihood": feature_rank(x)[1], "singular_vectors": vectors,
             "projections": projections, "axis": axis, "z": z, "pddf": pddf, "acf": acf, "lml": np.stack(grids),
             "length_grid": np.stack(lengths), "noise_grid": np.stack(noises), "optimum": optimum}

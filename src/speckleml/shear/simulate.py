@@ -222,6 +222,42 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
             product / norm[..., None])
 
 
+def incoherent_terms(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Tensor, beam: float,
+                     q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The theta-independent part of the ``pairs`` product, without any phase sum.
+
+    ``X = S_F / S`` (the incoherent intensity before the move) and ``A = S_F S_F' / (S S')``:
+    the ``pairs`` product of :func:`pair_products` is ``A`` plus the cross terms of distinct
+    particles, ``[|sum_both a_j^2 exp(i q.dr_j)|^2 - sum_both a_j^4] / (S S')``. At high ``q`` the
+    cross terms vanish and ``<A> / <X>^2 - 1``, the relative variance of the incoherent intensity
+    over configurations, is the polydispersity plateau of ``g`` (paper Fig. 3a). It costs
+    ``O(N n_q)`` against ``O(N n_q n_theta)`` for the cross terms.
+
+    Parameters
+    ----------
+    positions, moved : torch.Tensor, (configs, N, 2)
+        Positions before and after eq. 3 (R0).
+    radii : torch.Tensor, (configs, N)
+    beam : float
+    q : torch.Tensor, (n_q,)
+
+    Returns
+    -------
+    incoherent, product : torch.Tensor, (configs, n_q)
+        ``X`` and ``A``.
+    """
+    before, after = in_beam(positions, beam), in_beam(moved, beam)
+    mask, radii, before, after = pack(before | after, radii, before, after)
+    amplitude, _ = particle_amplitudes(radii, mask, q)
+    squared, volume2 = amplitude**2, sphere_volume(radii) ** 2 * mask
+    tiny = torch.finfo(squared.dtype).tiny
+    norm_before = (volume2 * before).sum(dim=1).clamp_min(tiny)[:, None]
+    norm_after = (volume2 * after).sum(dim=1).clamp_min(tiny)[:, None]
+    incoherent_before = (squared * before[..., None]).sum(dim=1) / norm_before
+    incoherent_after = (squared * after[..., None]).sum(dim=1) / norm_after
+    return incoherent_before, incoherent_before * incoherent_after
+
+
 class CorrelationAccumulator:
     """Running sums of ``I``, ``I^2``, ``P = I I'``, ``P^2`` and ``I P`` (float64) for eq. 4 and its error.
 
@@ -234,20 +270,40 @@ class CorrelationAccumulator:
     def __init__(self, shape: tuple[int, int]):
         self.count = 0
         self.sums = {k: np.zeros(shape) for k in ("i", "i2", "p", "p2", "ip")}
+        self.extra, self.extra_count = {}, 0
 
-    def add(self, intensity: torch.Tensor, product: torch.Tensor) -> None:
-        """Add a batch: ``intensity`` (B, n_q, n_theta or 1) before the move, ``product`` (B, n_q, n_theta)."""
+    def add(self, intensity: torch.Tensor, product: torch.Tensor, incoherent: torch.Tensor | None = None) -> None:
+        """Add a batch: ``intensity`` (B, n_q, n_theta or 1) before the move, ``product`` (B, n_q, n_theta),
+        and for ``pairs`` optionally ``A`` (B, n_q, 1) of :func:`incoherent_terms` (needed with extras)."""
         i = intensity.double().expand_as(product)
         p = product.double()
-        for key, value in (("i", i), ("i2", i * i), ("p", p), ("p2", p * p), ("ip", i * p)):
-            self.sums[key] += value.sum(dim=0).cpu().numpy()
+        pairs = [("i", i), ("i2", i * i), ("p", p), ("p2", p * p), ("ip", i * p)]
+        if incoherent is not None:
+            a = incoherent.double().expand_as(product)
+            pairs += [("a", a), ("a2", a * a), ("pa", p * a), ("ia", i * a)]
+        for key, value in pairs:
+            self.sums[key] = self.sums.get(key, 0.0) + value.sum(dim=0).cpu().numpy()
         self.count += product.shape[0]
 
+    def add_incoherent(self, incoherent: torch.Tensor, product: torch.Tensor) -> None:
+        """Add ``X`` and ``A`` (B, n_q) of :func:`incoherent_terms` for extra configurations (``pairs``)."""
+        x, a = incoherent.double()[..., None], product.double()[..., None]
+        for key, value in (("x", x), ("x2", x * x), ("a", a), ("a2", a * a), ("xa", x * a)):
+            self.extra[key] = self.extra.get(key, 0.0) + value.sum(dim=0).cpu().numpy()
+        self.extra_count += incoherent.shape[0]
+
     def result(self) -> dict[str, np.ndarray]:
-        """``mean_i``, ``mean_ii`` and ``g = mean_ii / mean_i^2`` with its delta-method standard error."""
+        """``mean_i``, ``mean_ii`` and ``g = mean_ii / mean_i^2`` with its delta-method standard error.
+
+        With extra configurations (:meth:`add_incoherent`), ``mean_i`` and the theta-independent
+        part ``<A>`` of ``mean_ii`` average over all configurations, the cross terms
+        ``<P - A>`` over the full ones only: same expectation, less variance.
+        """
         m = max(self.count, 1)
         mean = {k: v / m for k, v in self.sums.items()}
         i, p = mean["i"], mean["p"]
+        if self.extra_count:
+            return self._result_with_extra(mean)
         var_i = np.maximum(mean["i2"] - i * i, 0.0)
         var_p = np.maximum(mean["p2"] - p * p, 0.0)
         cov = mean["ip"] - i * p
@@ -255,6 +311,22 @@ class CorrelationAccumulator:
         # var(P/I^2) ~ var(P)/I^4 - 4 P cov(P, I)/I^5 + 4 P^2 var(I)/I^6, over m configurations
         var_g = (var_p / i**4 - 4 * p * cov / i**5 + 4 * p * p * var_i / i**6) / max(m - 1, 1)
         return {"mean_i": i, "mean_ii": p, "g": g, "g_err": np.sqrt(np.maximum(var_g, 0.0))}
+
+    def _result_with_extra(self, mean: dict) -> dict[str, np.ndarray]:
+        """:meth:`result` when extra configurations hold ``X`` and ``A`` (full ones count in both)."""
+        m, n = max(self.count, 1), self.count + self.extra_count
+        full = {"x": mean["i"], "x2": mean["i2"], "a": mean["a"], "a2": mean["a2"], "xa": mean["ia"]}
+        tot = {k: (full[k] * self.count + self.extra[k]) / n for k in full}
+        i, a = tot["x"], tot["a"]
+        cross, var_cross = mean["p"] - mean["a"], mean["p2"] - 2 * mean["pa"] + mean["a2"]
+        var_cross = np.maximum(var_cross - cross * cross, 0.0)
+        p = a + cross
+        var_i, var_a = np.maximum(tot["x2"] - i * i, 0.0), np.maximum(tot["a2"] - a * a, 0.0)
+        cov = tot["xa"] - i * a
+        # delta method: the cross terms over m configurations, A and X over all n
+        var_total = (var_a - 4 * p * cov / i + 4 * p * p * var_i / i**2) / max(n - 1, 1)
+        var_g = (var_cross / max(m - 1, 1) + var_total) / i**4
+        return {"mean_i": i, "mean_ii": p, "g": p / i**2, "g_err": np.sqrt(np.maximum(var_g, 0.0))}
 
 
 def correlation_batches(system: ShearSystem, n_configs: int, batch: int, grid: PolarGrid,
@@ -274,6 +346,8 @@ def correlation_batches(system: ShearSystem, n_configs: int, batch: int, grid: P
         ``I`` before the move (speckle) or its position average (pairs).
     product : torch.Tensor, (B, n_q, n_theta)
         ``I I'`` (speckle) or its position average (pairs).
+    incoherent : torch.Tensor, (B, n_q, 1) or None
+        ``A`` of :func:`incoherent_terms` (pairs), None (speckle).
 
     Raises
     ------
@@ -292,16 +366,17 @@ def correlation_batches(system: ShearSystem, n_configs: int, batch: int, grid: P
         if estimator == "speckle":
             before = speckle_patterns(positions, radii, grid.beam, q, theta)
             after = speckle_patterns(moved, radii, grid.beam, q, theta)
-            yield before, before * after
+            yield before, before * after, None
         else:
-            mean_before, _, product = pair_products(positions, moved, radii, grid.beam, q, theta)
-            yield mean_before, product
+            mean_before, mean_after, product = pair_products(positions, moved, radii, grid.beam, q, theta)
+            yield mean_before, product, mean_before * mean_after
         done += size
 
 
 def simulate_correlation(system: ShearSystem, n_configs: int, grid: PolarGrid, seed: int | np.random.SeedSequence,
                          estimator: str = "speckle", nonaffine_scaling: str = "paper", batch: int = 8,
-                         dtype=torch.float32, device="cpu", show_progress: bool = False) -> dict[str, np.ndarray]:
+                         dtype=torch.float32, device="cpu", show_progress: bool = False,
+                         incoherent_configs: int = 0) -> dict[str, np.ndarray]:
     """Average ``<I>``, ``<I I'>`` and ``g(q, theta)`` over ``n_configs`` configurations.
 
     Parameters
@@ -318,22 +393,45 @@ def simulate_correlation(system: ShearSystem, n_configs: int, grid: PolarGrid, s
         Configurations per vectorised batch (memory ~ batch x nL^2 x 2048 x 24 bytes).
     dtype, device
         Precision and device of the scattering sums (float32 keeps phases to ~1e-4 rad).
+    show_progress : bool
+    incoherent_configs : int
+        ``pairs`` only: extra configurations, drawn after the ``n_configs`` full ones, for the
+        theta-independent terms ``<X>`` and ``<A>`` (:func:`incoherent_terms`), which need no
+        phase sum (~1/10 of the cost of a pairs configuration). They set the polydispersity plateau, a variance over
+        configurations that few configurations estimate poorly. 0: the estimator as before
+        (same arrays for the same seed).
 
     Returns
     -------
     dict with ``mean_i``, ``mean_ii``, ``g``, ``g_err`` (n_q, n_theta) and the radial/angular
     averages ``g_q`` (mean over theta) and ``g_theta`` (mean over q).
+
+    Raises
+    ------
+    ValueError
+        ``n_configs < 1``, ``batch < 1``, ``incoherent_configs < 0``, or extra configurations
+        with the speckle estimator.
     """
-    if n_configs < 1 or batch < 1:
-        raise ValueError(f"need n_configs >= 1 and batch >= 1, got {n_configs}, {batch}")
+    if n_configs < 1 or batch < 1 or incoherent_configs < 0:
+        raise ValueError(f"need n_configs >= 1, batch >= 1, incoherent_configs >= 0, got {n_configs}, {batch}, "
+                         f"{incoherent_configs}")
+    if incoherent_configs and estimator != "pairs":
+        raise ValueError("incoherent_configs needs the pairs estimator")
     generator = make_generator(seed)
     acc = CorrelationAccumulator((grid.n_q, grid.n_theta))
     batches = correlation_batches(system, n_configs, batch, grid, generator, estimator,
                                   nonaffine_scaling, dtype, device)
     if show_progress:
         batches = progress(batches, "configurations", total=-(-n_configs // batch))
-    for intensity, product in batches:
-        acc.add(intensity, product)
+    for intensity, product, incoherent in batches:
+        acc.add(intensity, product, incoherent if incoherent_configs else None)
+    q = torch.as_tensor(grid.q(), dtype=dtype, device=device)
+    done, size = 0, max(batch, 256)  # no phase sums: large batches are cheap in memory
+    while done < incoherent_configs:
+        positions, moved, radii = sample_configurations(system, min(size, incoherent_configs - done), grid.beam,
+                                                        generator, nonaffine_scaling, dtype, device)
+        acc.add_incoherent(*incoherent_terms(positions, moved, radii, grid.beam, q))
+        done += len(radii)
     out = acc.result()
     out["g_q"] = out["g"].mean(axis=1)
     out["g_theta"] = out["g"].mean(axis=0)
@@ -372,15 +470,17 @@ def mc_settings(*, batch: int, configs: int, dtype: str, device: str) -> dict:
     return {"dtype": getattr(torch, dtype), "device": resolve_device(device)}
 
 
-def monte_carlo_attrs(grid: PolarGrid, estimator: str, nonaffine_scaling: str) -> dict:
+def monte_carlo_attrs(grid: PolarGrid, estimator: str, nonaffine_scaling: str, incoherent_configs: int = 0) -> dict:
     """Store attributes that say how ``g`` was estimated and on which grid.
 
     Returns
     -------
     dict
-        ``estimator``, ``nonaffine_scaling`` and ``grid`` (beam, q_min, q_max, n_q, n_theta).
+        ``estimator``, ``nonaffine_scaling``, ``incoherent_configs`` and ``grid`` (beam, q_min,
+        q_max, n_q, n_theta).
     """
-    return {"estimator": estimator, "nonaffine_scaling": nonaffine_scaling, "grid": dataclasses.asdict(grid)}
+    return {"estimator": estimator, "nonaffine_scaling": nonaffine_scaling, "incoherent_configs": incoherent_configs,
+            "grid": dataclasses.asdict(grid)}
 
 
 def make_generator(seed: int | np.random.SeedSequence) -> torch.Generator:
