@@ -159,6 +159,7 @@ rule dynamics_figures:
                          caption="../report/dynamics/supp3_vorticity.rst"),
         spread=report(f"{DYN_DIR}/figures/supp4_mae_spread.png", category="dynamics",
                       caption="../report/dynamics/supp4_mae_spread.rst"),
+        c2=report(f"{DYN_DIR}/figures/fig2k_c2.png", category="dynamics", caption="../report/dynamics/fig2k_c2.rst"),
     log:
         log_path("dynamics", "kuramoto_figures"),
     benchmark:
@@ -168,7 +169,7 @@ rule dynamics_figures:
     shell:
         "speckleml dynamics figures --evaluation {input.evaluation} --histories {input.histories}"
         " --metrics {input.metrics} --fig2 {output.fig2} --kernels {output.kernels}"
-        " --vorticity {output.vorticity} --spread {output.spread} > {log} 2>&1"
+        " --vorticity {output.vorticity} --spread {output.spread} --c2 {output.c2} > {log} 2>&1"
 
 
 rule dynamics_sweep_level:
@@ -232,6 +233,7 @@ STUDY_TARGETS["dynamics"] = lambda: [
     f"{DYN_DIR}/figures/supp2_kernel_history.png",
     f"{DYN_DIR}/figures/supp3_vorticity.png",
     f"{DYN_DIR}/figures/supp4_mae_spread.png",
+    f"{DYN_DIR}/figures/fig2k_c2.png",
     f"{DYN_DIR}/metrics.csv",
     f"{DYN_DIR}/per_frame.csv",
     f"{DYN_DIR}/sweeps.csv",

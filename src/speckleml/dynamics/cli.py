@@ -143,7 +143,7 @@ def cmd_figures(args) -> int:
     from .figures import make_figures
 
     make_figures(args.evaluation, args.histories, args.metrics, fig2=args.fig2, kernels=args.kernels,
-                 vorticity=args.vorticity, spread=args.spread)
+                 vorticity=args.vorticity, spread=args.spread, c2=args.c2)
     return 0
 
 
@@ -232,7 +232,8 @@ def register(commands) -> None:
     _paths(p, [("--evaluation", "evaluation store"), ("--metrics", "metrics CSV"),
                ("--fig2", "kernel evolution, real space, r/psi, speckle (Fig. 2)"),
                ("--kernels", "kernel and loss history per member (Supp. Fig. 2)"),
-               ("--vorticity", "error vs vorticity (Supp. Fig. 3)"), ("--spread", "MAE per member (Supp. Fig. 4a)")])
+               ("--vorticity", "error vs vorticity (Supp. Fig. 3)"), ("--spread", "MAE per member (Supp. Fig. 4a)"),
+               ("--c2", "C2 true vs predicted, slice MAE, tau and gamma (Fig. 2k, Supp. Fig. 4d)")])
     p.add_argument("--histories", nargs="+", required=True, help="training history stores")
 
     p = add_stage(stages, "sweep-table", cmd_sweep_table, help="robustness sweeps: table and plot of final-frame "
