@@ -208,6 +208,7 @@ rule dynamics_sweep_table:
     input:
         reference=f"{DYN_DIR}/metrics.csv",
         metrics=[f"{dyn_level_dir(p, i)}/metrics.csv" for p, i in DYN_LEVELS],
+        stores=[f"{dyn_level_dir(p, i)}/evaluation.zarr" for p, i in DYN_LEVELS],
         src=stage_sources("speckleml.dynamics.cli:cmd_sweep_table"),
     output:
         table=f"{DYN_DIR}/sweeps.csv",
@@ -225,7 +226,7 @@ rule dynamics_sweep_table:
         ENV
     shell:
         "speckleml dynamics sweep-table --reference {input.reference} {params.conditions}"
-        " --table {output.table} --plot {output.plot} > {log} 2>&1"
+        " --level-stores {input.stores} --table {output.table} --plot {output.plot} > {log} 2>&1"
 
 
 STUDY_TARGETS["dynamics"] = lambda: [

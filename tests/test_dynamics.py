@@ -246,6 +246,7 @@ def test_sweep_table_flags_levels_against_the_noise_free_band(tmp_path):
     assert list(table["value"]) == [10.0, 1e5]
     assert list(table["final_mae_plain_within_reference"]) == [False, True]
     assert list(table["kernel_mae_within_reference"]) == [False, True]
+    assert list(table["models"]) == [2, 2]  # member rows of each level's table
     assert table["reference_final_mae_plain_max"].iloc[0] == 0.4
     assert (tmp_path / "p.png").stat().st_size > 0
     with pytest.raises(InputError, match="unknown sweep parameter"):

@@ -150,7 +150,7 @@ def cmd_figures(args) -> int:
 def cmd_sweep_table(args) -> int:
     from .sweeps import gather_sweeps
 
-    gather_sweeps(args.condition or [], args.reference, args.table, args.plot)
+    gather_sweeps(args.condition or [], args.reference, args.table, args.plot, level_stores=args.level_stores)
     return 0
 
 
@@ -242,4 +242,5 @@ def register(commands) -> None:
     p.add_argument("--reference", required=True, help="metrics CSV of the noise-free ensemble (min-max band)")
     p.add_argument("--condition", nargs=3, action="append", metavar=("PARAM", "VALUE", "METRICS"),
                    help="one sweep level: parameter, value, its metrics CSV (repeat)")
+    p.add_argument("--level-stores", nargs="*", help="evaluation store of each level, in --condition order (kernels)")
     _paths(p, [("--table", "output sweep table (CSV)"), ("--plot", "output sweep plot (PNG)")])
