@@ -33,7 +33,7 @@ DYN_GEOMETRY_ARGS = " ".join(f"--{option} {value}" for option, value in DYN_GEOM
 DYN_TRAINING_ARGS = " ".join(
     [f"--coupling {q(DYN_SYS['coupling'])}", f"--seed {q(config['seed'])}", f"--device {q(config['device'])}"]
     + [f"--{key.replace('_', '-')} {q(DYN_TRAIN[key])}"
-       for key in ("kernel_size", "init_std", "iterations", "learning_rate", "batch_series", "batch_time", "loss",
+       for key in ("kernel_size", "kernel_symmetry", "init_std", "iterations", "learning_rate", "batch_series", "batch_time", "loss",
                    "poisson_below", "rescale_t0", "method", "rtol", "atol", "max_num_steps", "spike_rule",
                    "spike_factor", "spike_mad", "spike_window", "spike_patience", "lr_recovery", "min_learning_rate",
                    "checkpoint_every", "snapshot_every")]

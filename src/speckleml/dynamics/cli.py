@@ -20,7 +20,7 @@ GEOMETRY = ("box", "detector", "dq_factor", "probe_sigma", "beamstop", "sigma_co
 TRAINING = ("iterations", "learning_rate", "batch_series", "batch_time", "loss", "poisson_below", "rescale_t0",
             "method", "rtol", "atol", "max_num_steps", "spike_rule", "spike_factor", "spike_mad", "spike_window",
             "spike_patience", "lr_recovery", "min_learning_rate", "checkpoint_every", "snapshot_every")
-MODEL = ("kernel_size", "coupling", "init_std")  # keyword arguments of the case's build_model
+MODEL = ("kernel_size", "coupling", "init_std", "kernel_symmetry")  # keyword arguments of the case's build_model
 SYSTEM = ("series", "lattice", "kernel_size", "kernel_sigma", "kernel_normalization", "coupling", "t_max", "dt", "drop",
           "rtol", "atol", "test_series", "extrapolation")
 
@@ -70,7 +70,8 @@ def _add_system(parser) -> None:
 def _add_training(parser) -> None:
     group = parser.add_argument_group("model and training (paper 000 Methods)")
     _options(group, "system", coupling=positive_float)
-    _options(group, "train", kernel_size=positive_int, init_std=positive_float, iterations=positive_int,
+    _options(group, "train", kernel_size=positive_int, kernel_symmetry=("none", "point"), init_std=positive_float,
+             iterations=positive_int,
              learning_rate=positive_float, batch_series=positive_int, batch_time=positive_int,
              loss=("auto", "l1", "poisson"), poisson_below=positive_float, rescale_t0=("auto", "yes", "no"),
              method=str, rtol=positive_float, atol=positive_float, max_num_steps=positive_int,
