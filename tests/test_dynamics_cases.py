@@ -95,7 +95,8 @@ def test_kuramoto_model_file_round_trip(tmp_path):
                member=3, seed=10)
     loaded, payload = load_model(tmp_path / "k.pt")
     assert torch.equal(loaded.kernel, model.kernel) and loaded.coupling == 2.5
-    assert payload["architecture"] == {"kernel_size": 5, "coupling": 2.5} and payload["member"] == 3
+    assert payload["architecture"] == {"kernel_size": 5, "coupling": 2.5, "kernel_symmetry": "none"}
+    assert payload["member"] == 3
 
 
 def test_schema_defaults_are_the_laptop_scale_of_config_yaml():
