@@ -70,7 +70,7 @@ def _add_system(parser) -> None:
 def _add_training(parser) -> None:
     group = parser.add_argument_group("model and training (paper 000 Methods)")
     _options(group, "system", coupling=positive_float)
-    _options(group, "train", kernel_size=positive_int, kernel_symmetry=("none", "point"), init_std=positive_float,
+    _options(group, "train", kernel_size=positive_int, kernel_symmetry=("none", "point", "d4"), init_std=positive_float,
              iterations=positive_int,
              learning_rate=positive_float, batch_series=positive_int, batch_time=positive_int,
              loss=("auto", "l1", "poisson"), poisson_below=positive_float, rescale_t0=("auto", "yes", "no"),

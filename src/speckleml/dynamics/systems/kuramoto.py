@@ -35,9 +35,10 @@ from .registry import DynamicsCase, register_case
 
 SYSTEM = "kuramoto"
 KERNEL_NORMALIZATIONS = ("none", "max", "l1")
-#: Constraints of the trainable kernel: ``none`` (the paper's free ``k x k`` conv) or ``point``
-#: (``a(d) = a(-d)``: reciprocal pairwise coupling, ``a_ij = a_ji``).
-KERNEL_SYMMETRIES = ("none", "point")
+#: Constraints of the trainable kernel: ``none`` (the paper's free ``k x k`` conv), ``point``
+#: (``a(d) = a(-d)``: reciprocal pairwise coupling, ``a_ij = a_ji``) or ``d4`` (invariant under the
+#: square lattice's rotations and reflections: an isotropic interaction, as the true -LoG).
+KERNEL_SYMMETRIES = ("none", "point", "d4")
 
 
 class PointSymmetric(nn.Module):
@@ -51,6 +52,15 @@ class PointSymmetric(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return 0.5 * (weight + torch.flip(weight, dims=(-2, -1)))
+
+
+class D4Symmetric(nn.Module):
+    """Parametrisation ``w -> mean of w over the 8 symmetries of the square`` (rotations by 90
+    degrees and reflections): an isotropic kernel on the lattice (point-symmetric too)."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        rotations = [torch.rot90(weight, k, dims=(-2, -1)) for k in range(4)]
+        return sum(rotations + [r.transpose(-2, -1) for r in rotations]) / 8.0
 
 
 def log_kernel(size: int, sigma: float, normalization: str = "none") -> np.ndarray:
@@ -162,10 +172,11 @@ class KuramotoRHS(nn.Module):
                 raise InputError(f"model kernel size must be odd, got {kernel_size}")
             weight = torch.randn(kernel_size, kernel_size, dtype=dtype) * init_std
             self.kernel = nn.Parameter(weight)
-            if symmetry == "point":
+            if symmetry != "none":
                 from torch.nn.utils import parametrize
 
-                parametrize.register_parametrization(self, "kernel", PointSymmetric())
+                parametrize.register_parametrization(
+                    self, "kernel", PointSymmetric() if symmetry == "point" else D4Symmetric())
         self.nfe = 0  # function evaluations (solver cost), reset by the caller
 
     def forward(self, t, phi: torch.Tensor) -> torch.Tensor:  # noqa: ARG002  (autonomous system)
@@ -525,8 +536,9 @@ def speckle_frames(states: np.ndarray, geometry: SpeckleGeometry, lambda_max: fl
 def build_model(kernel_size: int, coupling: float, init_std: float = 0.01, kernel_symmetry: str = "none") -> KuramotoRHS:
     """The paper's NODE: one trainable ``k x k`` kernel (N(0, init_std^2)) in the Kuramoto sin/cos form.
 
-    ``kernel_symmetry="point"`` constrains it to ``a(d) = a(-d)`` (:class:`PointSymmetric`;
-    the paper trains the free kernel, ``"none"``).
+    ``kernel_symmetry="point"`` constrains it to ``a(d) = a(-d)`` (:class:`PointSymmetric`),
+    ``"d4"`` to the square's symmetries (:class:`D4Symmetric`); the paper trains the free
+    kernel, ``"none"``.
 
     Seed torch first (:func:`speckleml.runtime.seed_everything`): the kernel is drawn from it.
 
