@@ -290,5 +290,10 @@ def test_point_symmetric_kernel_conserves_the_phase_sum_and_round_trips(tmp_path
                case="kuramoto")
     loaded = load_model(tmp_path / "m.pt")[0]
     assert loaded.symmetry == "point" and torch.equal(loaded.kernel, sym.kernel)
+    d4 = build_model(5, 1.0, init_std=0.3, kernel_symmetry="d4")
+    for image in (torch.rot90(d4.kernel, 1), d4.kernel.T, torch.flip(d4.kernel, (0,))):
+        assert torch.allclose(image, d4.kernel, atol=1e-15)
+    with torch.no_grad():
+        assert d4(0.0, phi).sum(dim=(-2, -1)).abs().max() < 1e-12
     with pytest.raises(InputError, match="symmetry"):
         build_model(5, 1.0, kernel_symmetry="mirror")
