@@ -275,7 +275,8 @@ def c2_figure(evaluation, path) -> None:
         save_figure(fig, path)
         return
     true, pred = ev["c2_true"], ev["c2_pred"].mean(axis=0)
-    combined = np.where(np.triu(np.ones_like(true, bool)), true, pred)
+    # row = t2 (y, origin lower), column = t1: the upper triangle of the image is t2 >= t1, i.e. tril
+    combined = np.where(np.tril(np.ones_like(true, bool)), true, pred)
     ax = axes[0, 0]
     im = ax.imshow(combined, origin="lower", extent=(t[0], t[-1], t[0], t[-1]), cmap="viridis", vmin=0, vmax=1)
     ax.set_xlabel("t1")
