@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from speckleml import scattering as sc
     from speckleml.dynamics import training
+    from speckleml.runtime import seed_everything
     from speckleml.dynamics.simulate import simulate_states, speckle_frames
     from speckleml.dynamics.systems.kuramoto import KuramotoRHS, MomentsSpeckle, SpeckleGeometry, log_kernel
 
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print("ms per frame: " + ", ".join(f"{k} {v:.2f}" for k, v in frame_ms.items()), file=sys.stderr)
 
     def make_model():
-        training.seed_everything(0)
+        seed_everything(0)
         model = KuramotoRHS(coupling=COUPLING, kernel_size=KERNEL_SIZE).to(device)
         if args.kernel == "true":
             with torch.no_grad():

@@ -33,7 +33,7 @@ DYN_GEOMETRY_ARGS = " ".join(f"--{option} {value}" for option, value in DYN_GEOM
 DYN_TRAINING_ARGS = " ".join(
     [f"--coupling {q(DYN_SYS['coupling'])}", f"--seed {q(config['seed'])}", f"--device {q(config['device'])}"]
     + [f"--{key.replace('_', '-')} {q(DYN_TRAIN[key])}"
-       for key in ("kernel_size", "init_std", "iterations", "learning_rate", "batch_series", "batch_time", "loss",
+       for key in ("kernel_size", "kernel_symmetry", "init_std", "iterations", "learning_rate", "batch_series", "batch_time", "loss",
                    "poisson_below", "rescale_t0", "method", "rtol", "atol", "max_num_steps", "spike_rule",
                    "spike_factor", "spike_mad", "spike_window", "spike_patience", "lr_recovery", "min_learning_rate",
                    "checkpoint_every", "snapshot_every")]
@@ -159,6 +159,7 @@ rule dynamics_figures:
                          caption="../report/dynamics/supp3_vorticity.rst"),
         spread=report(f"{DYN_DIR}/figures/supp4_mae_spread.png", category="dynamics",
                       caption="../report/dynamics/supp4_mae_spread.rst"),
+        c2=report(f"{DYN_DIR}/figures/fig2k_c2.png", category="dynamics", caption="../report/dynamics/fig2k_c2.rst"),
     log:
         log_path("dynamics", "kuramoto_figures"),
     benchmark:
@@ -168,7 +169,7 @@ rule dynamics_figures:
     shell:
         "speckleml dynamics figures --evaluation {input.evaluation} --histories {input.histories}"
         " --metrics {input.metrics} --fig2 {output.fig2} --kernels {output.kernels}"
-        " --vorticity {output.vorticity} --spread {output.spread} > {log} 2>&1"
+        " --vorticity {output.vorticity} --spread {output.spread} --c2 {output.c2} > {log} 2>&1"
 
 
 rule dynamics_sweep_level:
@@ -207,6 +208,7 @@ rule dynamics_sweep_table:
     input:
         reference=f"{DYN_DIR}/metrics.csv",
         metrics=[f"{dyn_level_dir(p, i)}/metrics.csv" for p, i in DYN_LEVELS],
+        stores=[f"{dyn_level_dir(p, i)}/evaluation.zarr" for p, i in DYN_LEVELS],
         src=stage_sources("speckleml.dynamics.cli:cmd_sweep_table"),
     output:
         table=f"{DYN_DIR}/sweeps.csv",
@@ -224,7 +226,7 @@ rule dynamics_sweep_table:
         ENV
     shell:
         "speckleml dynamics sweep-table --reference {input.reference} {params.conditions}"
-        " --table {output.table} --plot {output.plot} > {log} 2>&1"
+        " --level-stores {input.stores} --table {output.table} --plot {output.plot} > {log} 2>&1"
 
 
 STUDY_TARGETS["dynamics"] = lambda: [
@@ -232,6 +234,7 @@ STUDY_TARGETS["dynamics"] = lambda: [
     f"{DYN_DIR}/figures/supp2_kernel_history.png",
     f"{DYN_DIR}/figures/supp3_vorticity.png",
     f"{DYN_DIR}/figures/supp4_mae_spread.png",
+    f"{DYN_DIR}/figures/fig2k_c2.png",
     f"{DYN_DIR}/metrics.csv",
     f"{DYN_DIR}/per_frame.csv",
     f"{DYN_DIR}/sweeps.csv",

@@ -246,6 +246,7 @@ def test_sweep_table_flags_levels_against_the_noise_free_band(tmp_path):
     assert list(table["value"]) == [10.0, 1e5]
     assert list(table["final_mae_plain_within_reference"]) == [False, True]
     assert list(table["kernel_mae_within_reference"]) == [False, True]
+    assert list(table["models"]) == [2, 2]  # member rows of each level's table
     assert table["reference_final_mae_plain_max"].iloc[0] == 0.4
     assert (tmp_path / "p.png").stat().st_size > 0
     with pytest.raises(InputError, match="unknown sweep parameter"):
@@ -268,3 +269,31 @@ def test_fft_circular_convolution_equals_the_direct_conv(size, k):
     grads_fast = torch.autograd.grad((fast * weights).sum(), (field, kernel))
     for a, b in zip(grads_fast, grads_direct):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_point_symmetric_kernel_conserves_the_phase_sum_and_round_trips(tmp_path):
+    # a(d) = a(-d) makes eq. 1 reciprocal: sum_i dphi_i/dt = sum_ij a_ij sin(phi_j - phi_i) = 0;
+    # a free kernel (antisymmetric part) does not conserve it.
+    from speckleml.dynamics.models import load_model, save_model
+    from speckleml.dynamics.systems.kuramoto import build_model
+    from speckleml.dynamics.training import TrainSettings
+
+    torch.manual_seed(0)
+    phi = torch.rand(2, 12, 12, dtype=torch.float64) * 6.283
+    sym = build_model(5, 1.0, init_std=0.3, kernel_symmetry="point")
+    free = build_model(5, 1.0, init_std=0.3, kernel_symmetry="none")
+    assert torch.equal(sym.kernel, torch.flip(sym.kernel, (0, 1)))
+    with torch.no_grad():
+        assert sym(0.0, phi).sum(dim=(-2, -1)).abs().max() < 1e-12
+        assert free(0.0, phi).sum(dim=(-2, -1)).abs().max() > 1e-3
+    save_model(tmp_path / "m.pt", sym, TrainSettings(iterations=1, learning_rate=0.01, batch_series=1, batch_time=2), 0, 0,
+               case="kuramoto")
+    loaded = load_model(tmp_path / "m.pt")[0]
+    assert loaded.symmetry == "point" and torch.equal(loaded.kernel, sym.kernel)
+    d4 = build_model(5, 1.0, init_std=0.3, kernel_symmetry="d4")
+    for image in (torch.rot90(d4.kernel, 1), d4.kernel.T, torch.flip(d4.kernel, (0,))):
+        assert torch.allclose(image, d4.kernel, atol=1e-15)
+    with torch.no_grad():
+        assert d4(0.0, phi).sum(dim=(-2, -1)).abs().max() < 1e-12
+    with pytest.raises(InputError, match="symmetry"):
+        build_model(5, 1.0, kernel_symmetry="mirror")

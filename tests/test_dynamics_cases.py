@@ -95,7 +95,8 @@ def test_kuramoto_model_file_round_trip(tmp_path):
                member=3, seed=10)
     loaded, payload = load_model(tmp_path / "k.pt")
     assert torch.equal(loaded.kernel, model.kernel) and loaded.coupling == 2.5
-    assert payload["architecture"] == {"kernel_size": 5, "coupling": 2.5} and payload["member"] == 3
+    assert payload["architecture"] == {"kernel_size": 5, "coupling": 2.5, "kernel_symmetry": "none"}
+    assert payload["member"] == 3
 
 
 def test_schema_defaults_are_the_laptop_scale_of_config_yaml():
@@ -119,4 +120,4 @@ def test_schema_defaults_are_the_laptop_scale_of_config_yaml():
     assert laptop and all(schema_default(key) == value for key, value in laptop.items()), \
         {k: (v, schema_default(k)) for k, v in laptop.items() if schema_default(k) != v}
     paper = dict(leaves(yaml.safe_load((root / "config" / "paper.yaml").read_text())["dynamics"], "dynamics"))
-    assert paper["dynamics.kuramoto.system.lattice"] == 80 and schema_default("dynamics.kuramoto.system.lattice") == 24
+    assert paper["dynamics.kuramoto.system.lattice"] == 80 and schema_default("dynamics.kuramoto.system.lattice") == 20

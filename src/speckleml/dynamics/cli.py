@@ -20,7 +20,7 @@ GEOMETRY = ("box", "detector", "dq_factor", "probe_sigma", "beamstop", "sigma_co
 TRAINING = ("iterations", "learning_rate", "batch_series", "batch_time", "loss", "poisson_below", "rescale_t0",
             "method", "rtol", "atol", "max_num_steps", "spike_rule", "spike_factor", "spike_mad", "spike_window",
             "spike_patience", "lr_recovery", "min_learning_rate", "checkpoint_every", "snapshot_every")
-MODEL = ("kernel_size", "coupling", "init_std")  # keyword arguments of the case's build_model
+MODEL = ("kernel_size", "coupling", "init_std", "kernel_symmetry")  # keyword arguments of the case's build_model
 SYSTEM = ("series", "lattice", "kernel_size", "kernel_sigma", "kernel_normalization", "coupling", "t_max", "dt", "drop",
           "rtol", "atol", "test_series", "extrapolation")
 
@@ -70,7 +70,8 @@ def _add_system(parser) -> None:
 def _add_training(parser) -> None:
     group = parser.add_argument_group("model and training (paper 000 Methods)")
     _options(group, "system", coupling=positive_float)
-    _options(group, "train", kernel_size=positive_int, init_std=positive_float, iterations=positive_int,
+    _options(group, "train", kernel_size=positive_int, kernel_symmetry=("none", "point", "d4"), init_std=positive_float,
+             iterations=positive_int,
              learning_rate=positive_float, batch_series=positive_int, batch_time=positive_int,
              loss=("auto", "l1", "poisson"), poisson_below=positive_float, rescale_t0=("auto", "yes", "no"),
              method=str, rtol=positive_float, atol=positive_float, max_num_steps=positive_int,
@@ -143,14 +144,14 @@ def cmd_figures(args) -> int:
     from .figures import make_figures
 
     make_figures(args.evaluation, args.histories, args.metrics, fig2=args.fig2, kernels=args.kernels,
-                 vorticity=args.vorticity, spread=args.spread)
+                 vorticity=args.vorticity, spread=args.spread, c2=args.c2)
     return 0
 
 
 def cmd_sweep_table(args) -> int:
     from .sweeps import gather_sweeps
 
-    gather_sweeps(args.condition or [], args.reference, args.table, args.plot)
+    gather_sweeps(args.condition or [], args.reference, args.table, args.plot, level_stores=args.level_stores)
     return 0
 
 
@@ -235,7 +236,8 @@ def register(commands) -> None:
     _paths(p, [("--evaluation", "evaluation store"), ("--metrics", "metrics CSV"),
                ("--fig2", "kernel evolution, real space, r/psi, speckle (Fig. 2)"),
                ("--kernels", "kernel and loss history per member (Supp. Fig. 2)"),
-               ("--vorticity", "error vs vorticity (Supp. Fig. 3)"), ("--spread", "MAE per member (Supp. Fig. 4a)")])
+               ("--vorticity", "error vs vorticity (Supp. Fig. 3)"), ("--spread", "MAE per member (Supp. Fig. 4a)"),
+               ("--c2", "C2 true vs predicted, slice MAE, tau and gamma (Fig. 2k, Supp. Fig. 4d)")])
     p.add_argument("--histories", nargs="+", required=True, help="training history stores")
 
     p = add_stage(stages, "sweep-table", cmd_sweep_table, help="robustness sweeps: table and plot of final-frame "
@@ -244,4 +246,5 @@ def register(commands) -> None:
     p.add_argument("--reference", required=True, help="metrics CSV of the noise-free ensemble (min-max band)")
     p.add_argument("--condition", nargs=3, action="append", metavar=("PARAM", "VALUE", "METRICS"),
                    help="one sweep level: parameter, value, its metrics CSV (repeat)")
+    p.add_argument("--level-stores", nargs="*", help="evaluation store of each level, in --condition order (kernels)")
     _paths(p, [("--table", "output sweep table (CSV)"), ("--plot", "output sweep plot (PNG)")])

@@ -22,6 +22,7 @@ from ..progress import progress
 from ..stores import FLOATS, ArraySpec, StoreSchema, register_schema
 from .systems.kuramoto import (MomentsSpeckle, aligned_prediction, circular_mean, order_parameter, orientation_mae,
                                plain_mae, random_phases, wrapped_difference)
+from .c2 import c2_analysis
 from .train import kernel_errors
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,15 @@ EVALUATION = register_schema(StoreSchema(
         "mask": ArraySpec(("qy", "qx"), ("bool",)),
         "kernels": ArraySpec(("member", "ky", "kx"), FLOATS, finite=True),
         "true_kernel": ArraySpec(("ky", "kx"), FLOATS, finite=True),
+        "c2_true": ArraySpec(("time", "time2"), FLOATS, required=False),
+        "c2_pred": ArraySpec(("member", "time", "time2"), FLOATS, required=False),
+        "c2_slice_mae": ArraySpec(("member_or_ensemble", "time"), FLOATS, required=False),
+        "c2_t1": ArraySpec(("start",), FLOATS, required=False),
+        "c2_tau_true": ArraySpec(("start",), FLOATS, required=False),
+        "c2_gamma_true": ArraySpec(("start",), FLOATS, required=False),
+        "c2_tau_pred": ArraySpec(("start",), FLOATS, required=False),
+        "c2_gamma_pred": ArraySpec(("start",), FLOATS, required=False),
+        "c2_ring": ArraySpec(("edge",), FLOATS, required=False),
     },
     required_attrs=("train_t_max", "example"),
 ))
@@ -109,7 +119,7 @@ def evaluate_members(models, test_states: np.ndarray, t: np.ndarray, true_kernel
     i_train = int(np.argmin(np.abs(t - train_t_max)))
     arrays = {key: [] for key in ("mae", "mae_plain", "r_pred", "psi_pred", "example_pred", "final_pred",
                                   "speckle_pred", "kernels")}
-    rows = []
+    rows, example_speckle = [], []
     for member, model in enumerate(progress(models, desc="evaluate members")):
         pred = predict_ode(model, y0, tt, method="dopri5", rtol=rtol, atol=atol, chunk=chunk).cpu().numpy()
         mae = orientation_mae(pred, test_states)  # (condition, time)
@@ -117,7 +127,8 @@ def evaluate_members(models, test_states: np.ndarray, t: np.ndarray, true_kernel
         r_pred, psi_pred = order_parameter(pred)
         kernel = model.kernel.detach().cpu().numpy().astype(np.float64)
         with torch.no_grad():
-            speckle = forward(torch.as_tensor(pred[example, -1], device=device)).cpu().numpy()
+            example_speckle.append(forward(torch.as_tensor(pred[example], device=device)).cpu().numpy())
+        speckle = example_speckle[-1][-1]
         arrays["mae"].append(mae)
         arrays["mae_plain"].append(mae_plain)
         arrays["r_pred"].append(r_pred)
@@ -135,8 +146,13 @@ def evaluate_members(models, test_states: np.ndarray, t: np.ndarray, true_kernel
             "psi_mae": float(np.nanmean(psi_err)),
         })
     with torch.no_grad():
-        speckle_true = forward(torch.as_tensor(test_states[example, -1], device=device)).cpu().numpy()
+        speckle_series = forward(torch.as_tensor(test_states[example], device=device)).cpu().numpy()
+    speckle_true = speckle_series[-1]
     out = {key: np.stack(value) for key, value in arrays.items()}
+    qy, qx = forward.q_axes()
+    # Fig. 2k: C2 at the ring of the structure-factor peak, two pixels wide
+    out.update(c2_analysis(speckle_series, np.stack(example_speckle), np.asarray(t, np.float64),
+                           np.hypot(qy[:, None], qx[None, :]), forward.mask.cpu().numpy(), 2 * geometry.dq))
     out.update(baselines(test_states))
     out.update({
         "t": np.asarray(t, np.float64), "r_true": r_true, "psi_true": psi_true,

@@ -235,25 +235,87 @@ def spread_figure(evaluation, path) -> None:
     ax.set_xlabel("ensemble member")
     ax.set_ylabel(f"real-space MAE at t = {ev['t'][-1]:g} (rad)")
     ax.set_title("per-condition spread (white: Fig. 2 example)")
-    ax = axes[0, 1]
-    per_member = np.nanmean(mae, axis=1)
-    mean, std = per_member.mean(axis=0), per_member.std(axis=0)
-    ax.plot(ev["t"], mean, color="C0")
-    ax.fill_between(ev["t"], mean - std, mean + std, color="C0", alpha=0.3, lw=0)
+    mae_time_panel(axes[0, 1], ev)
+    save_figure(fig, path)
+
+
+def mae_time_panel(ax, ev) -> None:
+    """Plain real-space MAE vs time: ensemble (member mean, min-max band) and the two baselines.
+
+    Averages over test conditions; the baselines are "nothing moves" (``phi(t) = phi(0)``) and
+    uniformly random phases; the dashed line ends the training window.
+    """
+    t = ev["t"]
+    per_member = np.nanmean(ev["mae_plain"] if "mae_plain" in ev else ev["mae"], axis=1)  # (member, time)
+    ax.fill_between(t, per_member.min(axis=0), per_member.max(axis=0), color="C0", alpha=0.3, lw=0,
+                    label=f"members min-max ({len(per_member)})")
+    ax.plot(t, per_member.mean(axis=0), color="C0", label="ensemble (member mean)")
+    for key, color, label in (("baseline_frozen_mae_plain", "C3", '"nothing moves"'),
+                              ("baseline_random_mae_plain", "0.5", "random phases")):
+        if key in ev:
+            ax.plot(t, np.nanmean(ev[key], axis=0), color=color, ls="-." if color == "C3" else ":", label=label)
+    ax.axhline(math.pi / 4, color="k", lw=0.5, alpha=0.5)
     ax.axvline(float(ev.attrs["train_t_max"]), color="k", ls="--", lw=0.8)
     ax.set_xlabel("t")
-    ax.set_ylabel("real-space MAE (rad)")
-    ax.set_title("ensemble MAE vs time (dashed: training window)")
+    ax.set_ylabel("plain real-space MAE (rad)")
+    ax.set_title("MAE vs time (dashed: training window; thin: pi/4)")
+    ax.legend(loc="best", fontsize=6)
+
+
+def c2_figure(evaluation, path) -> None:
+    """C2 true (upper triangle) vs ensemble-mean predicted (lower), slice MAE, tau and gamma vs t1
+    (paper 000 Fig. 2k, Supp. Fig. 4d)."""
+    ev = evaluation
+    t, train_end = ev["t"], float(ev.attrs["train_t_max"])
+    fig, axes = figure(1, 4, width=2.8, height=2.6)
+    if "c2_true" not in ev:
+        for ax in axes[0]:
+            ax.axis("off")
+        axes[0, 0].text(0.5, 0.5, "no C2 in this evaluation store", ha="center")
+        save_figure(fig, path)
+        return
+    true, pred = ev["c2_true"], ev["c2_pred"].mean(axis=0)
+    # row = t2 (y, origin lower), column = t1: the upper triangle of the image is t2 >= t1, i.e. tril
+    combined = np.where(np.tril(np.ones_like(true, bool)), true, pred)
+    ax = axes[0, 0]
+    im = ax.imshow(combined, origin="lower", extent=(t[0], t[-1], t[0], t[-1]), cmap="viridis", vmin=0, vmax=1)
+    ax.set_xlabel("t1")
+    ax.set_ylabel("t2")
+    inner, outer = ev["c2_ring"]
+    ax.set_title(f"C2, |Q| in [{inner:.2g}, {outer:.2g}): true upper, predicted lower", fontsize=7)
+    for line in (ax.axvline, ax.axhline):
+        line(train_end, color="w", ls=":", lw=0.8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax = axes[0, 1]
+    slices = ev["c2_slice_mae"]
+    for member in slices[:-1]:
+        ax.plot(t, member, color="0.7", lw=0.6)
+    ax.plot(t, slices[-1], color="C1", label="ensemble-mean C2")
+    ax.axvline(train_end, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("t1")
+    ax.set_ylabel("MAE of C2(t1, t1 + dt) slices")
+    ax.legend(loc="best", fontsize=6)
+    for ax, key, label in ((axes[0, 2], "tau", "tau"), (axes[0, 3], "gamma", "KWW exponent gamma")):
+        ax.plot(ev["c2_t1"], ev[f"c2_{key}_true"], "o-", ms=3, color="C0", label="true")
+        ax.plot(ev["c2_t1"], ev[f"c2_{key}_pred"], "s-", ms=3, color="C1", label="predicted (ensemble C2)")
+        ax.axvline(train_end, color="k", ls=":", lw=0.8)
+        ax.set_xlabel("t1")
+        ax.set_ylabel(label)
+        ax.legend(loc="best", fontsize=6)
+    axes[0, 2].set_yscale("log")
+    fig.suptitle("Two-time correlation of true vs predicted speckle (paper 000 Fig. 2k, Supp. Fig. 4d analogue)")
     save_figure(fig, path)
 
 
 def make_figures(evaluation_path, history_paths, metrics_path, fig2: str, kernels: str, vorticity: str,
-                 spread: str) -> None:
-    """Read the evaluation store and histories and draw the four figures."""
+                 spread: str, c2: str | None = None) -> None:
+    """Read the evaluation store and histories and draw the figures (``c2``: Fig. 2k, optional)."""
     ev = read_store(evaluation_path, EVALUATION)
     histories = [read_store(p, HISTORY) for p in history_paths]
     fig2_figure(ev, histories[0], fig2)
     kernel_history_figure(histories, ev["true_kernel"], kernels)
     vorticity_figure(ev, vorticity)
     spread_figure(ev, spread)
+    if c2:
+        c2_figure(ev, c2)
     log.info("figures written: %s, %s, %s, %s (metrics: %s)", fig2, kernels, vorticity, spread, metrics_path)

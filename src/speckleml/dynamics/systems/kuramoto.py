@@ -35,6 +35,32 @@ from .registry import DynamicsCase, register_case
 
 SYSTEM = "kuramoto"
 KERNEL_NORMALIZATIONS = ("none", "max", "l1")
+#: Constraints of the trainable kernel: ``none`` (the paper's free ``k x k`` conv), ``point``
+#: (``a(d) = a(-d)``: reciprocal pairwise coupling, ``a_ij = a_ji``) or ``d4`` (invariant under the
+#: square lattice's rotations and reflections: an isotropic interaction, as the true -LoG).
+KERNEL_SYMMETRIES = ("none", "point", "d4")
+
+
+class PointSymmetric(nn.Module):
+    """Parametrisation ``w -> (w + w[::-1, ::-1]) / 2``: a point-symmetric kernel, ``a(d) = a(-d)``.
+
+    Reciprocal coupling makes eq. 1 a gradient flow that conserves ``sum_i phi_i``; the
+    antisymmetric part of a free kernel, which the centrosymmetric speckle ``|F|^2`` of a real
+    field constrains only weakly, drives a drift of the stripes that grows without bound in
+    extrapolation.
+    """
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (weight + torch.flip(weight, dims=(-2, -1)))
+
+
+class D4Symmetric(nn.Module):
+    """Parametrisation ``w -> mean of w over the 8 symmetries of the square`` (rotations by 90
+    degrees and reflections): an isotropic kernel on the lattice (point-symmetric too)."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        rotations = [torch.rot90(weight, k, dims=(-2, -1)) for k in range(4)]
+        return sum(rotations + [r.transpose(-2, -1) for r in rotations]) / 8.0
 
 
 def log_kernel(size: int, sigma: float, normalization: str = "none") -> np.ndarray:
@@ -128,12 +154,17 @@ class KuramotoRHS(nn.Module):
         Standard deviation of the trainable kernel's initial values (paper: 0.01).
     dtype : torch.dtype
         Parameter dtype (float64 for the paper's tolerances).
+    symmetry : {"none", "point"}
+        Constraint of the trainable kernel (:data:`KERNEL_SYMMETRIES`, :class:`PointSymmetric`).
     """
 
     def __init__(self, kernel=None, coupling: float = 1.0, kernel_size: int = 3, init_std: float = 0.01,
-                 dtype=torch.float64):
+                 dtype=torch.float64, symmetry: str = "none"):
         super().__init__()
+        if symmetry not in KERNEL_SYMMETRIES:
+            raise InputError(f"kernel symmetry must be one of {KERNEL_SYMMETRIES}, got {symmetry!r}")
         self.coupling = float(coupling)
+        self.symmetry = symmetry
         if kernel is not None:
             self.register_buffer("kernel", torch.as_tensor(np.asarray(kernel), dtype=dtype))
         else:
@@ -141,6 +172,11 @@ class KuramotoRHS(nn.Module):
                 raise InputError(f"model kernel size must be odd, got {kernel_size}")
             weight = torch.randn(kernel_size, kernel_size, dtype=dtype) * init_std
             self.kernel = nn.Parameter(weight)
+            if symmetry != "none":
+                from torch.nn.utils import parametrize
+
+                parametrize.register_parametrization(
+                    self, "kernel", PointSymmetric() if symmetry == "point" else D4Symmetric())
         self.nfe = 0  # function evaluations (solver cost), reset by the caller
 
     def forward(self, t, phi: torch.Tensor) -> torch.Tensor:  # noqa: ARG002  (autonomous system)
@@ -497,22 +533,28 @@ def speckle_frames(states: np.ndarray, geometry: SpeckleGeometry, lambda_max: fl
 
 # ------------------------------------------------------------------ the neural ODE
 
-def build_model(kernel_size: int, coupling: float, init_std: float = 0.01) -> KuramotoRHS:
+def build_model(kernel_size: int, coupling: float, init_std: float = 0.01, kernel_symmetry: str = "none") -> KuramotoRHS:
     """The paper's NODE: one trainable ``k x k`` kernel (N(0, init_std^2)) in the Kuramoto sin/cos form.
+
+    ``kernel_symmetry="point"`` constrains it to ``a(d) = a(-d)`` (:class:`PointSymmetric`),
+    ``"d4"`` to the square's symmetries (:class:`D4Symmetric`); the paper trains the free
+    kernel, ``"none"``.
 
     Seed torch first (:func:`speckleml.runtime.seed_everything`): the kernel is drawn from it.
 
     Raises
     ------
     InputError
-        When ``kernel_size`` is not odd.
+        When ``kernel_size`` is not odd or the symmetry is unknown.
     """
-    return KuramotoRHS(kernel=None, coupling=coupling, kernel_size=kernel_size, init_std=init_std)
+    return KuramotoRHS(kernel=None, coupling=coupling, kernel_size=kernel_size, init_std=init_std,
+                       symmetry=kernel_symmetry)
 
 
 def model_architecture(model: KuramotoRHS) -> dict:
-    """Keyword arguments of :func:`build_model` that rebuild ``model``'s shape (kernel size, K)."""
-    return {"kernel_size": int(model.kernel.shape[-1]), "coupling": model.coupling}
+    """Keyword arguments of :func:`build_model` that rebuild ``model``'s shape (kernel size, K, symmetry)."""
+    return {"kernel_size": int(model.kernel.shape[-1]), "coupling": model.coupling,
+            "kernel_symmetry": getattr(model, "symmetry", "none")}
 
 
 def learned_kernel(model: KuramotoRHS) -> np.ndarray:
