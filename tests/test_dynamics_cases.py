@@ -73,14 +73,14 @@ def test_a_registered_case_trains_through_the_driver_without_argparse(tmp_path, 
 
 
 def test_unknown_case_is_a_one_line_input_error(tmp_path):
-    with pytest.raises(InputError, match=r"unknown dynamics case 'swarm' \(known: .*kuramoto"):
-        get_case("swarm", where="x.zarr")
-    write_states(tmp_path / "s.zarr", np.zeros((1, 3, 2, 2)), np.arange(3.0), system="swarm",
+    with pytest.raises(InputError, match=r"unknown dynamics case 'no_such_case' \(known: .*kuramoto"):
+        get_case("no_such_case", where="x.zarr")
+    write_states(tmp_path / "s.zarr", np.zeros((1, 3, 2, 2)), np.arange(3.0), system="no_such_case",
                  dims=("series", "time", "y", "x"))
     write_frames(tmp_path / "f.zarr", np.zeros((1, 3, 2, 2), np.float32), attrs={"geometry": {}})
     from speckleml.dynamics.train import load_training_data
 
-    with pytest.raises(InputError, match="s.zarr.*unknown dynamics case 'swarm'"):
+    with pytest.raises(InputError, match="s.zarr.*unknown dynamics case 'no_such_case'"):
         load_training_data(tmp_path / "s.zarr", tmp_path / "f.zarr", "cpu", torch.float64)
 
 
