@@ -124,6 +124,9 @@ def _closure(module, everywhere):
         seen.add(name)
         path = _module_file(name)
         files.add(path)
+        # importing a module runs its packages' __init__ first, and what those import
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(2, len(parts))]
         files.update(_package_inits(name))
         todo += _imports(path, name, "*" if everywhere else None)
     return frozenset(files)
