@@ -137,3 +137,30 @@ def test_tosson_rows_table_fits_every_q_bin(tmp_path):
     # The highest-q bin decayed before the first lag: its tau is reported undetermined (fitting.py).
     assert fits["success"].tolist() == [True] * 6 + [False]
     assert "below the first lag" in fits["message"].iloc[6]
+
+
+def test_import_c2_keeps_q_and_phi_of_qphi_bins_and_of_a_stacked_layout(tmp_path):
+    """APS q-phi partitions: bin k is ring k // n_phi, sector k % n_phi (q from dim0, phi from
+    dim1); a stacked (roi, T, T) dataset still gets its q list."""
+    import h5py
+
+    from speckleml.stores import read_c2
+
+    maps = np.stack([np.eye(6) + 1.0 + k for k in range(6)])
+    with h5py.File(tmp_path / "qphi.hdf", "w") as h:
+        for k in range(6):
+            h[f"/xpcs/twotime/correlation_map/c2_{k + 1:05d}"] = np.triu(maps[k])
+        h["/xpcs/twotime/processed_bins"] = np.arange(1, 7)
+        h["/xpcs/qmap/dynamic_v_list_dim0"] = [0.002, 0.004, 0.006]
+        h["/xpcs/qmap/dynamic_v_list_dim1"] = [-90.0, 90.0]
+        h["/xpcs/qmap/dynamic_num_pts"] = [3, 2]
+    with h5py.File(tmp_path / "stacked.hdf", "w") as h:
+        h["/xpcs/twotime/correlation_map"] = maps[:3]
+        h["/xpcs/qmap/dynamic_v_list_dim0"] = [0.001, 0.002, 0.003]
+    for name in ("qphi", "stacked"):
+        assert run_cli("import-c2", tmp_path / f"{name}.hdf", tmp_path / f"{name}.zarr").returncode == 0
+    qphi, stacked = read_c2(tmp_path / "qphi.zarr"), read_c2(tmp_path / "stacked.zarr")
+    np.testing.assert_allclose(qphi["roi_q"], [0.002, 0.002, 0.004, 0.004, 0.006, 0.006])
+    assert qphi.attrs["roi_phi"] == [-90.0, 90.0, -90.0, 90.0, -90.0, 90.0]
+    np.testing.assert_allclose(stacked["roi_q"], [0.001, 0.002, 0.003])
+    np.testing.assert_allclose(stacked["c2"][0], maps[:3])

@@ -157,7 +157,9 @@ def _read_c2_hdf5(path: Path, dataset: str | None, meta: dict) -> np.ndarray:
             if group.ndim != 3:
                 raise InputError(f"{path}: {APS_C2_GROUP} is a {group.ndim}-D dataset, expected a group "
                                  f"of c2_* maps or a (roi, T, T) stack")
-            return group[...]
+            stack = group[...]
+            _bin_coordinates(handle, list(range(stack.shape[0])), meta)
+            return stack
         # numeric order (c2_2 before c2_10; unpadded names occur in practice)
         names = sorted((n for n in group if re.fullmatch(r"c2_\d+", n)), key=lambda n: int(n[3:]))
         if not names:
@@ -165,20 +167,36 @@ def _read_c2_hdf5(path: Path, dataset: str | None, meta: dict) -> np.ndarray:
         maps = [group[n][...] for n in names]
         if len({m.shape for m in maps}) != 1:
             raise InputError(f"{path}: c2 maps differ in shape")
-        if APS_Q_LIST in handle:
-            q = np.ravel(handle[APS_Q_LIST][()]).astype(float)
-            bins = handle["/xpcs/twotime/processed_bins"][()] if "/xpcs/twotime/processed_bins" in handle else None
-            # without processed_bins, c2_<k> is bin k (1-based)
-            index = [int(n[3:]) - 1 for n in names] if bins is None else list(np.ravel(bins) - 1)
-            # q-phi maps: bin k (0-based) is ring k // n_phi, sector k % n_phi
-            n_phi = 1
-            if "/xpcs/qmap/dynamic_num_pts" in handle:
-                points = np.ravel(handle["/xpcs/qmap/dynamic_num_pts"][()])
-                if points.size >= 2 and int(points[0]) == q.size and int(points[1]) >= 1:
-                    n_phi = int(points[1])
-            if len(index) == len(names) and all(0 <= i < q.size * n_phi for i in index):
-                meta["roi_q"] = q[np.asarray(index, int) // n_phi].tolist()
+        bins = handle["/xpcs/twotime/processed_bins"][()] if "/xpcs/twotime/processed_bins" in handle else None
+        # without processed_bins, c2_<k> is bin k (1-based)
+        _bin_coordinates(handle, [int(n[3:]) - 1 for n in names] if bins is None else list(np.ravel(bins) - 1), meta)
         return np.stack(maps)
+
+
+def _bin_coordinates(handle, index: list, meta: dict) -> None:
+    """``roi_q`` (and ``roi_phi`` for q-phi partitions) of the 0-based APS bins ``index``.
+
+    Bin k is ring k // n_phi and sector k % n_phi (``/xpcs/qmap/dynamic_num_pts`` = (n_q, n_phi));
+    q from ``dynamic_v_list_dim0``, phi (degrees) from ``dynamic_v_list_dim1``. Nothing is set
+    when the file has no q list or the bins do not fit it.
+    """
+    if APS_Q_LIST not in handle:
+        return
+    q = np.ravel(handle[APS_Q_LIST][()]).astype(float)
+    n_phi = 1
+    if "/xpcs/qmap/dynamic_num_pts" in handle:
+        points = np.ravel(handle["/xpcs/qmap/dynamic_num_pts"][()])
+        if points.size >= 2 and int(points[0]) == q.size and int(points[1]) >= 1:
+            n_phi = int(points[1])
+    if not all(0 <= i < q.size * n_phi for i in index):
+        return
+    index = np.asarray(index, int)
+    meta["roi_q"] = q[index // n_phi].tolist()
+    phi_list = "/xpcs/qmap/dynamic_v_list_dim1"
+    if n_phi > 1 and phi_list in handle:
+        phi = np.ravel(handle[phi_list][()]).astype(float)
+        if phi.size == n_phi:
+            meta["roi_phi"] = phi[index % n_phi].tolist()
 
 
 # --------------------------------------------------------------------------- g2 tables

@@ -79,7 +79,8 @@ def import_c2(source: str | os.PathLike, output: str | os.PathLike, *, dataset: 
     n_frames = c2.shape[-1]
     write_c2(output, c2[None].astype(np.float32), g2[None], np.arange(n_frames) * dt, roi_q, normalization,
              g2_err=g2_err[None], attrs={"dt": dt, "g2_offset": G2_OFFSET[normalization], "source": str(source),
-                                         "units": {"lag": "s", "q": "1/Angstrom"}},
+                                         "units": {"lag": "s", "q": "1/Angstrom", "phi": "degree"},
+                                         **({"roi_phi": meta["roi_phi"]} if "roi_phi" in meta else {})},
              provenance=provenance)
     log.info("wrote %s: %d ROIs x %d^2 frames from %s", output, c2.shape[0], n_frames, source)
     return Path(output)
