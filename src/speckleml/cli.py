@@ -85,6 +85,25 @@ def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **
     return action
 
 
+def add_schema_options(group, section: str, prefix: str = "", **kinds) -> None:
+    """``--{prefix}{name}`` for each schema key ``section.name``, default and help from the schema.
+
+    ``kinds`` maps a key name to its argparse type, or to a tuple of choices.
+    """
+    from .schema import schema_node
+
+    for name, kind in kinds.items():
+        kwargs = {"choices": kind} if isinstance(kind, tuple) else {"type": kind}
+        text = schema_node(f"{section}.{name}").get("description", "").replace("%", "%%")
+        add_config_option(group, f"--{prefix}{name.replace('_', '-')}", key=f"{section}.{name}",
+                          help=f"{text} (default %(default)s)", **kwargs)
+
+
+def stage_config(args: argparse.Namespace) -> dict:
+    """The parsed options of a stage: the parameters its provenance records."""
+    return {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose", "quiet"}}
+
+
 def provenance_from_args(args: argparse.Namespace, inputs=()) -> dict:
     """Provenance of a stage run from the command line: its parsed options are the config subset.
 
@@ -93,7 +112,7 @@ def provenance_from_args(args: argparse.Namespace, inputs=()) -> dict:
     """
     from .provenance import make_provenance
 
-    config = {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose", "quiet"}}
+    config = stage_config(args)
     return make_provenance(config=config, seed=config.get("seed"), inputs=inputs)
 
 

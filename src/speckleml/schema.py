@@ -30,11 +30,11 @@ def load_schema(section: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def schema_default(key: str):
-    """Default of the config key ``key``, dotted from the section (``"clustering.train.epochs"``).
+def schema_node(key: str) -> dict:
+    """The schema of the config key ``key``, dotted from the section (``"clustering.train"``).
 
-    Follows ``properties`` through nested objects; a ``$ref`` to a sibling schema file is
-    followed. Raises ``KeyError`` naming the key when the schema has no such key or no default.
+    Follows ``properties`` through nested objects and a ``$ref`` to a sibling schema file.
+    Raises ``KeyError`` naming the key when the schema has no such key.
     """
     section, *path = key.split(".")
     node = load_schema(section)
@@ -45,6 +45,15 @@ def schema_default(key: str):
         if name not in props:
             raise KeyError(f"config schema has no key {'.'.join([section, *path[:i + 1]])}")
         node = props[name]
+    return node
+
+
+def schema_default(key: str):
+    """Default of the config key ``key``, dotted from the section (``"clustering.train.epochs"``).
+
+    Raises ``KeyError`` naming the key when the schema has no such key or no default.
+    """
+    node = schema_node(key)
     if "default" not in node:
         raise KeyError(f"config schema key {key} has no default")
     return node["default"]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import (add_config_option, add_device, add_seed, add_stage, add_study, add_threads, non_negative_float,
-                   non_negative_int, positive_float, positive_int)
+from ..cli import (add_device, add_schema_options, add_seed, add_stage, add_study,
+                   add_threads, non_negative_float, non_negative_int, positive_float, positive_int,
+                   stage_config)
+
 from ..runtime import set_torch_threads
 
 KEY = "dynamics.kuramoto"
@@ -34,34 +36,17 @@ def _pick(args, names) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
-def _run_config(args) -> dict:
-    """The parsed options, recorded as the stage's parameters in the provenance."""
-    return {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose"}}
-
-
-def _options(group, section: str, prefix: str = "", **kinds) -> None:
-    """Add ``--{prefix}{name}`` options for schema keys ``section.name``: default and help from the schema."""
-    from ..schema import load_schema
-
-    keys = load_schema("dynamics")["properties"]["kuramoto"]["properties"][section]["properties"]
-    for name, kind in kinds.items():
-        kwargs = {"choices": kind} if isinstance(kind, tuple) else {"type": kind}
-        text = keys[name].get("description", "").replace("%", "%%")
-        add_config_option(group, f"--{prefix}{name.replace('_', '-')}", key=f"{KEY}.{section}.{name}",
-                          help=f"{text} (default %(default)s)", **kwargs)
-
-
 def _add_geometry(parser) -> None:
     group = parser.add_argument_group("scattering geometry (paper Methods, case study 1)")
-    _options(group, "system", box=positive_float)
-    _options(group, "speckle", detector=positive_int, dq_factor=positive_float, probe_sigma=positive_float,
+    add_schema_options(group, f"{KEY}.system", box=positive_float)
+    add_schema_options(group, f"{KEY}.speckle", detector=positive_int, dq_factor=positive_float, probe_sigma=positive_float,
              beamstop=non_negative_float, sigma_coh=_optional_float, static_weight=non_negative_float,
              delta=non_negative_float, lambda_max=_optional_float)
 
 
 def _add_system(parser) -> None:
     group = parser.add_argument_group("true system (Kuramoto lattice)")
-    _options(group, "system", series=positive_int, lattice=positive_int, kernel_size=positive_int,
+    add_schema_options(group, f"{KEY}.system", series=positive_int, lattice=positive_int, kernel_size=positive_int,
              kernel_sigma=positive_float, kernel_normalization=("none", "max", "l1"), coupling=positive_float,
              t_max=positive_float, dt=positive_float, drop=non_negative_int, rtol=positive_float, atol=positive_float,
              test_series=positive_int, extrapolation=positive_float)
@@ -69,8 +54,8 @@ def _add_system(parser) -> None:
 
 def _add_training(parser) -> None:
     group = parser.add_argument_group("model and training (paper 000 Methods)")
-    _options(group, "system", coupling=positive_float)
-    _options(group, "train", kernel_size=positive_int, kernel_symmetry=("none", "point", "d4"), init_std=positive_float,
+    add_schema_options(group, f"{KEY}.system", coupling=positive_float)
+    add_schema_options(group, f"{KEY}.train", kernel_size=positive_int, kernel_symmetry=("none", "point", "d4"), init_std=positive_float,
              iterations=positive_int,
              learning_rate=positive_float, batch_series=positive_int, batch_time=positive_int,
              loss=("auto", "l1", "poisson"), poisson_below=positive_float, rescale_t0=("auto", "yes", "no"),
@@ -84,8 +69,8 @@ def _add_training(parser) -> None:
 
 def _add_evaluation(parser) -> None:
     group = parser.add_argument_group("evaluation")
-    _options(group, "evaluate", example=non_negative_int)
-    _options(group, "evaluate", prefix="eval-", rtol=positive_float, atol=positive_float)
+    add_schema_options(group, f"{KEY}.evaluate", example=non_negative_int)
+    add_schema_options(group, f"{KEY}.evaluate", prefix="eval-", rtol=positive_float, atol=positive_float)
 
 
 # ------------------------------------------------------------------ handlers
@@ -95,7 +80,7 @@ def cmd_simulate(args) -> int:
 
     set_torch_threads(args.threads)
     run_simulation(states=args.states, frames=args.frames, test_states=args.test_states, geometry=_pick(args, GEOMETRY),
-                   lambda_max=args.lambda_max, seed=args.seed, run_config=_run_config(args), **_pick(args, SYSTEM))
+                   lambda_max=args.lambda_max, seed=args.seed, run_config=stage_config(args), **_pick(args, SYSTEM))
     return 0
 
 
@@ -103,7 +88,7 @@ def cmd_speckle(args) -> int:
     from .simulate import write_speckle_store
 
     write_speckle_store(args.frames, states=args.states, geometry=_pick(args, GEOMETRY), lambda_max=args.lambda_max,
-                        seed=args.seed, run_config=_run_config(args))
+                        seed=args.seed, run_config=stage_config(args))
     return 0
 
 
@@ -113,7 +98,7 @@ def cmd_train(args) -> int:
     set_torch_threads(args.threads)
     run_training(states=args.states, frames=args.frames, model=args.model, history=args.history,
                  checkpoint=args.checkpoint, member=args.member, seed=args.seed, model_options=_pick(args, MODEL),
-                 device=args.device, stop_after=args.stop_after, run_config=_run_config(args), **_pick(args, TRAINING))
+                 device=args.device, stop_after=args.stop_after, run_config=stage_config(args), **_pick(args, TRAINING))
     return 0
 
 
@@ -123,7 +108,7 @@ def cmd_evaluate(args) -> int:
     set_torch_threads(args.threads)
     run_evaluation(test_states=args.test_states, train_states=args.train_states, frames=args.frames, models=args.models,
                    metrics=args.metrics, store=args.store, per_frame=args.per_frame, example=args.example,
-                   rtol=args.eval_rtol, atol=args.eval_atol, device=args.device, run_config=_run_config(args))
+                   rtol=args.eval_rtol, atol=args.eval_atol, device=args.device, run_config=stage_config(args))
     return 0
 
 
@@ -136,7 +121,7 @@ def cmd_sweep_level(args) -> int:
                     geometry=_pick(args, GEOMETRY), lambda_max=args.lambda_max, seed=args.seed,
                     model_options=_pick(args, MODEL), example=args.example, eval_rtol=args.eval_rtol,
                     eval_atol=args.eval_atol, device=args.device, stop_after=args.stop_after,
-                    run_config=_run_config(args), **_pick(args, TRAINING))
+                    run_config=stage_config(args), **_pick(args, TRAINING))
     return 0
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import add_config_option, add_device, add_seed, add_stage, add_study, add_threads, non_negative_int, \
-    positive_float, positive_int
+from ..cli import (add_device, add_schema_options, add_seed, add_stage, add_study,
+                   add_threads, non_negative_int, positive_float, positive_int, stage_config)
 
 KEY = "dynamics.lotka_volterra"
 SYSTEM = ("series", "t_max", "dt", "test_series", "test_t_max", "test_dt", "n_particles", "box", "particle_radius")
@@ -27,30 +27,13 @@ def _pick(args, names) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
-def _run_config(args) -> dict:
-    """The parsed options, recorded as the stage's parameters in the provenance."""
-    return {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose"}}
-
-
-def _options(group, section: str, prefix: str = "", **kinds) -> None:
-    """``--{prefix}{name}`` options for schema keys ``section.name``: default and help from the schema."""
-    from ..schema import load_schema
-
-    keys = load_schema("dynamics")["properties"]["lotka_volterra"]["properties"][section]["properties"]
-    for name, kind in kinds.items():
-        kwargs = {"choices": kind} if isinstance(kind, tuple) else {"type": kind}
-        text = keys[name].get("description", "").replace("%", "%%")
-        add_config_option(group, f"--{prefix}{name.replace('_', '-')}", key=f"{KEY}.{section}.{name}",
-                          help=f"{text} (default %(default)s)", **kwargs)
-
-
 def cmd_simulate(args) -> int:
     from ..runtime import set_torch_threads
     from .lotka_volterra_simulate import run_simulation
 
     set_torch_threads(args.threads)
     run_simulation(states=args.states, frames=args.frames, test_states=args.test_states, seed=args.seed,
-                   run_config=_run_config(args), **_pick(args, SYSTEM), **_pick(args, SPECKLE))
+                   run_config=stage_config(args), **_pick(args, SYSTEM), **_pick(args, SPECKLE))
     return 0
 
 
@@ -62,7 +45,7 @@ def cmd_train(args) -> int:
     run_training(states=args.states, frames=args.frames, model=args.model, history=args.history,
                  checkpoint=args.checkpoint, member=args.member, seed=args.seed,
                  model_options={"hidden": args.hidden, "init_scale": args.init_scale},
-                 device=args.device, stop_after=args.stop_after, run_config=_run_config(args), **_pick(args, TRAINING))
+                 device=args.device, stop_after=args.stop_after, run_config=stage_config(args), **_pick(args, TRAINING))
     return 0
 
 
@@ -74,7 +57,7 @@ def cmd_evaluate(args) -> int:
     run_evaluation(test_states=args.test_states, train_states=args.train_states, models=args.models,
                    metrics=args.metrics, store=args.store, grid_points=args.grid_points,
                    agreement_tolerance=args.agreement_tolerance, rtol=args.eval_rtol, atol=args.eval_atol,
-                   seed=args.seed, run_config=_run_config(args))
+                   seed=args.seed, run_config=stage_config(args))
     return 0
 
 
@@ -101,10 +84,10 @@ def register(commands) -> None:
     p.add_argument("frames", help="output training frames store (series, time, qy, qx)")
     p.add_argument("test_states", help="output test states store (new objects, long horizon)")
     group = p.add_argument_group("truth and speckle (paper 000 case study 3)")
-    _options(group, "system", series=positive_int, t_max=positive_float, dt=positive_float, test_series=positive_int,
+    add_schema_options(group, f"{KEY}.system", series=positive_int, t_max=positive_float, dt=positive_float, test_series=positive_int,
              test_t_max=positive_float, test_dt=positive_float, n_particles=positive_int, box=positive_float,
              particle_radius=positive_float)
-    _options(group, "speckle", detector=positive_int, dq_factor=positive_float, probe_sigma=positive_float,
+    add_schema_options(group, f"{KEY}.speckle", detector=positive_int, dq_factor=positive_float, probe_sigma=positive_float,
              render_dtype=("float32", "float64"))
     add_seed(p)
     add_threads(p, default=1)
@@ -117,7 +100,7 @@ def register(commands) -> None:
     p.add_argument("--checkpoint", help="checkpoint file (default: MODEL.ckpt); resumed when present")
     p.add_argument("--member", type=non_negative_int, default=0, help="ensemble member; its seed is --seed + member")
     group = p.add_argument_group("model and training (paper 000 Methods)")
-    _options(group, "train", hidden=positive_int, init_scale=positive_float, iterations=positive_int,
+    add_schema_options(group, f"{KEY}.train", hidden=positive_int, init_scale=positive_float, iterations=positive_int,
              learning_rate=positive_float,
              batch_series=positive_int, batch_time=positive_int, loss=("auto", "l1", "poisson"),
              poisson_below=positive_float, rescale_t0=("auto", "yes", "no"), method=str, rtol=positive_float,
@@ -138,8 +121,8 @@ def register(commands) -> None:
                ("--metrics", "output tidy metrics CSV"), ("--store", "output evaluation store")])
     p.add_argument("--models", nargs="+", required=True, help="member model files")
     group = p.add_argument_group("evaluation")
-    _options(group, "evaluate", grid_points=positive_int, agreement_tolerance=positive_float)
-    _options(group, "evaluate", prefix="eval-", rtol=positive_float, atol=positive_float)
+    add_schema_options(group, f"{KEY}.evaluate", grid_points=positive_int, agreement_tolerance=positive_float)
+    add_schema_options(group, f"{KEY}.evaluate", prefix="eval-", rtol=positive_float, atol=positive_float)
     add_seed(p)
     add_threads(p, default=1)
 

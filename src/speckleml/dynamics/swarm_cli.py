@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import (add_config_option, add_device, add_seed, add_stage, add_threads, non_negative_float,
-                   non_negative_int, positive_float, positive_int)
+from ..cli import (add_device, add_schema_options, add_seed, add_stage, add_threads,
+                   non_negative_float, non_negative_int, positive_float, positive_int, stage_config)
+
 from ..runtime import set_torch_threads
 
 KEY = "dynamics.swarm"
@@ -28,28 +29,12 @@ def _pick(args, names, prefix: str = "") -> dict:
     return {name: getattr(args, prefix + name) for name in names}
 
 
-def _run_config(args) -> dict:
-    return {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose"}}
-
-
-def _options(group, section: str, prefix: str = "", **kinds) -> None:
-    """``--{prefix}{name}`` options for schema keys ``dynamics.swarm.section.name``."""
-    from ..schema import load_schema
-
-    keys = load_schema("dynamics")["properties"]["swarm"]["properties"][section]["properties"]
-    for name, kind in kinds.items():
-        kwargs = {"choices": kind} if isinstance(kind, tuple) else {"type": kind}
-        text = keys[name].get("description", "").replace("%", "%%")
-        add_config_option(group, f"--{prefix}{name.replace('_', '-')}", key=f"{KEY}.{section}.{name}",
-                          dest=prefix.replace("-", "_") + name, help=f"{text} (default %(default)s)", **kwargs)
-
-
 def cmd_simulate(args) -> int:
     from .swarm_run import run_swarm_simulation
 
     set_torch_threads(args.threads)
     run_swarm_simulation(states=args.states, frames=args.frames, test_states=args.test_states,
-                         geometry=_pick(args, GEOMETRY), seed=args.seed, run_config=_run_config(args),
+                         geometry=_pick(args, GEOMETRY), seed=args.seed, run_config=stage_config(args),
                          **_pick(args, SYSTEM))
     return 0
 
@@ -60,7 +45,7 @@ def cmd_train(args) -> int:
     set_torch_threads(args.threads)
     run_swarm_training(states=args.states, frames=args.frames, model=args.model, history=args.history,
                        checkpoint=args.checkpoint, member=args.member, seed=args.seed, device=args.device,
-                       stop_after=args.stop_after, run_config=_run_config(args), **_pick(args, PRETRAIN),
+                       stop_after=args.stop_after, run_config=stage_config(args), **_pick(args, PRETRAIN),
                        **_pick(args, TRAINING))
     return 0
 
@@ -71,7 +56,7 @@ def cmd_evaluate(args) -> int:
     set_torch_threads(args.threads)
     run_swarm_evaluation(test_states=args.test_states, frames=args.frames, models=args.models, metrics=args.metrics,
                          store=args.store, example=args.example, snapshots=args.snapshots, n_lags=args.n_lags,
-                         rtol=args.eval_rtol, atol=args.eval_atol, device=args.device, run_config=_run_config(args))
+                         rtol=args.eval_rtol, atol=args.eval_atol, device=args.device, run_config=stage_config(args))
     return 0
 
 
@@ -91,11 +76,11 @@ def register_swarm(stages) -> None:
     p.add_argument("states", help="output states store (series, time, particle, xy), length units")
     p.add_argument("--frames", required=True, help="output frames store of the training states")
     p.add_argument("--test-states", help="output states store of new initial conditions (evaluation)")
-    _options(p.add_argument_group("true system"), "system", series=positive_int, particles=positive_int,
+    add_schema_options(p.add_argument_group("true system"), f"{KEY}.system", series=positive_int, particles=positive_int,
              disk_radius=positive_float, box_length=positive_float, cutoff=positive_float,
              aggregation=("mean", "sum"), t_max=positive_float, dt=positive_float, extrapolation=positive_float,
              test_series=positive_int, rtol=positive_float, atol=positive_float)
-    _options(p.add_argument_group("scattering geometry"), "speckle", detector=positive_int, dq_factor=positive_float,
+    add_schema_options(p.add_argument_group("scattering geometry"), f"{KEY}.speckle", detector=positive_int, dq_factor=positive_float,
              probe_sigma=non_negative_float, beamstop=non_negative_float, particle_radius=positive_float)
     add_seed(p)
     add_threads(p, default=1)
@@ -109,7 +94,7 @@ def register_swarm(stages) -> None:
         p.add_argument(flag, required=True, help=text)
     p.add_argument("--checkpoint", help="checkpoint file (default: MODEL.ckpt); resumed when present")
     p.add_argument("--member", type=non_negative_int, default=0, help="ensemble member; its seed is --seed + member")
-    _options(p.add_argument_group("model, pretraining and training"), "train", hidden=positive_int,
+    add_schema_options(p.add_argument_group("model, pretraining and training"), f"{KEY}.train", hidden=positive_int,
              pretrain_steps=non_negative_int, pretrain_lr=positive_float, pretrain_scale=positive_float,
              iterations=positive_int, learning_rate=positive_float, batch_series=positive_int,
              batch_time=positive_int, loss=("auto", "l1", "poisson"), poisson_below=positive_float,
@@ -133,8 +118,8 @@ def register_swarm(stages) -> None:
         p.add_argument(flag, required=True, help=text)
     p.add_argument("--models", nargs="+", required=True, help="member model files")
     group = p.add_argument_group("evaluation")
-    _options(group, "evaluate", example=non_negative_int, snapshots=positive_int, n_lags=positive_int)
-    _options(group, "evaluate", prefix="eval-", rtol=positive_float, atol=positive_float)
+    add_schema_options(group, f"{KEY}.evaluate", example=non_negative_int, snapshots=positive_int, n_lags=positive_int)
+    add_schema_options(group, f"{KEY}.evaluate", prefix="eval-", rtol=positive_float, atol=positive_float)
     add_device(p)
     add_threads(p, default=1)
 
