@@ -68,60 +68,31 @@ class Geometry:
 
 
 def read_frame_array(path: str | os.PathLike, dataset: str | None = None) -> np.ndarray:
-    """Load a stack of detector frames as an array (time, y, x) or (series, time, y, x).
+    """Load a whole stack of detector frames into memory.
 
     Parameters
     ----------
     path : path
-        ``.npy``, ``.npy.zip`` (a zip holding one ``.npy``), ``.h5``/``.hdf5``/``.nxs``
-        (dataset ``/entry/data/data`` unless ``dataset`` is given), or ``.zarr`` (a frames
-        store or a bare zarr array).
+        Any format :func:`open_frame_stack` reads: ``.npy``, ``.npy.zip`` (a zip holding one
+        ``.npy``), ``.h5``/``.hdf5``/``.nxs`` (dataset ``/entry/data/data`` unless ``dataset`` is
+        given), or ``.zarr`` (a frames store or a bare zarr array).
     dataset : str, optional
         HDF5 dataset path or zarr array name.
+
+    Returns
+    -------
+    ndarray (time, y, x) or (series, time, y, x)
+        The frames in the file's dtype.
+
+    Raises
+    ------
+    InputError
+        As :func:`open_frame_stack`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: input file does not exist")
-    name = path.name.lower()
-    try:
-        if name.endswith(".npy.zip") or name.endswith(".zip"):
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.namelist() if m.endswith(".npy")]
-                if len(members) != 1:
-                    raise InputError(f"{path}: expected exactly one .npy in the zip, found {len(members)}")
-                with archive.open(members[0]) as handle:
-                    data = np.load(handle, allow_pickle=False)
-        elif name.endswith(".npy"):
-            data = np.load(path, allow_pickle=False)
-        elif name.endswith((".h5", ".hdf5", ".hdf", ".nxs")):
-            import h5py
-
-            key = dataset or DEFAULT_HDF5_DATASET
-            with h5py.File(path, "r") as handle:
-                if key not in handle:
-                    raise InputError(f"{path}: HDF5 dataset {key!r} not found (use --dataset)")
-                data = handle[key][...]
-        elif name.endswith(".zarr") or path.is_dir():
-            import zarr
-
-            node = zarr.open(str(path), mode="r")
-            if hasattr(node, "array_keys"):
-                key = dataset or "frames"
-                if key not in node:
-                    raise InputError(f"{path}: zarr group has no array {key!r} (use --dataset)")
-                node = node[key]
-            data = node[...]
-        else:
-            raise InputError(f"{path}: unknown frame format (use .npy, .npy.zip, .h5/.nxs or .zarr)")
-    except InputError:
-        raise
-    except READ_ERRORS as exc:
-        raise InputError(f"{path}: cannot read frames ({' '.join(str(exc).split())})") from None
-    if data.ndim not in (3, 4):
-        raise InputError(f"{path}: frames must have 3 (time, y, x) or 4 (series, time, y, x) dims, got shape {data.shape}")
-    if data.dtype.kind not in "uif":
-        raise InputError(f"{path}: frames must be numeric, got dtype {data.dtype}")
-    return data
+    with open_frame_stack(path, dataset) as stack:  # read errors become InputError there
+        if stack.ndim == 3:
+            return np.array(stack[0:stack.shape[0]])
+        return np.stack([np.array(stack[s, 0:stack.shape[1]]) for s in range(stack.shape[0])])
 
 
 class _NpyStream:
@@ -166,7 +137,7 @@ def open_frame_stack(path: str | os.PathLike, dataset: str | None = None):
     Parameters
     ----------
     path : path
-        As :func:`read_frame_array`: ``.npy`` (file reads; memory-mapped if Fortran-ordered),
+        ``.npy`` (file reads; memory-mapped if Fortran-ordered),
         ``.npy.zip`` (read in order), HDF5 (dataset ``/entry/data/data`` unless ``dataset``) or ``.zarr``.
     dataset : str, optional
         HDF5 dataset path or zarr array name.
@@ -196,7 +167,7 @@ def open_frame_stack(path: str | os.PathLike, dataset: str | None = None):
             yield stack
     except InputError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except READ_ERRORS as exc:
         raise InputError(f"{path}: cannot read frames ({' '.join(str(exc).split())})") from None
 
 
