@@ -558,12 +558,58 @@ def write_frames(path, frames, mask=None, qx=None, qy=None, attrs=None, provenan
 
 
 def read_frames(path, lazy: bool = False) -> Store:
-    """Read and validate a frames store (``lazy=True`` streams ``frames`` from disk)."""
+    """Read and validate a frames store.
+
+    Parameters
+    ----------
+    path : path
+        A ``*.zarr`` store of schema ``frames``: ``frames`` (series, time, y, x) float32 counts,
+        ``mask`` (y, x) bool (True = valid pixel), ``qx`` (x,) and ``qy`` (y,) in 1/Angstrom (or
+        pixel offsets when no geometry was given; the ``units`` attr says which).
+    lazy : bool
+        Keep ``frames`` on disk (read by slices) instead of loading it.
+
+    Returns
+    -------
+    Store
+        Arrays, attrs and provenance.
+
+    Raises
+    ------
+    StoreError
+        Missing store, wrong schema or version, missing arrays, wrong dims or dtypes.
+    """
     return read_store(path, FRAMES, lazy=("frames",) if lazy else False)
 
 
 def write_states(path, states, t, system: str, attrs=None, provenance=None, dims=None) -> Path:
-    """Write a states store: ``states`` (series, time, ...) and times ``t``."""
+    """Write a states store (real-space states of a simulated or learned system).
+
+    Parameters
+    ----------
+    path : path
+        Destination ``*.zarr``; written atomically (:func:`write_store`).
+    states : ndarray (series, time, ...)
+        Finite states; the trailing dims are the system's (e.g. (n, n) phases, (particles, 2)).
+    t : array (time,)
+        Times of the states, in the system's time unit.
+    system : str
+        Name of the system (registry name, e.g. ``"kuramoto"``).
+    attrs, provenance : mapping, optional
+        Extra attrs (system parameters) and the provenance record.
+    dims : tuple of str, optional
+        Names of the trailing dims (default ``dim2, dim3, ...``).
+
+    Returns
+    -------
+    Path
+        The store written.
+
+    Raises
+    ------
+    StoreError
+        Non-finite states or times, a ``t`` whose length is not the time dim.
+    """
     return write_store(path, STATES, {"states": states, "t": np.asarray(t, np.float64)},
                        attrs={"system": system, **(attrs or {})}, provenance=provenance,
                        dims={"states": dims} if dims else None)
@@ -575,7 +621,37 @@ def read_states(path) -> Store:
 
 
 def write_c2(path, c2, g2, lag, roi_q, normalization: str, g2_err=None, attrs=None, provenance=None) -> Path:
-    """Write a c2 store: ``c2`` (series, roi, t1, t2), ``g2`` (series, roi, lag)."""
+    """Write a c2 store: two-time maps, one-time g2 and the ROIs they belong to.
+
+    Parameters
+    ----------
+    path : path
+        Destination ``*.zarr``; written atomically (:func:`write_store`).
+    c2 : ndarray (series, roi, t1, t2)
+        Two-time correlation maps (stored float32), normalised as ``normalization`` says.
+    g2 : ndarray (series, roi, lag)
+        One-time correlation at the lags ``lag``.
+    lag : array (lag,)
+        Lag times in seconds (or frames when the source has no frame time; attrs say).
+    roi_q : array (roi,)
+        Mean q of each ROI, 1/Angstrom (NaN where unknown).
+    normalization : str
+        Estimator the maps were computed with (:data:`speckleml.correlation.NORMALIZATIONS`).
+    g2_err : ndarray (series, roi, lag), optional
+        Standard error of ``g2``.
+    attrs, provenance : mapping, optional
+        Extra attrs (dt, geometry, ROI definitions) and the provenance record.
+
+    Returns
+    -------
+    Path
+        The store written.
+
+    Raises
+    ------
+    StoreError
+        Arrays whose dims disagree, wrong dtypes.
+    """
     arrays = {"c2": c2, "g2": g2, "lag": np.asarray(lag, np.float64), "roi_q": np.asarray(roi_q, np.float64)}
     if g2_err is not None:
         arrays["g2_err"] = g2_err
@@ -584,5 +660,23 @@ def write_c2(path, c2, g2, lag, roi_q, normalization: str, g2_err=None, attrs=No
 
 
 def read_c2(path, lazy: bool = False) -> Store:
-    """Read and validate a c2 store (``lazy=True`` keeps ``c2`` on disk)."""
+    """Read and validate a c2 store (:func:`write_c2`).
+
+    Parameters
+    ----------
+    path : path
+        A ``*.zarr`` store of schema ``c2``.
+    lazy : bool
+        Keep ``c2`` on disk (read by slices) instead of loading it.
+
+    Returns
+    -------
+    Store
+        Arrays, attrs and provenance.
+
+    Raises
+    ------
+    StoreError
+        Missing store, wrong schema or version, missing arrays, wrong dims or dtypes.
+    """
     return read_store(path, C2, lazy=("c2",) if lazy else False)

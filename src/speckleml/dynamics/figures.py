@@ -309,7 +309,28 @@ def c2_figure(evaluation, path) -> None:
 
 def make_figures(evaluation_path, history_paths, metrics_path, fig2: str, kernels: str, vorticity: str,
                  spread: str, c2: str | None = None) -> None:
-    """Read the evaluation store and histories and draw the figures (``c2``: Fig. 2k, optional)."""
+    """Draw the Kuramoto case's figures (paper 000 Fig. 2, Supp. Figs. 2-4) from its stores.
+
+    Parameters
+    ----------
+    evaluation_path : path
+        ``dynamics_evaluation`` store written by the evaluate stage.
+    history_paths : sequence of path
+        ``training_history`` store of every ensemble member (member 0 is the one Fig. 2b shows).
+    metrics_path : path
+        The metrics table the figures accompany (logged only).
+    fig2, kernels, vorticity, spread : path
+        Outputs: Fig. 2 (:func:`fig2_figure`), kernel histories (:func:`kernel_history_figure`),
+        error vs vorticity (:func:`vorticity_figure`), error spread (:func:`spread_figure`);
+        ``.png``, ``.pdf`` or ``.svg``.
+    c2 : path, optional
+        Fig. 2k, the C2 comparison (:func:`c2_figure`); not drawn when None.
+
+    Raises
+    ------
+    StoreError
+        A store missing or of the wrong schema.
+    """
     ev = read_store(evaluation_path, EVALUATION)
     histories = [read_store(p, HISTORY) for p in history_paths]
     fig2_figure(ev, histories[0], fig2)
