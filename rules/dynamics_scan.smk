@@ -89,8 +89,8 @@ rule dynamics_scan_evaluate:
                        caption="../report/dynamics/scan_metrics.rst"),
         store=directory(f"{SCN_DIR}/evaluation.zarr"),
     params:
-        evaluation=f"--q-fractions {' '.join(q(v) for v in SCN_EVAL['q_fractions'])} "
-        + scn_args(SCN_EVAL, ("ring_width",)) + " " + scn_args(SCN_EVAL, ("rtol", "atol"), prefix="eval-"),
+        evaluation=(f"--q-fractions {' '.join(q(v) for v in SCN_EVAL['q_fractions'])}"
+                    f" {scn_args(SCN_EVAL, ('ring_width',))} {scn_args(SCN_EVAL, ('rtol', 'atol'), prefix='eval-')}"),
         device=config["device"],
     threads: SCN_EVAL["threads"]
     log:
