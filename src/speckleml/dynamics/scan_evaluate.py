@@ -13,8 +13,8 @@ the training window; paper: 2x) and compared with eq. 9's trajectory:
   :func:`speckleml.metrics.spectral_emd`, shared with the Lotka-Volterra case; Supp. Fig. 17b);
 - C2 (eq. 19) of the true and predicted patterns at three Q rings (Supp. Fig. 17c-e), and the
   MAE between the maps off the diagonal;
-- the real-space frames (object x probe) and patterns at the true and predicted points at the
-  end of the training window and at the last point (Fig. 7b-g).
+- the real-space frames (object x probe, and the object patch) and patterns at the true and
+  predicted points at the end of the training window and at the last point (Fig. 7b-g).
 
 The ensemble prediction is the mean of the members' trajectories.
 """
@@ -47,6 +47,8 @@ SCAN_EVALUATION = register_schema(StoreSchema(
         "frame_time": ArraySpec(("shown",), FLOATS, finite=True),
         "wave_true": ArraySpec(("shown", "py", "px", "part"), FLOATS, finite=True),
         "wave_pred": ArraySpec(("shown", "py", "px", "part"), FLOATS),
+        "patch_true": ArraySpec(("shown", "py", "px", "part"), FLOATS, finite=True),
+        "patch_pred": ArraySpec(("shown", "py", "px", "part"), FLOATS),
         "pattern_true": ArraySpec(("shown", "py", "px"), FLOATS, finite=True),
         "pattern_pred": ArraySpec(("shown", "py", "px"), FLOATS),
     },
@@ -192,6 +194,8 @@ def run_scan_evaluation(*, test_states, frames, models, metrics, store, q_fracti
     with torch.no_grad():
         waves = [forward.exit_waves(torch.as_tensor(r[shown], device=torch_device)).cpu().numpy()
                  for r in (r_true, r_ens)]
+        patches = [forward.patches(torch.as_tensor(r[shown], device=torch_device)).cpu().numpy()
+                   for r in (r_true, r_ens)]
         pats = [forward(torch.as_tensor(r[shown], device=torch_device)).cpu().numpy() for r in (r_true, r_ens)]
     obj = forward.obj[0].cpu().numpy()
 
@@ -207,6 +211,8 @@ def run_scan_evaluation(*, test_states, frames, models, metrics, store, q_fracti
         "object_phase": np.angle(obj[0] + 1j * obj[1]), "frame_time": t[shown] - t[0],
         "wave_true": np.stack([waves[0].real, waves[0].imag], axis=-1),
         "wave_pred": np.stack([waves[1].real, waves[1].imag], axis=-1),
+        "patch_true": np.stack([patches[0].real, patches[0].imag], axis=-1),
+        "patch_pred": np.stack([patches[1].real, patches[1].imag], axis=-1),
         "pattern_true": pats[0], "pattern_pred": pats[1],
     }, attrs={"window": int(window), "t0": float(t[0]), "angular_lag_pi": summary["angular_lag_pi"],
               "members": len(models), "units": "positions: object pixels; t: scan points; freqs: 1/scan point"},

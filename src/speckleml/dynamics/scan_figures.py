@@ -13,9 +13,9 @@ def make_scan_figures(evaluation, fig7, supp17) -> None:
     evaluation : path
         Store of :func:`speckleml.dynamics.scan_evaluate.run_scan_evaluation`.
     fig7 : path
-        Output PNG: object phase with the true and predicted trajectories (a); real-space phase
-        of object x probe at the true and predicted point at the end of the training window and
-        their difference (b-d); the patterns there (log scale) and their difference (e-g);
+        Output PNG: object phase with the true and predicted trajectories (a); the object's phase
+        in the lit frame at the true and predicted point at the end of the training window and
+        the modulus of the difference of object x probe (b-d); the patterns there (log scale) and their difference (e-g);
         x(t), y(t) true and predicted and their difference, training window dotted (i); the
         paths with the angular lag at the last point (j).
     supp17 : path
@@ -40,7 +40,7 @@ def make_scan_figures(evaluation, fig7, supp17) -> None:
     fig = plt.figure(figsize=(16, 9))
     grid = fig.add_gridspec(3, 5)
     a = fig.add_subplot(grid[0:2, 0:2])
-    a.imshow(phase, extent=extent, cmap="gray")
+    a.imshow(phase, extent=extent, cmap="cividis")
     a.plot(*r_true[:window + 1].T, "w-", lw=1.5, label="true, training window")
     a.plot(*r_true[window:].T, "w:", lw=1, label="true, extrapolation")
     a.plot(*r_ens.T, "C1-", lw=1, label="predicted (ensemble mean)")
@@ -50,17 +50,22 @@ def make_scan_figures(evaluation, fig7, supp17) -> None:
     wt, wp = ev["wave_true"][0], ev["wave_pred"][0]
     pt, pp = ev["pattern_true"][0], ev["pattern_pred"][0]
     at_t = float(ev["frame_time"][0])
-    panels = [(np.angle(wt[..., 0] + 1j * wt[..., 1]), f"b. true frame, t - t0 = {at_t:.0f}", "twilight"),
-              (np.angle(wp[..., 0] + 1j * wp[..., 1]), "c. predicted frame", "twilight"),
-              (np.abs((wt[..., 0] + 1j * wt[..., 1]) - (wp[..., 0] + 1j * wp[..., 1])), "d. |difference|", "magma"),
+    wt, wp = wt[..., 0] + 1j * wt[..., 1], wp[..., 0] + 1j * wp[..., 1]
+    ot, op = (ev[key][0][..., 0] + 1j * ev[key][0][..., 1] for key in ("patch_true", "patch_pred"))
+    lit = np.abs(wt) > 0.05 * np.abs(wt).max()  # the object's phase where the probe lights it
+    panels = [(np.where(lit, np.angle(ot), np.nan), f"b. true frame, t - t0 = {at_t:.0f}", "cividis"),
+              (np.where(lit, np.angle(op), np.nan), "c. predicted frame", "cividis"),
+              (np.abs(wt - wp), "d. |difference| of object x probe", "magma"),
               (np.log10(pt + 1e-8), "e. true pattern (log10)", "viridis"),
               (np.log10(pp + 1e-8), "f. predicted pattern (log10)", "viridis"),
               (pt - pp, "g. difference of patterns", "RdBu_r")]
     for k, (img, title, cmap) in enumerate(panels):
         ax = fig.add_subplot(grid[k // 3, 2 + k % 3])
-        lim = np.abs(img).max() if cmap == "RdBu_r" else None
-        im = ax.imshow(img, cmap=cmap, vmin=-lim if lim else None, vmax=lim)
-        ax.set(title=title, xticks=[], yticks=[])
+        lim = np.nanmax(np.abs(img)) if cmap == "RdBu_r" else None
+        vmin, vmax = (-lim, lim) if lim else ((np.nanmin(phase), np.nanmax(phase)) if cmap == "cividis" else (None, None))
+        im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set(title=title, xticks=[], yticks=[], facecolor="white")
+        ax.title.set_fontsize(9)
         fig.colorbar(im, ax=ax, fraction=0.046)
     for k, (name, idx) in enumerate((("x", 0), ("y", 1))):
         ax = fig.add_subplot(grid[2, k])
@@ -91,15 +96,15 @@ def make_scan_figures(evaluation, fig7, supp17) -> None:
 
     fig, ax = plt.subplots(1, 5, figsize=(20, 4))
     freqs = ev["freqs"]
+    twin = ax[0].inset_axes([0.55, 0.35, 0.42, 0.5])
     for idx, name in enumerate("xy"):
         ax[0].plot(freqs, ev["spec_true"][idx], "-", color=f"C{idx}", label=f"{name} true")
         ax[0].plot(freqs, ev["spec_pred"][idx], "--", color=f"C{idx}", label=f"{name} predicted")
-        twin = ax[0].inset_axes([0.55, 0.45, 0.42, 0.5])
         for key, ls in (("spec_true", "-"), ("spec_pred", "--")):
             s = ev[key][idx]
             twin.plot(freqs, np.cumsum(s) / s.sum(), ls, color=f"C{idx}", lw=0.8)
-        twin.set(xlim=(0, 0.1), title="CDF", xticks=[0, 0.05, 0.1])
-        twin.tick_params(labelsize=6)
+    twin.set(xlim=(0, 0.05), xticks=[0, 0.025, 0.05], ylabel="CDF")
+    twin.tick_params(labelsize=6)
     ax[0].axvline(1 / window, color="k", ls=":", lw=0.8)
     ax[0].set(xlim=(0, 0.1), xlabel="frequency (1/scan point)", ylabel="power", title="b. spectra")
     ax[0].legend(fontsize=6, loc="center left")
