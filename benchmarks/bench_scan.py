@@ -1,13 +1,17 @@
 """Benchmark: scan-case NODE training iterations at paper size (paper 000 proof-of-concept).
 
-Setting: eq. 9 over 80 scan points from t0 = 609 (one turn, omega = 4), radius 320 object
-pixels, a 1232 x 1232 random-feature object, 512 x 512 probe and patterns, mini-batches of
+Setting (paper size): eq. 9 over 80 scan points from t0 = 609 (one turn, omega = 4), radius
+320 object pixels, a random-feature object holding the spiral, 512 x 512 probe and patterns, mini-batches of
 5 windows x 35 scan points (paper), the NODE of eq. 10 (featuriser 8, 3 hidden layers of 32),
 float64, dopri5 rtol 1e-5, L1 loss, Adam 3e-4: the shared loop
 (:func:`speckleml.dynamics.training.train_ode`) for ``--iterations`` steps, timed after one
 warm-up step. Prints one JSON object: seconds per iteration and peak GPU memory.
 
-    python benchmarks/bench_scan.py [--device cpu|cuda] [--detector 512] [--iterations 5] [--threads 1]
+    python benchmarks/bench_scan.py [--device cpu|cuda] [--detector 128] [--radius 80] [--iterations 5]
+        [--threads 1]
+
+The defaults are a CPU-sized 128 x 128 (``make bench``); ``gpu_paper_scale.sh`` passes the
+paper's ``--detector 512 --radius 320``.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--detector", type=int, default=512)
-    parser.add_argument("--radius", type=float, default=320.0)
+    parser.add_argument("--detector", type=int, default=128, help="pattern side (paper: 512)")
+    parser.add_argument("--radius", type=float, default=80.0, help="spiral radius at t0, object px (paper scale: 320)")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

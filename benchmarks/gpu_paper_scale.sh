@@ -44,7 +44,7 @@ run forward         60  "$PY" benchmarks/bench_forward.py --device cuda
 run disk_count      90  "$PY" benchmarks/bench_disk_count.py --archs resnet50 --inputs 257 --sizes 257 --batch 40 --steps 8
 run shear           60  "$PY" benchmarks/bench_shear.py --device cuda
 run swarm           120 "$PY" benchmarks/bench_swarm.py --device cuda --truth simulate --repeats 2
-run scan            60  "$PY" benchmarks/bench_scan.py --device cuda --iterations 5
+run scan            60  "$PY" benchmarks/bench_scan.py --device cuda --detector 512 --radius 320 --iterations 5
 
 "$PY" - "$OUT" <<'PY'
 import json, sys
