@@ -203,3 +203,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
         run_scan_training(states=tmp_path / "s.zarr", frames=tmp_path / "f.zarr", model=tmp_path / "m.pt",
                           history=tmp_path / "h.zarr", seed=0, features=4, hidden=8, depth=2, iterations=1,
                           device="cpu", **TRAINING)
+
+
+def test_poisson_frames_are_counts_of_the_scaled_patterns(tmp_path):
+    """lambda_max: integer counts whose total matches the rates (patterns / max x lambda_max) to 5 sigma."""
+    from speckleml.dynamics.scan_run import scan_frames
+    from speckleml.stores import read_frames, read_states
+
+    _simulate(tmp_path, window=12, detector=8, radius=6.0, lambda_max=50.0)
+    frames = read_frames(tmp_path / "f.zarr")
+    counts = np.asarray(frames["frames"], np.float64)
+    obj, probe = S.load_sample(tmp_path / "sample.zarr")
+    clean = scan_frames(np.asarray(read_states(tmp_path / "s.zarr")["states"]), obj, probe).astype(np.float64)
+    rates = clean / clean.max() * 50.0
+    assert np.array_equal(counts, np.round(counts)) and frames.attrs["lambda_max"] == 50.0
+    assert abs(counts.sum() - rates.sum()) < 5 * np.sqrt(rates.sum())
