@@ -114,6 +114,8 @@ rule dynamics_scan_figures:
                     caption="../report/dynamics/scan_fig7.rst"),
         supp17=report(f"{SCN_DIR}/figures/supp17.png", category="dynamics (scan)",
                       caption="../report/dynamics/scan_supp17.rst"),
+        supp18=report(f"{SCN_DIR}/figures/supp18.png", category="dynamics (scan)",
+                      caption="../report/dynamics/scan_supp18.rst"),
     log:
         log_path("dynamics", "scan_figures"),
     benchmark:
@@ -122,7 +124,7 @@ rule dynamics_scan_figures:
         ENV
     shell:
         "speckleml dynamics scan-figures --evaluation {input.evaluation} --fig7 {output.fig7}"
-        " --supp17 {output.supp17} > {log} 2>&1"
+        " --supp17 {output.supp17} --supp18 {output.supp18} > {log} 2>&1"
 
 
 _dynamics_before_scan_targets = STUDY_TARGETS["dynamics"]
@@ -130,4 +132,5 @@ STUDY_TARGETS["dynamics"] = lambda: _dynamics_before_scan_targets() + [
     f"{SCN_DIR}/metrics.csv",
     f"{SCN_DIR}/figures/fig7.png",
     f"{SCN_DIR}/figures/supp17.png",
+    f"{SCN_DIR}/figures/supp18.png",
 ]

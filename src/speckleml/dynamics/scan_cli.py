@@ -67,7 +67,7 @@ def cmd_evaluate(args) -> int:
 def cmd_figures(args) -> int:
     from .scan_figures import make_scan_figures
 
-    make_scan_figures(args.evaluation, fig7=args.fig7, supp17=args.supp17)
+    make_scan_figures(args.evaluation, fig7=args.fig7, supp17=args.supp17, supp18=args.supp18)
     return 0
 
 
@@ -129,7 +129,8 @@ def register_scan(stages) -> None:
     add_device(p)
     add_threads(p, default=1)
 
-    p = add_stage(stages, "scan-figures", cmd_figures, help="scan: Fig. 7 and Supp. Fig. 17 analogues")
+    p = add_stage(stages, "scan-figures", cmd_figures, help="scan: Fig. 7 and Supp. Fig. 17-18 analogues")
     for flag, text in (("--evaluation", "evaluation store"), ("--fig7", "output Fig. 7 analogue (PNG)"),
                        ("--supp17", "output Supp. Fig. 17 analogue (PNG)")):
         p.add_argument(flag, required=True, help=text)
+    p.add_argument("--supp18", help="output Supp. Fig. 18 analogue (PNG): frames and patterns along both paths")

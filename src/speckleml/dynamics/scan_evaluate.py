@@ -14,7 +14,8 @@ the training window; paper: 2x) and compared with eq. 9's trajectory:
 - C2 (eq. 19) of the true and predicted patterns at three Q rings (Supp. Fig. 17c-e), and the
   MAE between the maps off the diagonal;
 - the real-space frames (object x probe, and the object patch) and patterns at the true and
-  predicted points at the end of the training window and at the last point (Fig. 7b-g).
+  predicted points at the end of the training window and at the last point (Fig. 7b-g), and
+  the object patches and patterns at ``SERIES_STEPS`` times along both paths (Supp. Fig. 18).
 
 The ensemble prediction is the mean of the members' trajectories.
 """
@@ -28,6 +29,9 @@ import numpy as np
 from ..stores import FLOATS, ArraySpec, StoreSchema, register_schema
 
 log = logging.getLogger(__name__)
+
+#: Times along the test window at which Supp. Fig. 18's series of frames is stored.
+SERIES_STEPS = 8
 
 SCAN_EVALUATION = register_schema(StoreSchema(
     name="scan_evaluation", version=1,
@@ -51,6 +55,11 @@ SCAN_EVALUATION = register_schema(StoreSchema(
         "patch_pred": ArraySpec(("shown", "py", "px", "part"), FLOATS),
         "pattern_true": ArraySpec(("shown", "py", "px"), FLOATS, finite=True),
         "pattern_pred": ArraySpec(("shown", "py", "px"), FLOATS),
+        "series_time": ArraySpec(("step",), FLOATS, finite=True),
+        "series_patch_true": ArraySpec(("step", "py", "px", "part"), FLOATS, finite=True),
+        "series_patch_pred": ArraySpec(("step", "py", "px", "part"), FLOATS),
+        "series_pattern_true": ArraySpec(("step", "py", "px"), FLOATS, finite=True),
+        "series_pattern_pred": ArraySpec(("step", "py", "px"), FLOATS),
     },
     required_attrs=("window", "t0", "angular_lag_pi"),
 ))
@@ -198,6 +207,11 @@ def run_scan_evaluation(*, test_states, frames, models, metrics, store, q_fracti
                    for r in (r_true, r_ens)]
         pats = [forward(torch.as_tensor(r[shown], device=torch_device)).cpu().numpy() for r in (r_true, r_ens)]
     obj = forward.obj[0].cpu().numpy()
+    steps = np.unique(np.linspace(0, len(t) - 1, SERIES_STEPS).round().astype(int))
+    with torch.no_grad():
+        series_patch = [forward.patches(torch.as_tensor(r[steps], device=torch_device)).cpu().numpy()
+                        for r in (r_true, r_ens)]
+    series_pattern = [speckle_true[steps], patterns(r_ens[steps])]
 
     rows = [{"metric": k, "member": "ensemble", "value": v} for k, v in summary.items()]
     for m in range(len(models)):
@@ -213,7 +227,10 @@ def run_scan_evaluation(*, test_states, frames, models, metrics, store, q_fracti
         "wave_pred": np.stack([waves[1].real, waves[1].imag], axis=-1),
         "patch_true": np.stack([patches[0].real, patches[0].imag], axis=-1),
         "patch_pred": np.stack([patches[1].real, patches[1].imag], axis=-1),
-        "pattern_true": pats[0], "pattern_pred": pats[1],
+        "pattern_true": pats[0], "pattern_pred": pats[1], "series_time": t[steps] - t[0],
+        "series_patch_true": np.stack([series_patch[0].real, series_patch[0].imag], axis=-1),
+        "series_patch_pred": np.stack([series_patch[1].real, series_patch[1].imag], axis=-1),
+        "series_pattern_true": series_pattern[0], "series_pattern_pred": series_pattern[1],
     }, attrs={"window": int(window), "t0": float(t[0]), "angular_lag_pi": summary["angular_lag_pi"],
               "members": len(models), "units": "positions: object pixels; t: scan points; freqs: 1/scan point"},
         provenance=provenance)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def make_scan_figures(evaluation, fig7, supp17) -> None:
+def make_scan_figures(evaluation, fig7, supp17, supp18=None) -> None:
     """Write the two figures from the evaluation store.
 
     Parameters
@@ -21,6 +21,9 @@ def make_scan_figures(evaluation, fig7, supp17) -> None:
     supp17 : path
         Output PNG: Fourier spectra and their CDFs, true vs predicted (b); C2 at three Q rings,
         true (upper triangle) vs predicted (lower) (c-e); a pattern with the three rings (f).
+    supp18 : path, optional
+        Output PNG: the object's phase in the frame along the true (a) and predicted (b) paths
+        and their difference (c); the patterns (log10) along both (d, e) and their difference (f).
     """
     import matplotlib
 
@@ -124,4 +127,30 @@ def make_scan_figures(evaluation, fig7, supp17) -> None:
     ax[4].set(title="f. pattern and the C2 rings", xlabel="qx (px)", ylabel="qy (px)")
     fig.tight_layout()
     fig.savefig(supp17, dpi=100)
+    plt.close(fig)
+    if supp18 is not None:
+        _series_figure(ev, supp18, plt)
+
+
+def _series_figure(ev, path, plt) -> None:
+    """Supp. Fig. 18 analogue: frames and patterns along the true and predicted paths."""
+    times = ev["series_time"]
+    pt, pp = (ev[k][..., 0] + 1j * ev[k][..., 1] for k in ("series_patch_true", "series_patch_pred"))
+    qt, qp = np.log10(ev["series_pattern_true"] + 1e-8), np.log10(ev["series_pattern_pred"] + 1e-8)
+    rows = [(np.angle(pt), "a. true: object phase", "cividis"), (np.angle(pp), "b. predicted", "cividis"),
+            (np.angle(pt) - np.angle(pp), "c. difference", "RdBu_r"), (qt, "d. true pattern (log10)", "viridis"),
+            (qp, "e. predicted pattern (log10)", "viridis"), (qt - qp, "f. difference (log10 ratio)", "RdBu_r")]
+    fig, ax = plt.subplots(len(rows), len(times), figsize=(1.6 * len(times) + 1, 1.6 * len(rows) + 0.4),
+                           squeeze=False)
+    for i, (stack, label, cmap) in enumerate(rows):
+        lim = np.nanmax(np.abs(stack)) if cmap == "RdBu_r" else None
+        vmin, vmax = (-lim, lim) if lim else (np.nanmin(stack), np.nanmax(stack))
+        for j, img in enumerate(stack):
+            ax[i, j].imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+            ax[i, j].set(xticks=[], yticks=[])
+            if i == 0:
+                ax[i, j].set_title(f"t - t0 = {times[j]:.0f}", fontsize=8)
+        ax[i, 0].set_ylabel(label, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
