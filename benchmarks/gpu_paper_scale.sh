@@ -14,6 +14,8 @@
 #   shear            Monte Carlo configurations/s at the paper's estimator
 #   swarm            one swarm graph-NODE iteration at paper size (500 particles, 64x64
 #                    detector, 4 x 20 frames, dopri5 rtol 1e-5, clustered states at t = 5)
+#   scan             scan-case NODE iterations at paper size (512x512 patterns, batches 5 x 35,
+#                    float64 object sampling by grid_sample): s/iteration, peak GPU memory
 # Each entry has its own time limit so one slow entry cannot eat the budget; a failed entry
 # is recorded with its exit code and the run goes on. Needs the project venv (make setup).
 set -uo pipefail
@@ -42,6 +44,7 @@ run forward         60  "$PY" benchmarks/bench_forward.py --device cuda
 run disk_count      90  "$PY" benchmarks/bench_disk_count.py --archs resnet50 --inputs 257 --sizes 257 --batch 40 --steps 8
 run shear           60  "$PY" benchmarks/bench_shear.py --device cuda
 run swarm           120 "$PY" benchmarks/bench_swarm.py --device cuda --truth simulate --repeats 2
+run scan            60  "$PY" benchmarks/bench_scan.py --device cuda --detector 512 --radius 320 --iterations 5
 
 "$PY" - "$OUT" <<'PY'
 import json, sys

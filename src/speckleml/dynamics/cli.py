@@ -157,9 +157,11 @@ def _runtime(parser, seed: bool = True, device: bool = True) -> None:
 
 def register(commands) -> None:
     stages = add_study(commands, "dynamics", "neural ODEs learned through speckle (paper 000)")
+    from .scan_cli import register_scan  # case 4 (scan-* stages)
     from .swarm_cli import register_swarm  # case 2 (swarm-* stages)
 
     register_swarm(stages)
+    register_scan(stages)
     ex = "example:\n  speckleml dynamics "
 
     p = add_stage(stages, "simulate", cmd_simulate, help="integrate the true Kuramoto lattice -> states store, "

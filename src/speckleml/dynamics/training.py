@@ -199,6 +199,9 @@ def sample_windows(data: WindowData, batch_series: int, batch_time: int, rng: np
                    return_series: bool = False):
     """Draw a mini-batch: distinct series, one random window start per series.
 
+    A single series (one long trajectory, e.g. the scan case) gives ``batch_series`` windows of
+    it with independent random starts.
+
     With ``return_series`` the series indices ``(batch,)`` (a tensor) are returned as a fourth
     value, for forward models that differ per series (``per_series`` attribute, e.g. the
     Lotka-Volterra case's one random object per series).
@@ -215,7 +218,11 @@ def sample_windows(data: WindowData, batch_series: int, batch_time: int, rng: np
     import torch
 
     batch_time = min(batch_time, data.n_time)
-    series = rng.choice(data.n_series, size=min(batch_series, data.n_series), replace=False)
+    if data.n_series == 1:
+        # One long trajectory (the scan case): batch_series windows of it at independent starts.
+        series = np.zeros(batch_series, dtype=np.int64)
+    else:
+        series = rng.choice(data.n_series, size=min(batch_series, data.n_series), replace=False)
     starts = rng.integers(0, data.n_time - batch_time + 1, size=len(series))
     s_idx = torch.as_tensor(series, device=data.frames.device)
     t_idx = torch.as_tensor(starts, device=data.frames.device)[:, None] + torch.arange(batch_time, device=data.frames.device)

@@ -8,5 +8,6 @@ from .registry import CASES, DynamicsCase, get_case, register_case
 from . import kuramoto  # noqa: E402,F401  (registers "kuramoto")
 from . import lotka_volterra  # noqa: E402,F401  (registers "lotka_volterra")
 from . import swarm  # noqa: E402,F401  (registers "swarm")
+from . import scan  # noqa: E402,F401  (registers "scan")
 
 __all__ = ["CASES", "DynamicsCase", "get_case", "register_case"]
