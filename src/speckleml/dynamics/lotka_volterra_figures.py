@@ -40,10 +40,7 @@ def make_figures(evaluation, metrics, *, trajectories, spectra, emd, fields, exa
     InputError
         Missing inputs or ``example`` out of range.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import plt, save_figure  # Agg backend; atomic saves
     import pandas as pd
 
     from ..errors import InputError
@@ -82,8 +79,7 @@ def make_figures(evaluation, metrics, *, trajectories, spectra, emd, fields, exa
     axes[2].set_xlabel("time (grey: training window)")
     axes[2].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(trajectories, dpi=120)
-    plt.close(fig)
+    save_figure(fig, trajectories)
 
     freqs = ev["freqs"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -100,8 +96,7 @@ def make_figures(evaluation, metrics, *, trajectories, spectra, emd, fields, exa
     axes[1].set_xlim(0, min(freqs[-1], 0.5))
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(spectra, dpi=120)
-    plt.close(fig)
+    save_figure(fig, spectra)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     groups = [(f"m{m}", ev["emd_members"][m]) for m in range(ev["emd_members"].shape[0])]
@@ -121,8 +116,7 @@ def make_figures(evaluation, metrics, *, trajectories, spectra, emd, fields, exa
     axes[1].set_ylabel("period of x(t) (time)")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(emd, dpi=120)
-    plt.close(fig)
+    save_figure(fig, emd)
 
     grid, field_true, field_members = ev["grid"], ev["field_true"], ev["field_members"]
     panels = [("truth", field_true), ("member 0", field_members[0]), ("ensemble mean", field_members.mean(0))]
@@ -140,5 +134,4 @@ def make_figures(evaluation, metrics, *, trajectories, spectra, emd, fields, exa
         ax.set_xlabel("x (length)")
     axes[0].set_ylabel("y (length)")
     fig.tight_layout()
-    fig.savefig(fields, dpi=120)
-    plt.close(fig)
+    save_figure(fig, fields)

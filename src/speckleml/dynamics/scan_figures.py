@@ -25,10 +25,7 @@ def make_scan_figures(evaluation, fig7, supp17, supp18=None) -> None:
         Output PNG: the object's phase in the frame along the true (a) and predicted (b) paths
         and their difference (c); the patterns (log10) along both (d, e) and their difference (f).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import plt, save_figure  # Agg backend; atomic saves
 
     from ..stores import read_store
     from .scan_evaluate import SCAN_EVALUATION
@@ -77,25 +74,24 @@ def make_scan_figures(evaluation, fig7, supp17, supp18=None) -> None:
             ax.plot(t, r[:, idx], lw=0.6, alpha=0.6, color="C1", label="members" if m == 0 else None)
         ax.plot(t, r_ens[:, idx], "C1--", label="ensemble mean")
         ax.axvline(t[window - 1], color="grey", ls=":")
-        ax.set(xlabel="t - t0 (scan points)", ylabel=f"{name} (object px)", title=f"i. {name}(t)")
+        ax.set(xlabel="t - t0 (scan points)", ylabel=f"{name} (object px)", title=f"{'hi'[k]}. {name}(t)")
         ax.legend(fontsize=6)
     ax = fig.add_subplot(grid[2, 2])
     ax.plot(t, r_ens[:, 0] - r_true[:, 0], label="x")
     ax.plot(t, r_ens[:, 1] - r_true[:, 1], label="y")
     ax.axvline(t[window - 1], color="grey", ls=":")
-    ax.set(xlabel="t - t0", ylabel="predicted - true (px)", title="i. difference")
+    ax.set(xlabel="t - t0 (scan points)", ylabel="predicted - true (object px)", title="j. ensemble mean - true")
     ax.legend(fontsize=6)
     ax = fig.add_subplot(grid[2, 3])
     ax.plot(*r_true.T, "k-", lw=1, label="true")
     ax.plot(*r_ens.T, "C1-", lw=1, label="predicted")
     for r, c in ((r_true, "k"), (r_ens, "C1")):
         ax.plot([0, r[-1, 0]], [0, r[-1, 1]], c + ":", lw=1)
-    ax.set(aspect="equal", title=f"j. angular lag at the end: {float(ev.attrs['angular_lag_pi']):.3f} pi "
-           "(paper 0.11 pi)", xlabel="x", ylabel="y")
+    ax.set(aspect="equal", title=f"k. lag at the end: {float(ev.attrs['angular_lag_pi']):.2f} pi "
+           "(paper 0.11 pi)", xlabel="x (object px)", ylabel="y (object px)")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(fig7, dpi=100)
-    plt.close(fig)
+    save_figure(fig, fig7)
 
     fig, ax = plt.subplots(1, 5, figsize=(20, 4))
     freqs = ev["freqs"]
@@ -126,14 +122,15 @@ def make_scan_figures(evaluation, fig7, supp17, supp18=None) -> None:
         ax[4].add_patch(plt.Circle((0, 0), (lo + hi) / 2, fill=False, ls="--", color=("w", "y", "r")[k]))
     ax[4].set(title="f. pattern and the C2 rings", xlabel="qx (px)", ylabel="qy (px)")
     fig.tight_layout()
-    fig.savefig(supp17, dpi=100)
-    plt.close(fig)
+    save_figure(fig, supp17)
     if supp18 is not None:
         _series_figure(ev, supp18, plt)
 
 
 def _series_figure(ev, path, plt) -> None:
     """Supp. Fig. 18 analogue: frames and patterns along the true and predicted paths."""
+    from ..plotting import save_figure
+
     times = ev["series_time"]
     pt, pp = (ev[k][..., 0] + 1j * ev[k][..., 1] for k in ("series_patch_true", "series_patch_pred"))
     qt, qp = np.log10(ev["series_pattern_true"] + 1e-8), np.log10(ev["series_pattern_pred"] + 1e-8)
@@ -152,5 +149,4 @@ def _series_figure(ev, path, plt) -> None:
                 ax[i, j].set_title(f"t - t0 = {times[j]:.0f}", fontsize=8)
         ax[i, 0].set_ylabel(label, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
