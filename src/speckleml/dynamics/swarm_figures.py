@@ -54,12 +54,16 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
                  title=f"b. C2 at Q = {float(ev.attrs['q_ring']):.2f} /length: true (upper), predicted (lower)")
     fig.colorbar(im, ax=ax[0, 1], fraction=0.046, label="C2 (Pearson, dimensionless)")
     n = ev["cluster_true"].shape[1]
+    # Sizes in powers-of-two bins [1], [2], [3, 4], [5, 8], ...: per-size fractions are too noisy to read.
+    edges = np.unique(np.concatenate(([0.5], 2.0 ** np.arange(0, np.ceil(np.log2(n)) + 1) + 0.5)))
     for k, (name, key) in enumerate((("true", "cluster_true"), ("predicted", "cluster_pred"))):
         a = ax[0, 2] if k == 0 else ax[1, 0]
         for i, ti in enumerate(ev["cluster_t"]):
-            a.plot(np.arange(1, n + 1), ev[key][i], color=plt.cm.viridis(i / max(1, len(ev["cluster_t"]) - 1)),
-                   label=f"t = {ti:.3g}")
-        a.set(xscale="log", xlabel="cluster size (particles)", ylabel="fraction of particles",
+            binned, _ = np.histogram(np.arange(1, n + 1), bins=edges, weights=ev[key][i])
+            a.stairs(binned, edges, color=plt.cm.viridis(i / max(1, len(ev["cluster_t"]) - 1)), lw=1.5,
+                     label=f"t = {ti:.3g}")
+        a.set(xscale="log", xlabel="cluster size (particles, bins 1, 2, 3-4, 5-8, ...)",
+              ylabel="fraction of particles", ylim=(0, 1),
               title=f"{'cd'[k]}. cluster sizes, {name} (edges <= d = {float(ev.attrs['d']):.3f})")
         a.legend(fontsize=7)
     for i, (key, name) in enumerate((("positions_true", "true"), ("positions_pred", "member 0"))):
