@@ -89,12 +89,15 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
     ax[0].plot(t, ev["com_mse_frozen"], "k--", label="frozen initial state")
     ax[0].set(xlabel=f"t ({time_unit})", ylabel="centre-of-mass MSE (length units^2)", yscale="log",
               title="a. centre of mass (mean over test series)")
-    ax[1].plot(t, ev["c2_mae"], label="ensemble-predicted C2")
-    ax[1].plot(t, ev["c2_mae_static"], "k--", label="no dynamics (C2 = 1)")
+    for k, curve in enumerate(ev["c2_mae_series"]):
+        ax[1].plot(t, curve, color="C0", lw=0.6, alpha=0.35, label="each test series" if k == 0 else None)
+    ax[1].plot(t, np.median(ev["c2_mae_series"], axis=0), color="C0", lw=2, label="ensemble-predicted C2 (median)")
+    ax[1].plot(t, ev["c2_mae"], color="C1", lw=1, label=f"example series {int(ev.attrs['example'])}")
+    ax[1].plot(t, np.median(ev["c2_mae_static_series"], axis=0), "k--", label="no dynamics, C2 = 1 (median)")
     threshold = float(ev.attrs["agreement_mae"])
     ax[1].axhline(threshold, color="C3", ls=":", label=f"agreement threshold {threshold:g}")
     ax[1].set(xlabel=f"t1 ({time_unit})", ylabel="MAE of the C2 row (dimensionless)", yscale="log",
-              title="b. C2 error")
+              title=f"b. C2 error; agreement until t = {np.median(ev['c2_agreement_series']):.3g} (median)")
     ax[1].legend(fontsize=7)
     lag_window = float(ev.attrs["lag_window"])
     for a, key, name in ((ax[2], "tau", f"tau ({time_unit})"), (ax[3], "gamma", "KWW exponent gamma")):
