@@ -288,7 +288,8 @@ def run_swarm_evaluation(*, test_states, frames, models, metrics, store, example
     provenance = make_provenance(config=run_config, inputs=[test_states, frames, *models])
     write_store(store, SWARM_EVALUATION, {
         "t": t, "com_mse": com, "com_mse_frozen": com_frozen, "cluster_t": t[snap], "cluster_true": cl_true,
-        "cluster_pred": cl_pred, "c2_true": c2_true, "c2_pred": c2_pred, "c2_mae": c2_mae, "c2_mae_static": c2_mae_static,
+        "cluster_pred": cl_pred, "c2_true": c2_true, "c2_pred": c2_pred, "c2_mae": c2_mae,
+        "c2_mae_static": c2_mae_static,
         "c2_mae_series": mae_series, "c2_mae_static_series": static_series, "c2_agreement_series": agreement,
         "fit_t1": t[ages],
         "tau_true": tau_true, "gamma_true": gamma_true, "tau_pred": tau_pred, "gamma_pred": gamma_pred,
