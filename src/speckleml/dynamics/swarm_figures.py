@@ -22,10 +22,7 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
         the C2 rows vs t1 with the no-dynamics baseline and the agreement threshold (b), tau and
         the KWW exponent vs t1, true vs predicted, with the fitted delay range (c, d).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import plt, save_figure  # Agg backend; atomic saves
 
     from ..stores import read_store
     from .swarm_evaluate import SWARM_EVALUATION
@@ -80,8 +77,7 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
                  title="f. pair interaction of eq. 4 (< 0: repulsion)")
     ax[1, 2].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(fig3, dpi=110)
-    plt.close(fig)
+    save_figure(fig, fig3)
 
     fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
     for m, curve in enumerate(ev["com_mse"]):
@@ -119,5 +115,4 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
         a.axvline(t_max, color="grey", ls=":")
     ax[0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(supp10, dpi=110)
-    plt.close(fig)
+    save_figure(fig, supp10)
