@@ -100,7 +100,7 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
         a.plot(ev["fit_t1"], ev[f"{key}_true"], "k.-", label="true")
         a.plot(ev["fit_t1"], ev[f"{key}_pred"], "C1.-", label="predicted (ensemble C2)")
         a.set(xlabel=f"t1 ({time_unit})", ylabel=name,
-              title=f"{'cd'[key == 'gamma']}. {name.split(' (')[0]} vs age, example series {int(ev.attrs['example'])}")
+              title=f"{'cd'[key == 'gamma']}. {key} vs age (example series {int(ev.attrs['example'])})")
     ax[2].axhline(lag_window, color="grey", ls="--", label=f"longest fitted delay {lag_window:g}")
     ax[3].axhline(1, color="grey", ls="--", label="gamma = 1 (exponential)")
     fitted = np.isfinite(ev["tau_true"]) | np.isfinite(ev["tau_pred"])
