@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -37,6 +39,22 @@ def _sync(device):
 
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def machine_info(torch, device) -> dict:
+    """The machine, thread count and load average at the start (the box may be shared)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": str(device),
+            "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def main(argv=None) -> int:
@@ -59,6 +77,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    machine = machine_info(torch, device)
     rng = np.random.default_rng(0)
     p0 = S.random_disk_positions(BATCH_SERIES, rng, n_particles=N_PARTICLES)
     start = time.perf_counter()
@@ -100,6 +119,8 @@ def main(argv=None) -> int:
         "loss": float(loss.detach()),
         **{k: statistics.median(t[k] for t in timings) for k in timings[0]},
         "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2**20) if device.type == "cuda" else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # Linux: KiB
+        "machine": {**machine, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
         "torch": torch.__version__, "python": platform.python_version(),
     }
     print(json.dumps(result))

@@ -85,7 +85,7 @@ rule dynamics_swarm_evaluate:
                        caption="../report/dynamics/swarm_metrics.rst"),
         store=directory(f"{SWM_DIR}/evaluation.zarr"),
     params:
-        evaluation=swm_args(SWM_EVAL, ("example", "snapshots", "n_lags")) + " "
+        evaluation=swm_args(SWM_EVAL, ("example", "snapshots", "n_lags", "agreement_mae")) + " "
         + swm_args(SWM_EVAL, ("rtol", "atol"), prefix="eval-"),
         device=config["device"],
     threads: SWM_EVAL["threads"]

@@ -114,6 +114,17 @@ def test_evaluation_helpers_against_analytic_values():
     np.testing.assert_allclose(c2_row_mae(c2, c2 + 0.1), 0.1)
 
 
+def test_c2_agreement_time_is_the_last_time_before_the_mae_first_exceeds_the_threshold():
+    from speckleml.dynamics.swarm_evaluate import c2_agreement_time
+
+    t = np.arange(11) * 5.0                                                    # 0 ... 50
+    mae = np.array([0.01, 0.02, 0.03, 0.02, 0.04, 0.06, 0.03, 0.2, 0.3, 0.3, 0.3])
+    assert c2_agreement_time(t, mae, 0.05) == 20.0                             # t = 25 is the first above
+    assert c2_agreement_time(t, mae, 0.5) == 50.0                              # agrees throughout
+    assert c2_agreement_time(t, mae, 0.005) == 0.0                             # the first row already above
+    assert c2_agreement_time(t, np.where(t == 10.0, np.nan, mae), 0.5) == 5.0  # NaN is disagreement
+
+
 def test_initial_cutoff_is_the_spacing_of_a_lattice_of_clusters(tmp_path):
     """R0 from the frames store: clusters on a square lattice of spacing 0.9 -> R0 = 0.9 (3 %)."""
     from speckleml.dynamics.swarm_run import initial_cutoff_from_frames, swarm_frames

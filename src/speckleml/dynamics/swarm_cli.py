@@ -56,6 +56,7 @@ def cmd_evaluate(args) -> int:
     set_torch_threads(args.threads)
     run_swarm_evaluation(test_states=args.test_states, frames=args.frames, models=args.models, metrics=args.metrics,
                          store=args.store, example=args.example, snapshots=args.snapshots, n_lags=args.n_lags,
+                         agreement_mae=args.agreement_mae,
                          rtol=args.eval_rtol, atol=args.eval_atol, device=args.device, run_config=stage_config(args))
     return 0
 
@@ -118,7 +119,8 @@ def register_swarm(stages) -> None:
         p.add_argument(flag, required=True, help=text)
     p.add_argument("--models", nargs="+", required=True, help="member model files")
     group = p.add_argument_group("evaluation")
-    add_schema_options(group, f"{KEY}.evaluate", example=non_negative_int, snapshots=positive_int, n_lags=positive_int)
+    add_schema_options(group, f"{KEY}.evaluate", example=non_negative_int, snapshots=positive_int, n_lags=positive_int,
+                       agreement_mae=positive_float)
     add_schema_options(group, f"{KEY}.evaluate", prefix="eval-", rtol=positive_float, atol=positive_float)
     add_device(p)
     add_threads(p, default=1)

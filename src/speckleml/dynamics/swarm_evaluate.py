@@ -9,8 +9,10 @@ integrated and compared with the truth:
   of the training window (:mod:`speckleml.metrics`);
 - C2 (eq. 19, ``normalization="covariance"``) at one Q ring from the rendered frames of one
   series, true vs the mean of the members' C2 (Fig. 3c), the MAE of the C2 rows vs ``t1``
-  (Supp. Fig. 10b), and ``tau``, ``gamma`` of ``exp[-(dt/tau)^gamma]`` fitted to one-time slices
-  vs ``t1`` (Supp. Fig. 10e, :func:`speckleml.fitting.fit_c2_slice`);
+  (Supp. Fig. 10b) with the no-dynamics baseline (``C2 = 1``: frozen frames) and the agreement
+  time (:func:`c2_agreement_time`, median over the test series; paper: until t ~ 25 of 50), and ``tau``, ``gamma`` of
+  ``exp[-(dt/tau)^gamma]`` fitted to one-time slices vs ``t1`` (Supp. Fig. 10e,
+  :func:`speckleml.fitting.fit_c2_slice`);
 - the learned ``F_NN(r)`` vs the true ``h(r)`` with the ensemble band (Fig. 3b, Supp. Fig. 9a).
 """
 
@@ -25,7 +27,7 @@ from ..stores import FLOATS, ArraySpec, StoreSchema, register_schema
 log = logging.getLogger(__name__)
 
 SWARM_EVALUATION = register_schema(StoreSchema(
-    name="swarm_evaluation", version=1,
+    name="swarm_evaluation", version=2,
     description="swarm graph-NODE ensemble evaluated on test initial conditions",
     arrays={
         "t": ArraySpec(("time",), FLOATS, finite=True),
@@ -37,6 +39,10 @@ SWARM_EVALUATION = register_schema(StoreSchema(
         "c2_true": ArraySpec(("time", "time"), FLOATS),
         "c2_pred": ArraySpec(("time", "time"), FLOATS),
         "c2_mae": ArraySpec(("time",), FLOATS),
+        "c2_mae_static": ArraySpec(("time",), FLOATS),
+        "c2_mae_series": ArraySpec(("series", "time"), FLOATS),
+        "c2_mae_static_series": ArraySpec(("series", "time"), FLOATS),
+        "c2_agreement_series": ArraySpec(("series",), FLOATS),
         "fit_t1": ArraySpec(("age",), FLOATS, finite=True),
         "tau_true": ArraySpec(("age",), FLOATS), "gamma_true": ArraySpec(("age",), FLOATS),
         "tau_pred": ArraySpec(("age",), FLOATS), "gamma_pred": ArraySpec(("age",), FLOATS),
@@ -47,7 +53,7 @@ SWARM_EVALUATION = register_schema(StoreSchema(
         "positions_true": ArraySpec(("snapshot", "particle", "xy"), FLOATS),
         "positions_pred": ArraySpec(("snapshot", "particle", "xy"), FLOATS),
     },
-    required_attrs=("t_max", "d", "q_ring", "cutoff"),
+    required_attrs=("t_max", "d", "q_ring", "cutoff", "initial_cutoff", "agreement_mae", "lag_window"),
 ))
 
 
@@ -85,6 +91,29 @@ def c2_row_mae(c2_true, c2_pred) -> np.ndarray:
     return np.nanmean(np.abs(np.asarray(c2_true) - np.asarray(c2_pred)), axis=1)
 
 
+def c2_agreement_time(t, c2_mae, threshold: float) -> float:
+    """Last time before the row MAE of C2 first exceeds ``threshold`` (``t[-1]`` if it never does).
+
+    The analogue of the paper's "excellent agreement until approximately t = 25" (Fig. 3c lower
+    panel, the MAE of C2 slices vs time). Non-finite MAEs count as disagreement; a first row
+    already above ``threshold`` gives ``t[0]``.
+
+    Parameters
+    ----------
+    t : array (time,)
+    c2_mae : array (time,)
+        :func:`c2_row_mae` (C2 is dimensionless, 1 on the diagonal).
+    threshold : float
+        Largest row MAE that counts as agreement.
+    """
+    t, mae = np.asarray(t, np.float64), np.asarray(c2_mae, np.float64)
+    bad = ~(np.isfinite(mae) & (mae <= threshold))
+    if not bad.any():
+        return float(t[-1])
+    first = int(np.argmax(bad))
+    return float(t[max(first - 1, 0)])
+
+
 def kww_vs_age(c2, dt: float, ages, n_lags: int) -> tuple[np.ndarray, np.ndarray]:
     """``tau`` and ``gamma`` of ``exp[-(dt/tau)^gamma]`` fitted to the one-time slice at each age.
 
@@ -115,7 +144,7 @@ def _c2(positions, forward, labels):
 
 
 def run_swarm_evaluation(*, test_states, frames, models, metrics, store, example: int, snapshots: int,
-                         n_lags: int, rtol: float, atol: float, device: str = "auto",
+                         n_lags: int, agreement_mae: float, rtol: float, atol: float, device: str = "auto",
                          run_config: dict | None = None) -> dict:
     """The swarm ``evaluate`` stage: metrics CSV (tidy: metric, member, value) and evaluation store.
 
@@ -135,6 +164,8 @@ def run_swarm_evaluation(*, test_states, frames, models, metrics, store, example
         Times of the cluster-size distributions and position snapshots (evenly spaced).
     n_lags : int
         Delays of each one-time slice of the KWW fits.
+    agreement_mae : float
+        Row MAE of C2 up to which true and predicted C2 agree (:func:`c2_agreement_time`).
     rtol, atol : float
         dopri5 tolerances of the predictions.
     device : str
@@ -202,14 +233,27 @@ def run_swarm_evaluation(*, test_states, frames, models, metrics, store, example
     q_ring = 2 * np.pi / initial_cutoff_from_frames(frames)  # the bright ring (Fig. 3g dashed circle)
     labels, _ = q_ring_rois(forward.q_map(), [q_ring - geometry.dq, q_ring + geometry.dq],
                             mask=forward.mask.cpu().numpy())
-    c2_true = _c2(true_states[example], forward, labels)
-    c2_pred = np.mean([_c2(p[example], forward, labels) for p in preds], axis=0)
-    c2_mae = c2_row_mae(c2_true, c2_pred)
+    # C2 of every test series (one ring of ~80 particles is noisy, so the agreement time is a
+    # median over series); the example's maps are stored.
+    mae_series, static_series = [], []
+    for s in range(true_states.shape[0]):
+        c2_t = _c2(true_states[s], forward, labels)
+        c2_p = np.mean([_c2(p[s], forward, labels) for p in preds], axis=0)
+        mae_series.append(c2_row_mae(c2_t, c2_p))
+        static_series.append(c2_row_mae(c2_t, np.ones_like(c2_t)))  # baseline: no dynamics, frozen frames
+        if s == example:
+            c2_true, c2_pred = c2_t, c2_p
+    mae_series, static_series = np.stack(mae_series), np.stack(static_series)
+    c2_mae, c2_mae_static = mae_series[example], static_series[example]
+    agreement = np.array([c2_agreement_time(t, m, agreement_mae) for m in mae_series])
+    agreement_static = np.array([c2_agreement_time(t, m, agreement_mae) for m in static_series])
     dt = float(t[1] - t[0])
     ages = np.arange(0, len(t) - n_lags - 1, max(1, (len(t) - n_lags) // 25))
     tau_true, gamma_true = kww_vs_age(c2_true, dt, ages, n_lags)
     tau_pred, gamma_pred = kww_vs_age(c2_pred, dt, ages, n_lags)
 
+    both = np.isfinite(tau_true) & np.isfinite(tau_pred)
+    r0 = 2 * np.pi / q_ring
     band = (r >= equilibrium_distance(cutoff)) & (r <= cutoff)
     f_mean = f_pred.mean(axis=0)
     g_true, g_pred = h_true * (1 - h_true), f_mean * (1 - f_mean)
@@ -220,10 +264,20 @@ def run_swarm_evaluation(*, test_states, frames, models, metrics, store, example
         "learned_R_mean": float(np.mean(r_pred)),
         "com_mse_final": float(com[:, -1].mean()), "com_mse_frozen_final": float(com_frozen[-1]),
         "c2_mae_window": float(np.nanmean(c2_mae[:k_max + 1])), "c2_mae_all": float(np.nanmean(c2_mae)),
+        "c2_mae_max": float(np.nanmax(c2_mae)), "c2_mae_static_all": float(np.nanmean(c2_mae_static)),
+        "c2_agreement_time": float(np.median(agreement)),  # median over test series
+        "c2_agreement_time_min": float(agreement.min()), "c2_agreement_time_max": float(agreement.max()),
+        "c2_agreement_time_example": float(agreement[example]),
+        "c2_agreement_time_static": float(np.median(agreement_static)),  # baseline: no dynamics
+        "kww_fits": int(both.sum()),
+        "tau_rel_error_median": float(np.median(np.abs(tau_pred[both] / tau_true[both] - 1))) if both.any()
+        else float("nan"),
+        "gamma_abs_error_median": float(np.median(np.abs(gamma_pred[both] - gamma_true[both]))) if both.any()
+        else float("nan"),
         "mean_cluster_true_final": float((cl_true[-1] * sizes).sum()),
         "mean_cluster_pred_final": float((cl_pred[-1] * sizes).sum()),
         "mean_cluster_initial": float((cl_true[0] * sizes).sum()),
-        "d": d, "q_ring": float(q_ring),
+        "d": d, "q_ring": float(q_ring), "initial_cutoff": float(r0),
     }
     rows = [{"metric": k, "member": "ensemble", "value": v} for k, v in summary.items()]
     for m in range(len(models)):
@@ -234,11 +288,15 @@ def run_swarm_evaluation(*, test_states, frames, models, metrics, store, example
     provenance = make_provenance(config=run_config, inputs=[test_states, frames, *models])
     write_store(store, SWARM_EVALUATION, {
         "t": t, "com_mse": com, "com_mse_frozen": com_frozen, "cluster_t": t[snap], "cluster_true": cl_true,
-        "cluster_pred": cl_pred, "c2_true": c2_true, "c2_pred": c2_pred, "c2_mae": c2_mae, "fit_t1": t[ages],
+        "cluster_pred": cl_pred, "c2_true": c2_true, "c2_pred": c2_pred, "c2_mae": c2_mae,
+        "c2_mae_static": c2_mae_static,
+        "c2_mae_series": mae_series, "c2_mae_static_series": static_series, "c2_agreement_series": agreement,
+        "fit_t1": t[ages],
         "tau_true": tau_true, "gamma_true": gamma_true, "tau_pred": tau_pred, "gamma_pred": gamma_pred,
         "r": r, "h_true": h_true, "f_pred": f_pred, "cutoff_pred": np.asarray(r_pred),
         "positions_true": true_states[example, snap], "positions_pred": preds[0, example, snap],
-    }, attrs={"t_max": t_max, "d": d, "q_ring": float(q_ring), "cutoff": cutoff, "example": example},
+    }, attrs={"t_max": t_max, "d": d, "q_ring": float(q_ring), "cutoff": cutoff, "example": example,
+              "initial_cutoff": float(r0), "agreement_mae": float(agreement_mae), "lag_window": n_lags * dt},
         provenance=provenance)
     pd.DataFrame(rows).to_csv(metrics, index=False)
     return summary
