@@ -53,6 +53,27 @@ def test_simulated_diffusion_c2_matches_the_analytic_decay():
         np.testing.assert_allclose(measured[sector], expected, atol=0.08)
 
 
+def test_sector_c2_noise_falls_as_one_over_sqrt_of_the_sector_pixels():
+    # Frozen speckle with Poisson counts: C2 is flat off the diagonal, so its scatter there is the
+    # estimator noise, ~ 1/sqrt(pixels per sector). The default 128 px detector has 4x the
+    # pixels of a 64 px one in the same ring, so about half the noise (README: what separated
+    # the simulated classes).
+    from speckleml.clustering.simulate import simulate_class_series
+    from speckleml.schema import schema_default
+
+    off_diagonal = ~np.eye(64, dtype=bool)
+    noise, pixels = {}, {}
+    for size in (64, schema_default("clustering.simulate.size")):
+        detector = Detector(size)
+        frames, _ = simulate_class_series("frozen", 64, 64, detector, np.random.default_rng(1), mean_counts=20.0)
+        labels, _ = sector_labels(detector.axis, detector.axis, detector.q_edges, 18)
+        c2 = sector_c2(frames, labels, "classical")
+        noise[size] = np.median([c2[s][off_diagonal].std() for s in range(18)])
+        pixels[size] = np.bincount(labels.ravel())[1:].mean()
+    assert pixels[128] / pixels[64] == pytest.approx(4.0, rel=0.02)
+    assert 1.6 < noise[64] / noise[128] < 2.4, noise
+
+
 def test_shared_ou_field_has_the_analytic_correlation_for_varying_per_pixel_rates():
     # <E(0) E*(t)> = prod_{s <= t} a_s for every pixel, with unit power at every step
     from speckleml.synthetic import ou_field
