@@ -9,7 +9,8 @@ import yaml
 
 from speckleml.cli import build_parser
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "speckleml"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "speckleml"
 SCHEMAS = SRC / "schemas"
 #: Options that belong to the command line, not to the workflow config.
 CLI_ONLY = {"help", "debug", "quiet", "threads", "version", "func"}
@@ -91,3 +92,25 @@ def test_no_library_function_takes_a_namespace():
         if "Namespace" in path.read_text():
             offenders.append(f"{path.relative_to(SRC)} mentions Namespace")
     assert not offenders, offenders
+
+
+def _rules_requesting_a_gpu() -> set[str]:
+    """Names of the rules whose ``resources:`` declare ``gpu=`` (rules/*.smk)."""
+    import re
+
+    names = set()
+    for path in (ROOT / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule \w+:)", path.read_text(), flags=re.M):
+            match = re.match(r"rule (\w+):", block)
+            if match and re.search(r"^\s+gpu=", block, flags=re.M):
+                names.add(match.group(1))
+    return names
+
+
+def test_every_gpu_rule_gets_a_gpu_on_slurm():
+    """A training rule added without its SLURM entry would queue on a CPU node for hours."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    with_gpu = {name for name, res in profile["set-resources"].items() if res.get("gpu") == 1}
+    needed = _rules_requesting_a_gpu()
+    assert len(needed) >= 8  # the parser still finds the training rules
+    assert needed <= with_gpu, f"no gpu: 1 in profiles/slurm for {sorted(needed - with_gpu)}"
