@@ -110,6 +110,7 @@ rule shear_fit:
         components=SHEAR_FIT["components"],
         input_components=SHEAR_FIT["input_components"],
         log_targets=cli_list(SHEAR_FIT["log_targets"]),
+        feature_scale=SHEAR_FIT["feature_scale"],
         lml_grid=SHEAR_FIT["lml_grid"],
         lml_points=SHEAR_FIT["lml_points"],
         pddf_points=SHEAR_FIT["pddf_points"],
@@ -126,7 +127,7 @@ rule shear_fit:
         " --features {params.features} --targets {params.targets}"
         " --train-fraction {params.train_fraction} --restarts {params.restarts}"
         " --components {params.components} --input-components {params.input_components}"
-        " --log-targets {params.log_targets} --lml-grid {params.lml_grid}"
+        " --log-targets {params.log_targets} --feature-scale {params.feature_scale} --lml-grid {params.lml_grid}"
         " --lml-points {params.lml_points} --pddf-points {params.pddf_points}"
         " --pddf-bins {params.pddf_bins} --seed {params.seed} > {log} 2>&1"
 

@@ -88,6 +88,46 @@ def test_incoherent_terms_equal_the_theta_independent_part_of_pair_products():
     torch.testing.assert_close(a, (before * after)[..., 0], rtol=1e-12, atol=0)
 
 
+def _pair_products_before_packing(positions, moved, radii, beam, q, theta):
+    """pair_products as it was before the form factor was restricted to the scatterers (commit 61f4bcf)."""
+    from speckleml.scattering import polar_intensity, sphere_volume
+    from speckleml.shear.simulate import in_beam, pack, particle_amplitudes
+
+    before, after = in_beam(positions, beam), in_beam(moved, beam)
+    both = before & after
+    amplitude, _ = particle_amplitudes(radii, torch.ones_like(before), q)
+    volume2 = sphere_volume(radii) ** 2
+    norm_before, norm_after = (volume2 * before).sum(dim=1), (volume2 * after).sum(dim=1)
+    squared = amplitude**2
+    incoherent_before = (squared * before[..., None]).sum(dim=1)
+    incoherent_after = (squared * after[..., None]).sum(dim=1)
+    mask, shift, weight = pack(both, moved - positions, squared)
+    weight = weight * mask[..., None]
+    coherent = polar_intensity(shift, q, theta, weight)
+    product = (incoherent_before * incoherent_after - (weight**2).sum(dim=1))[..., None] + coherent
+    norm = (norm_before * norm_after)[:, None, None]
+    return ((incoherent_before / norm_before[:, None])[..., None], (incoherent_after / norm_after[:, None])[..., None],
+            product / norm)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_pair_products_equal_the_previous_implementation(dtype, rtol):
+    """The speed-up (form factor of the scatterers only, not of all 4 nL^2 particles) changes only the
+    summation order: same numbers on a fixed seed up to rounding, polydisperse, with shear and steps
+    that move particles across the beam edge."""
+    system = ShearSystem(150, 0.3, 3, 30)
+    positions, moved, radii = sample_configurations(system, 6, GRID.beam, make_generator(11), dtype=dtype)
+    q, theta = (torch.as_tensor(v, dtype=dtype) for v in (GRID.q(), GRID.theta()))
+    new = pair_products(positions, moved, radii, GRID.beam, q, theta)
+    old = _pair_products_before_packing(positions, moved, radii, GRID.beam, q, theta)
+    for a, b in zip(new, old):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()))
+    # the edge matters: some particles scatter before only and some after only
+    before = (positions.abs() < GRID.beam / 2).all(-1)
+    after = (moved.abs() < GRID.beam / 2).all(-1)
+    assert (before & ~after).any() and (after & ~before).any()
+
+
 def test_extra_incoherent_configurations_keep_the_expectation_and_cut_the_plateau_noise():
     """Polydisperse R_s = 0.25: 16 full + 1024 incoherent-only configurations agree with 2048 full
     ones within the combined errors (same expectation), with calibrated errors, and the high-q
@@ -279,3 +319,31 @@ def test_cli_chain_and_invert(tmp_path):
     assert proc.returncode == 2 and "chunk 5 of 2" in proc.stderr and not (tmp_path / "x.zarr").exists()
     proc = run_cli("shear", "dataset", tmp_path / "x.zarr", "--draws", "4", "--chunk", "1")
     assert proc.returncode == 2 and "--chunks and --chunk" in proc.stderr and not (tmp_path / "x.zarr").exists()
+
+
+def test_contrast_is_log_like_above_its_scale_and_linear_below():
+    from speckleml.shear.inversion import contrast
+
+    x = np.array([-3.0, -0.1, 0.0, 0.5, 4.0])
+    np.testing.assert_allclose(contrast(1 + 2e-3 * np.sinh(x), 2e-3), x, rtol=1e-12, atol=1e-12)
+    g = np.array([1.0 + 1e-6, 1.5, 1.05])
+    np.testing.assert_allclose(contrast(g, 1e-3)[1] - contrast(g, 1e-3)[2], np.log(10), rtol=2e-4)  # ratio -> difference
+    np.testing.assert_array_equal(contrast(g, 0.0), g)
+    with pytest.raises(ValueError, match=">= 0"):
+        contrast(g, -1.0)
+
+
+def test_feature_scale_makes_a_multiplicative_target_linear():
+    """g - 1 = A exp(-b theta^2)-like features with A = exp(-t): after contrast, t is linear in the inputs,
+    so a GPR with the transform recovers t from 30 draws far better than one on g itself; the model
+    applies the same transform when it predicts."""
+    rng = np.random.default_rng(0)
+    theta = np.linspace(0, np.pi, 21)
+    t = rng.uniform(0, 6, 60)
+    g = 1 + np.exp(-t)[:, None] * (0.2 + np.cos(theta) ** 2)[None] + 1e-4 * rng.standard_normal((60, 21))
+    errs = {}
+    for scale in (0.0, 1e-3):
+        model = fit_target("t", g[:30], t[:30], restarts=0, seed=0, components=2, feature_scale=scale)
+        assert model.feature_scale == scale
+        errs[scale] = np.abs(model.predict(g[30:])[0] - t[30:]).mean()
+    assert errs[1e-3] < 0.05 < errs[0.0]

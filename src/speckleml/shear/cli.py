@@ -111,6 +111,8 @@ def register(commands) -> None:
             "standardised SVD projections, one length each (ARD)", type=non_negative_int)
     _option(p, "--log-targets", "fit", "targets learned as log(value)", nargs="*",
             choices=("nL2", "R_s", "D2", "gamma_L"))
+    _option(p, "--feature-scale", "fit", "GPRs learn from asinh((g - 1) / scale); 0 = g itself (paper)",
+            type=float)
     for flag, text in (("--components", "singular vectors kept for Fig. 4-5"),
                        ("--lml-grid", "points per axis of the LML contours"),
                        ("--lml-points", "training points of the LML contours"),
@@ -212,7 +214,8 @@ def fit(args) -> int:
                train_fraction=args.train_fraction, restarts=args.restarts, components=args.components,
                lml_grid=args.lml_grid, lml_points=args.lml_points, pddf_points=args.pddf_points,
                pddf_bins=args.pddf_bins, seed=args.seed, provenance=provenance_from_args(args, inputs=[args.dataset]),
-               input_components=args.input_components, transforms={t: "log" for t in args.log_targets})
+               input_components=args.input_components, transforms={t: "log" for t in args.log_targets},
+               feature_scale=args.feature_scale)
     return 0
 
 

@@ -254,6 +254,36 @@ def make_gpr(length: float = 0.1, noise: float = 1e-2, restarts: int = 5, seed: 
                                     n_restarts_optimizer=restarts, random_state=seed)
 
 
+def contrast(features: np.ndarray, scale: float) -> np.ndarray:
+    """Log-like transform of a correlation function, ``asinh((g - 1) / scale)`` (0: ``g`` unchanged).
+
+    ``g - 1`` spans ~1e-3 (the polydispersity plateau, off-peak angles) to ~1 (the peak of a
+    small strain): the transform is linear below ``scale`` (so noise around ``g = 1``, which can
+    be negative, stays finite) and logarithmic above, where eq. 5's factors
+    ``sinc^2(q gamma L cos(theta)/2) exp(-q^2 D2^2)`` become sums. Beyond the paper, which feeds
+    ``g(theta)`` itself.
+
+    Parameters
+    ----------
+    features : ndarray, (..., n)
+        ``g(theta)`` or ``g(q)``.
+    scale : float
+        Width of the linear part (>= 0; 0 = identity).
+
+    Returns
+    -------
+    ndarray, shape of ``features``
+
+    Raises
+    ------
+    ValueError
+        ``scale < 0``.
+    """
+    if scale < 0:
+        raise ValueError(f"feature scale must be >= 0, got {scale}")
+    return np.asarray(features, dtype=np.float64) if scale == 0 else np.arcsinh((np.asarray(features) - 1.0) / scale)
+
+
 @dataclass
 class Projection:
     """Standardised projections of features on the top centred right singular vectors (GPR inputs).
@@ -312,6 +342,8 @@ class TargetModel:
         Maps features to the GPR inputs; None: the full feature vectors (paper).
     transform : {"identity", "log"}
         Space in which the target is learned (:data:`TRANSFORMS`).
+    feature_scale : float
+        Features enter as :func:`contrast` ``(features, feature_scale)`` (0: as they are).
     """
 
     name: str
@@ -320,6 +352,7 @@ class TargetModel:
     std: float
     projection: Projection | None = None
     transform: str = "identity"
+    feature_scale: float = 0.0
 
     @property
     def length_scales(self) -> np.ndarray:
@@ -343,7 +376,7 @@ class TargetModel:
 
     def inputs(self, features: np.ndarray) -> np.ndarray:
         """GPR inputs ``(M, k)`` (projection) or ``(M, n)`` (full features) of features ``(M, n)``."""
-        features = np.atleast_2d(features)
+        features = contrast(np.atleast_2d(features), self.feature_scale)
         return features if self.projection is None else self.projection(features)
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -400,7 +433,7 @@ class InversionModel:
 
 
 def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: int, seed: int,
-               components: int = 0, transform: str = "identity") -> TargetModel:
+               components: int = 0, transform: str = "identity", feature_scale: float = 0.0) -> TargetModel:
     """Standardise ``values`` and fit one GPR by maximum log marginal likelihood (paper Sec. II C).
 
     Parameters
@@ -417,6 +450,8 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
         standardised centred SVD projections (:class:`Projection`) with one length each (ARD).
     transform : {"identity", "log"}
         Learn ``values`` or ``log(values)``.
+    feature_scale : float
+        Learn from :func:`contrast` ``(features, feature_scale)`` (0: the features themselves).
 
     Returns
     -------
@@ -433,6 +468,7 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
         if (values <= 0).any():
             raise ValueError(f"{name}: log transform needs positive values")
         values = np.log(values)
+    features = contrast(features, feature_scale)
     projection = Projection.fit(features, components) if components else None
     inputs = features if projection is None else projection(features)
     mean, std = float(values.mean()), float(values.std())
@@ -440,7 +476,7 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
     # ARD starts at the projections' unit scale; the isotropic length at the paper's scale
     gpr = make_gpr(length=1.0 if components else 0.1, restarts=restarts, seed=seed,
                    dims=components or None).fit(inputs, (values - mean) / std)
-    return TargetModel(name, gpr, mean, std, projection, transform)
+    return TargetModel(name, gpr, mean, std, projection, transform, feature_scale)
 
 
 def lml_surface(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:

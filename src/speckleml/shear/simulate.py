@@ -201,16 +201,19 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
         ``[S_F S_F' + |sum_both a_j^2 exp(i q.dr_j)|^2 - sum_both a_j^4] / (S S')``.
     """
     before, after = in_beam(positions, beam), in_beam(moved, beam)
+    # keep the ~nL^2 particles that scatter before or after (of 4 nL^2): the form factor, the
+    # costliest term after the phase sums, is then evaluated for them only
+    mask, radii, before, after, shift = pack(before | after, radii, before, after, moved - positions)
+    before, after = before & mask, after & mask
     both = before & after
-    # one form-factor evaluation for every particle, then masks select the scatterers
-    amplitude, _ = particle_amplitudes(radii, torch.ones_like(before), q)
+    amplitude, _ = particle_amplitudes(radii, mask, q)
     volume2 = sphere_volume(radii) ** 2
     norm_before = (volume2 * before).sum(dim=1)
     norm_after = (volume2 * after).sum(dim=1)
     squared = amplitude**2
     incoherent_before = (squared * before[..., None]).sum(dim=1)
     incoherent_after = (squared * after[..., None]).sum(dim=1)
-    mask, shift, weight = pack(both, moved - positions, squared)
+    mask, shift, weight = pack(both, shift, squared)
     weight = weight * mask[..., None]
     coherent = polar_intensity(shift, q, theta, weight, q_chunk=q_chunk)
     self_term = (weight**2).sum(dim=1)
