@@ -97,7 +97,7 @@ def register(commands) -> None:
                       help="side of the blocked square around k = 0, odd (default %(default)s)")
     add_config_option(p, "--bin", key=KEY + "bin", type=int, help="odd k-pixel binning factor, 1 = none "
                       "(default %(default)s)")
-    add_config_option(p, "--scale", key=KEY + "scale", choices=("linear", "log"),
+    add_config_option(p, "--scale", key=KEY + "scale", choices=("linear", "log", "log_k3"),
                       help="intensity scale standardised: linear (paper) or log (default %(default)s)")
     split = p.add_mutually_exclusive_group()
     add_config_option(split, "--split", key=KEY + "split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),

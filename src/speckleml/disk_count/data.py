@@ -116,12 +116,43 @@ def bin_patterns(patterns: np.ndarray, factor: int, grid: str = "quadrant") -> n
     return core.reshape(*patterns.shape[:-2], out, factor, out, factor).sum(axis=(-3, -1))
 
 
-#: Intensity scales of a standardised input: the intensity (paper) or its logarithm.
-SCALES = ("linear", "log")
+#: Intensity scales of a standardised input: the intensity (paper), its logarithm, or the logarithm of
+#: the Porod-compensated intensity ``I |k|^3`` (the 2D disk form factor's mean decay removed).
+SCALES = ("linear", "log", "log_k3")
+#: Power of |k| in the ``log_k3`` scale: a 2D disk's ``|F(k)|^2 = (pi r^2)^2 (2 J1(kr)/(kr))^2`` decays on
+#: average as ``8 pi r / k^3`` for ``kr >> 1`` (J1's asymptote), the 2D form of Porod's law.
+POROD_POWER = 3
 #: Floor of the log scale as a fraction of the pattern's maximum (blocked and zero-intensity pixels).
 #: The maximum sits at low k, inside any smaller k range of the same pattern, so a corner crop of a
 #: log input is the log input of the smaller pattern (the k-range augmentation relies on it).
 LOG_FLOOR = 1e-6
+
+
+def bin_k_index(size: int, factor: int, grid: str = "quadrant") -> np.ndarray:
+    """k coordinate ``n`` (k = n pi/L) of the centre of every bin of :func:`bin_patterns` along one axis.
+
+    Parameters
+    ----------
+    size : int
+        Pixels of the unbinned axis.
+    factor : int
+        Odd binning factor (1 = none).
+    grid : {"quadrant", "centred"}
+
+    Returns
+    -------
+    ndarray, float64, shape (binned size,)
+        Quadrant: ``i factor + (factor - 1) / 2``; centred: ``i factor`` for ``i`` from minus to plus
+        half the binned size.
+
+    Raises
+    ------
+    InputError
+        As :func:`bin_patterns`.
+    """
+    axis = k_index(size, grid).astype(np.float64)
+    square = np.broadcast_to(axis, (size, size))  # bin_patterns takes (y, x); the mean of a bin is its centre
+    return bin_patterns(square, factor, grid)[0] / factor**2
 
 
 def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str = "quadrant",
@@ -139,9 +170,12 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
         Odd binning factor applied after blocking (1 = none, the paper).
     grid : {"quadrant", "centred"}
         k grid of the patterns; places the block at k = 0 (:func:`~.kgrid.block_mask`).
-    scale : {"linear", "log"}
-        Standardise the (blocked, binned) intensity ``I`` (paper) or
-        ``log(max(I, LOG_FLOOR * max(I)))`` (the floor keeps blocked pixels finite).
+    scale : {"linear", "log", "log_k3"}
+        Standardise the (blocked, binned) intensity ``I`` (paper),
+        ``log(max(I, LOG_FLOOR * max(I)))`` (the floor keeps blocked pixels finite), or that plus
+        ``3 log |k|`` (``|k|`` of the bin centre in k pixels, at least 1): the log of the
+        Porod-compensated ``I |k|^3``, whose statistics beyond the first form-factor ring no
+        longer depend on k (:data:`POROD_POWER`).
 
     Returns
     -------
@@ -164,9 +198,14 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
     blocked = patterns.copy()
     blocked[:, block_mask(patterns.shape[1:], block, grid)] = 0.0
     blocked = bin_patterns(blocked, bin_factor, grid)
-    if scale == "log":
+    if scale in ("log", "log_k3"):
         floor = LOG_FLOOR * blocked.max(axis=(1, 2), keepdims=True)
         blocked = np.log(np.maximum(blocked, np.where(floor > 0, floor, 1.0)))
+    if scale == "log_k3":
+        ky = bin_k_index(patterns.shape[1], bin_factor, grid)
+        kx = bin_k_index(patterns.shape[2], bin_factor, grid)
+        # |k| >= 1 pixel: k = 0 lies under the beamstop, where the floor already stands
+        blocked = blocked + POROD_POWER * np.log(np.maximum(np.hypot(ky[:, None], kx[None, :]), 1.0))
     mean = blocked.mean(axis=(1, 2), keepdims=True)
     std = blocked.std(axis=(1, 2), keepdims=True)
     if (std == 0).any():
@@ -242,7 +281,7 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
         test (a transfer set classified by a model trained on another size).
     seed : int
         Seed of the split.
-    scale : {"linear", "log"}
+    scale : {"linear", "log", "log_k3"}
         Intensity scale that is standardised (:func:`standardise`; the paper's is linear).
 
     Returns
