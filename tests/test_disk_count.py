@@ -187,6 +187,26 @@ def test_log_k3_scale_makes_a_disk_pattern_stationary_in_k():
         assert peak_log[0] - peak_log[1] > 0.2 * np.ptp(z_log[0][kr > 4])
 
 
+@pytest.mark.parametrize("scale,bin_factor", [("linear", 1), ("log_k3", 3)])
+def test_stats_window_gives_the_smaller_patterns_values_on_the_shared_k_range(scale, bin_factor):
+    """A pattern of twice the k range standardised over the window n < 27 equals, on n < 27, the
+    27 x 27 pattern of the same system standardised as a whole; over the whole pattern it does not."""
+    rng = np.random.default_rng(4)
+    large = simulate.disk_speckle([simulate.random_system(6, "mono", rng)], 54)
+    small = data.standardise(large[:, :27, :27], 5, bin_factor, scale=scale)
+    windowed = data.standardise(large, 5, bin_factor, scale=scale, stats_size=27)
+    side = 27 // bin_factor
+    np.testing.assert_allclose(windowed[:, :side, :side], small, atol=1e-5)
+    whole = data.standardise(large, 5, bin_factor, scale=scale)
+    assert np.abs(whole[:, :side, :side] - small).max() > 0.1
+    centred = simulate.disk_speckle([simulate.random_system(6, "mono", rng)], 41, grid="centred")
+    z = data.standardise(centred, 5, grid="centred", stats_size=21)
+    assert z[0, 10:31, 10:31].mean() == pytest.approx(0, abs=1e-5)
+    assert z[0, 10:31, 10:31].std() == pytest.approx(1, abs=1e-5)
+    with pytest.raises(InputError):
+        data.standardise(large, 5, 3, stats_size=5)
+
+
 def test_k_range_crop_equals_preprocessing_the_smaller_pattern():
     """A corner crop of a standardised input, re-standardised, is the input of the smaller pattern
     (same block, same k pixel), for both scales."""

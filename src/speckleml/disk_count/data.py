@@ -155,8 +155,46 @@ def bin_k_index(size: int, factor: int, grid: str = "quadrant") -> np.ndarray:
     return bin_patterns(square, factor, grid)[0] / factor**2
 
 
+def stats_window(shape: tuple[int, int], stats_size: int | None, bin_factor: int = 1,
+                 grid: str = "quadrant") -> tuple[slice, slice]:
+    """The (y, x) slices of a binned input whose pixels give its standardisation statistics.
+
+    Parameters
+    ----------
+    shape : (ny, nx)
+        Binned input shape.
+    stats_size : int or None
+        Side in unbinned k pixels of the k window (quadrant: ``n < stats_size`` from k = 0;
+        centred: the centred square); None or a window at least the input's = the whole input.
+    bin_factor : int
+        Binning factor of the input.
+    grid : {"quadrant", "centred"}
+
+    Returns
+    -------
+    (slice, slice)
+
+    Raises
+    ------
+    InputError
+        A window of less than 3 binned pixels.
+    """
+    ny, nx = shape
+    if stats_size is None:
+        return slice(0, ny), slice(0, nx)
+    side = stats_size // bin_factor
+    if grid == "centred" and side % 2 == 0:
+        side -= 1
+    if side < 3:
+        raise InputError(f"--stats-size {stats_size} leaves fewer than 3 binned pixels")
+    if grid == "quadrant":
+        return slice(0, min(side, ny)), slice(0, min(side, nx))
+    y0, x0 = max((ny - side) // 2, 0), max((nx - side) // 2, 0)
+    return slice(y0, ny - y0), slice(x0, nx - x0)
+
+
 def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str = "quadrant",
-                scale: str = "linear") -> np.ndarray:
+                scale: str = "linear", stats_size: int | None = None) -> np.ndarray:
     """Block k = 0 (set to 0), optionally bin, and standardise every pattern (paper 002 §2, "Data processing").
 
     Parameters
@@ -177,10 +215,16 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
         Porod-compensated ``I |k|^3``, whose statistics beyond the first form-factor ring no
         longer depend on k (:data:`POROD_POWER`).
 
+    stats_size : int, optional
+        Side in unbinned k pixels of the k window whose pixels give each pattern's mean and
+        standard deviation (:func:`stats_window`; quadrant: the corner ``n < stats_size``).
+        None: the whole pattern (paper). A pattern of a larger k range standardised over the
+        training patterns' window gets the training inputs' values where the two overlap.
+
     Returns
     -------
     ndarray, float32, shape (batch, y', x')
-        Zero mean and unit variance per pattern.
+        Zero mean and unit variance per pattern (over the window).
 
     Raises
     ------
@@ -206,8 +250,9 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
         kx = bin_k_index(patterns.shape[2], bin_factor, grid)
         # |k| >= 1 pixel: k = 0 lies under the beamstop, where the floor already stands
         blocked = blocked + POROD_POWER * np.log(np.maximum(np.hypot(ky[:, None], kx[None, :]), 1.0))
-    mean = blocked.mean(axis=(1, 2), keepdims=True)
-    std = blocked.std(axis=(1, 2), keepdims=True)
+    window = (slice(None), *stats_window(blocked.shape[1:], stats_size, bin_factor, grid))
+    mean = blocked[window].mean(axis=(1, 2), keepdims=True)
+    std = blocked[window].std(axis=(1, 2), keepdims=True)
     if (std == 0).any():
         index = int(np.flatnonzero(std.reshape(-1) == 0)[0])
         raise InputError(f"pattern {index} is constant outside the blocked centre; cannot standardise")
@@ -259,7 +304,7 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
 
 
 def preprocess_store(source, output, *, block: int, bin_factor: int, split: tuple[float, float, float] | None,
-                     seed: int, scale: str = "linear"):
+                     seed: int, scale: str = "linear", stats_size: int | None = None):
     """Block, bin and standardise a patterns store into an inputs store with a split.
 
     Paper 002 §2 "Data processing" (11 x 11 centre block, per-pattern standardisation) and
@@ -283,6 +328,9 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
         Seed of the split.
     scale : {"linear", "log", "log_k3"}
         Intensity scale that is standardised (:func:`standardise`; the paper's is linear).
+    stats_size : int, optional
+        Side in k pixels of the window whose pixels give the standardisation statistics
+        (:func:`stats_window`); None = the whole pattern (paper).
 
     Returns
     -------
@@ -299,7 +347,7 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
 
     store = read_store(source, PATTERNS)
     grid = store.attrs.get("k_grid", "centred")  # stores written before the paper's grid are centred
-    inputs = standardise(store["patterns"], block, bin_factor, grid, scale)
+    inputs = standardise(store["patterns"], block, bin_factor, grid, scale, stats_size)
     labels = store["n_disks"]
     if split is None:
         codes = np.full(labels.shape, SPLITS["test"], np.int8)
@@ -308,10 +356,11 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
     attrs = {"block": block, "bin": bin_factor, "dispersity": store.attrs["dispersity"],
              "box": store.attrs["box"], "source_size": int(store["patterns"].shape[-1]),
              "k_pixel": store.attrs.get("k_pixel", float(np.pi / store.attrs["box"])) * bin_factor,
-             "k_grid": grid, "scale": scale,
-             "normalisation": f"k = 0 block set to 0, binned, {scale} intensity to zero mean and unit variance",
+             "k_grid": grid, "scale": scale, "stats_size": stats_size,
+             "normalisation": f"k = 0 block set to 0, binned, {scale} intensity to zero mean and unit variance"
+                              f" over {'the whole pattern' if stats_size is None else f'n < {stats_size}'}",
              "splits": SPLITS}
-    settings = {"block": block, "bin": bin_factor, "scale": scale, "split": None if split is None else list(split), "seed": seed}
+    settings = {"block": block, "bin": bin_factor, "scale": scale, "stats_size": stats_size, "split": None if split is None else list(split), "seed": seed}
     path = write_store(output, INPUTS, {"inputs": inputs, "n_disks": labels, "split": codes}, attrs=attrs,
                        provenance=make_provenance(config=settings, seed=seed, inputs=[source]))
     counts = {name: int((codes == code).sum()) for name, code in SPLITS.items()}
