@@ -12,6 +12,13 @@ statistics are the same at every k: a convolutional feature of ``log I`` means t
 anywhere on the pattern, and the global average pool over a pattern of twice the k range
 averages the same kind of evidence (the transfer of paper Fig. 4). In linear intensity the
 envelope's k^-3 decay leaves the outer k range near a constant the model never learnt to ignore.
+``log_k3`` (the default scale) also removes that decay: ``log(I |k|^3)``, the log of the
+Porod-compensated intensity (a 2D disk's ``|F|^2`` falls on average as ``8 pi r / k^3``), whose
+envelope beyond the first ring is a k-independent oscillation of period ``pi / r``.
+
+The statistics of the standardisation come from the whole pattern (paper) or, with
+``stats_size``, from a fixed k window (the training patterns' k range), so that a pattern of a
+larger k range gets exactly the training inputs' values where the two overlap.
 """
 
 from __future__ import annotations
