@@ -222,33 +222,6 @@ def test_k_range_crop_equals_preprocessing_the_smaller_pattern():
     assert k_range_crop(centred, 3, "centred")[0, 0, 1, 1] == pytest.approx(0.0, abs=1e-6)  # centre stays centre
 
 
-def test_batchnorm_recalibration_gives_the_plain_average_of_the_data():
-    """After recalibration the first BatchNorm's running mean/variance are the
-    average over batches of conv1's channel mean / unbiased variance (computed by hand), not the
-    momentum blend of earlier batches; weights are untouched."""
-    from speckleml.disk_count.model import build_resnet
-    from speckleml.disk_count.train import recalibrate_batchnorm
-
-    torch.manual_seed(0)
-    model = build_resnet("resnet18", 3)
-    model.train()
-    with torch.no_grad():
-        model(3 + 2 * torch.randn(8, 1, 33, 33))  # stale statistics from other inputs
-    x = torch.randn(10, 1, 33, 33)
-    weights = model.conv1.weight.clone()
-    recalibrate_batchnorm(model, x, torch.device("cpu"), batch_size=4)
-    with torch.no_grad():
-        means, variances, sizes = [], [], []
-        for start in (0, 4, 8):
-            out = model.conv1(x[start: start + 4])
-            means.append(out.mean(dim=(0, 2, 3)))
-            variances.append(out.var(dim=(0, 2, 3), unbiased=True))
-    np.testing.assert_allclose(model.bn1.running_mean, torch.stack(means).mean(0), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(model.bn1.running_var, torch.stack(variances).mean(0), rtol=1e-4, atol=1e-6)
-    assert model.bn1.momentum == pytest.approx(0.1)
-    assert torch.equal(model.conv1.weight, weights)
-
-
 def test_stratified_split_has_equal_test_counts():
     labels = np.repeat(np.arange(2, 21), 50)
     split = data.stratified_split(labels, (0.8, 0.1, 0.1), np.random.default_rng(0))

@@ -14,9 +14,7 @@ Optional k-range augmentation (``k_range_min`` < 1) trains each batch on a rando
 k range: on the quadrant grid the corner ``n = 0 .. c-1`` (the pattern the same system gives on
 a smaller detector at the same k pixel), re-standardised like a pattern of that size. The model
 then sees global-average-pooled features over k ranges of different extent, which is what a
-pattern of a larger k range (paper Fig. 4) asks of it. After each such epoch the BatchNorm
-running statistics are re-estimated on the full-size training inputs
-(:func:`recalibrate_batchnorm`), the size the model is validated and used at.
+pattern of a larger k range (paper Fig. 4) asks of it.
 """
 
 from __future__ import annotations
@@ -129,39 +127,6 @@ def k_range_crop(x, size: int, grid: str = "quadrant"):
     return (crop - mean) / std
 
 
-def recalibrate_batchnorm(model, x, device, batch_size: int) -> None:
-    """Re-estimate every BatchNorm layer's running mean and variance on full-size inputs.
-
-    With k-range crops the running statistics average over batches of other k ranges; a
-    feature's mean over a smaller k range differs (the pattern is not stationary near k = 0), so
-    evaluation at the full size would use mismatched statistics. This sets them to the plain
-    average over ``x`` (momentum ``None``) in train mode without gradients; weights are untouched.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    x : torch.Tensor, shape (n, 1, h, w)
-        Full-size (uncropped) training inputs.
-    device : torch.device
-    batch_size : int
-    """
-    import torch
-
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in layers]
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # cumulative average over the batches below
-    model.train()
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            batch = x[start: start + batch_size]
-            if len(batch) > 1:
-                model(batch.to(device))
-    for layer, momentum in zip(layers, momenta):
-        layer.momentum = momentum
-
-
 def evaluate_loss(model, x, y, device, batch_size: int) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on a data set, in batches without gradients.
 
@@ -257,8 +222,6 @@ def train_classifier(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.
         seconds = time.perf_counter() - start
         if scheduler is not None:
             scheduler.step()
-        if settings.k_range_min < 1:
-            recalibrate_batchnorm(model, x_train, device, settings.batch_size)
         val_loss, val_acc = evaluate_loss(model, x_val, y_val, device, settings.batch_size)
         row = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
