@@ -47,6 +47,8 @@ rule disk_count_preprocess:
         block=DC["block"],
         bin=DC["bin"],
         scale=DC["scale"],
+        # standardisation statistics over the training k range (n < size) at every pattern size
+        stats=f"--stats-size {DC['size']}" if DC["stats_window"] == "training" else "",
         # the training size is split train/val/test; the transfer size is a pure test set
         split=lambda w: (
             f"--split {cli_list(DC['split'])}" if int(w.dc_size) == DC["size"] else "--all-test"
@@ -60,7 +62,7 @@ rule disk_count_preprocess:
         ENV
     shell:
         "speckleml disk-count preprocess {input.patterns} {output} --block {params.block}"
-        " --bin {params.bin} --scale {params.scale} {params.split} --seed {params.seed} > {log} 2>&1"
+        " --bin {params.bin} --scale {params.scale} {params.stats} {params.split} --seed {params.seed} > {log} 2>&1"
 
 
 rule disk_count_train:

@@ -160,6 +160,53 @@ def test_log_scale_standardises_log_intensity():
         data.standardise(speckle, block=3, scale="sqrt")
 
 
+def test_log_k3_scale_makes_a_disk_pattern_stationary_in_k():
+    """log_k3 = log I + 3 log|k| at the bin centres (independent formula), and it removes the 2D
+    Porod decay of one disk: the ring maxima at kr ~ 40 and ~ 80 stand at the same height
+    (within 5 %; in log I they differ by 3 log 2 = 2.1), while log I's fall."""
+    radius = 200.0
+    system = simulate.DiskSystem(centres=np.array([[1000.0, 1000.0]]), radii=np.array([radius]))
+    pattern = simulate.disk_speckle([system], 257)  # kr up to 80 along the axes
+    for bin_factor in (1, 5):
+        z = data.standardise(pattern, 11, bin_factor, "quadrant", "log_k3")
+        z_log = data.standardise(pattern, 11, bin_factor, "quadrant", "log")
+        n = data.bin_k_index(pattern.shape[-1], bin_factor)
+        assert n[0] == (bin_factor - 1) / 2 and n[1] - n[0] == bin_factor
+        blocked = pattern[0].copy()
+        blocked[:6, :6] = 0
+        binned = data.bin_patterns(blocked, bin_factor)
+        logi = np.log(np.maximum(binned, 1e-6 * binned.max()))
+        expected = logi + 3 * np.log(np.maximum(np.hypot(n[:, None], n[None, :]), 1))
+        expected = (expected - expected.mean()) / expected.std()
+        np.testing.assert_allclose(z[0], expected, atol=2e-5)
+        kr = np.hypot(n[:, None], n[None, :]) * np.pi / 2000.0 * radius
+        peak = [z[0][(kr > lo) & (kr < lo + 8)].max() for lo in (36.0, 76.0)]
+        peak_log = [z_log[0][(kr > lo) & (kr < lo + 8)].max() for lo in (36.0, 76.0)]
+        spread = np.ptp(z[0][kr > 4])
+        assert abs(peak[1] - peak[0]) < 0.05 * spread
+        assert peak_log[0] - peak_log[1] > 0.2 * np.ptp(z_log[0][kr > 4])
+
+
+@pytest.mark.parametrize("scale,bin_factor", [("linear", 1), ("log_k3", 3)])
+def test_stats_window_gives_the_smaller_patterns_values_on_the_shared_k_range(scale, bin_factor):
+    """A pattern of twice the k range standardised over the window n < 27 equals, on n < 27, the
+    27 x 27 pattern of the same system standardised as a whole; over the whole pattern it does not."""
+    rng = np.random.default_rng(4)
+    large = simulate.disk_speckle([simulate.random_system(6, "mono", rng)], 54)
+    small = data.standardise(large[:, :27, :27], 5, bin_factor, scale=scale)
+    windowed = data.standardise(large, 5, bin_factor, scale=scale, stats_size=27)
+    side = 27 // bin_factor
+    np.testing.assert_allclose(windowed[:, :side, :side], small, atol=1e-5)
+    whole = data.standardise(large, 5, bin_factor, scale=scale)
+    assert np.abs(whole[:, :side, :side] - small).max() > 0.1
+    centred = simulate.disk_speckle([simulate.random_system(6, "mono", rng)], 41, grid="centred")
+    z = data.standardise(centred, 5, grid="centred", stats_size=21)
+    assert z[0, 10:31, 10:31].mean() == pytest.approx(0, abs=1e-5)
+    assert z[0, 10:31, 10:31].std() == pytest.approx(1, abs=1e-5)
+    with pytest.raises(InputError):
+        data.standardise(large, 5, 3, stats_size=5)
+
+
 def test_k_range_crop_equals_preprocessing_the_smaller_pattern():
     """A corner crop of a standardised input, re-standardised, is the input of the smaller pattern
     (same block, same k pixel), for both scales."""
@@ -167,7 +214,7 @@ def test_k_range_crop_equals_preprocessing_the_smaller_pattern():
 
     rng = np.random.default_rng(3)
     patterns = simulate.disk_speckle([simulate.random_system(6, "mono", rng) for _ in range(2)], 41)
-    for scale in ("linear", "log"):
+    for scale in data.SCALES:
         full = torch.as_tensor(data.standardise(patterns, 5, scale=scale))[:, None]
         small = data.standardise(patterns[:, :23, :23], 5, scale=scale)
         np.testing.assert_allclose(k_range_crop(full, 23)[:, 0].numpy(), small, atol=2e-4)

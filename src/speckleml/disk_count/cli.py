@@ -97,8 +97,12 @@ def register(commands) -> None:
                       help="side of the blocked square around k = 0, odd (default %(default)s)")
     add_config_option(p, "--bin", key=KEY + "bin", type=int, help="odd k-pixel binning factor, 1 = none "
                       "(default %(default)s)")
-    add_config_option(p, "--scale", key=KEY + "scale", choices=("linear", "log"),
-                      help="intensity scale standardised: linear (paper) or log (default %(default)s)")
+    add_config_option(p, "--scale", key=KEY + "scale", choices=("linear", "log", "log_k3"),
+                      help="intensity scale standardised: linear (paper), log, or log_k3 = log(I |k|^3) "
+                      "(default %(default)s)")
+    p.add_argument("--stats-size", type=positive_int, default=None,
+                   help="side in k pixels of the k window (from k = 0) whose pixels give the mean and "
+                   "standard deviation; the workflow passes the training size (default: whole pattern)")
     split = p.add_mutually_exclusive_group()
     add_config_option(split, "--split", key=KEY + "split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
                       help="fractions; the test set has the same count per class (default %(default)s)")
@@ -186,7 +190,7 @@ def preprocess(args) -> int:
     from .data import preprocess_store
 
     preprocess_store(args.input, args.output, block=args.block, bin_factor=args.bin, scale=args.scale,
-                     split=None if args.all_test else tuple(args.split), seed=args.seed)
+                     stats_size=args.stats_size, split=None if args.all_test else tuple(args.split), seed=args.seed)
     return 0
 
 

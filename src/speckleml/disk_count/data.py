@@ -12,6 +12,13 @@ statistics are the same at every k: a convolutional feature of ``log I`` means t
 anywhere on the pattern, and the global average pool over a pattern of twice the k range
 averages the same kind of evidence (the transfer of paper Fig. 4). In linear intensity the
 envelope's k^-3 decay leaves the outer k range near a constant the model never learnt to ignore.
+``log_k3`` (the default scale) also removes that decay: ``log(I |k|^3)``, the log of the
+Porod-compensated intensity (a 2D disk's ``|F|^2`` falls on average as ``8 pi r / k^3``), whose
+envelope beyond the first ring is a k-independent oscillation of period ``pi / r``.
+
+The statistics of the standardisation come from the whole pattern (paper) or, with
+``stats_size``, from a fixed k window (the training patterns' k range), so that a pattern of a
+larger k range gets exactly the training inputs' values where the two overlap.
 """
 
 from __future__ import annotations
@@ -116,16 +123,85 @@ def bin_patterns(patterns: np.ndarray, factor: int, grid: str = "quadrant") -> n
     return core.reshape(*patterns.shape[:-2], out, factor, out, factor).sum(axis=(-3, -1))
 
 
-#: Intensity scales of a standardised input: the intensity (paper) or its logarithm.
-SCALES = ("linear", "log")
+#: Intensity scales of a standardised input: the intensity (paper), its logarithm, or the logarithm of
+#: the Porod-compensated intensity ``I |k|^3`` (the 2D disk form factor's mean decay removed).
+SCALES = ("linear", "log", "log_k3")
+#: Power of |k| in the ``log_k3`` scale: a 2D disk's ``|F(k)|^2 = (pi r^2)^2 (2 J1(kr)/(kr))^2`` decays on
+#: average as ``8 pi r / k^3`` for ``kr >> 1`` (J1's asymptote), the 2D form of Porod's law.
+POROD_POWER = 3
 #: Floor of the log scale as a fraction of the pattern's maximum (blocked and zero-intensity pixels).
 #: The maximum sits at low k, inside any smaller k range of the same pattern, so a corner crop of a
 #: log input is the log input of the smaller pattern (the k-range augmentation relies on it).
 LOG_FLOOR = 1e-6
 
 
+def bin_k_index(size: int, factor: int, grid: str = "quadrant") -> np.ndarray:
+    """k coordinate ``n`` (k = n pi/L) of the centre of every bin of :func:`bin_patterns` along one axis.
+
+    Parameters
+    ----------
+    size : int
+        Pixels of the unbinned axis.
+    factor : int
+        Odd binning factor (1 = none).
+    grid : {"quadrant", "centred"}
+
+    Returns
+    -------
+    ndarray, float64, shape (binned size,)
+        Quadrant: ``i factor + (factor - 1) / 2``; centred: ``i factor`` for ``i`` from minus to plus
+        half the binned size.
+
+    Raises
+    ------
+    InputError
+        As :func:`bin_patterns`.
+    """
+    axis = k_index(size, grid).astype(np.float64)
+    square = np.broadcast_to(axis, (size, size))  # bin_patterns takes (y, x); the mean of a bin is its centre
+    return bin_patterns(square, factor, grid)[0] / factor**2
+
+
+def stats_window(shape: tuple[int, int], stats_size: int | None, bin_factor: int = 1,
+                 grid: str = "quadrant") -> tuple[slice, slice]:
+    """The (y, x) slices of a binned input whose pixels give its standardisation statistics.
+
+    Parameters
+    ----------
+    shape : (ny, nx)
+        Binned input shape.
+    stats_size : int or None
+        Side in unbinned k pixels of the k window (quadrant: ``n < stats_size`` from k = 0;
+        centred: the centred square); None or a window at least the input's = the whole input.
+    bin_factor : int
+        Binning factor of the input.
+    grid : {"quadrant", "centred"}
+
+    Returns
+    -------
+    (slice, slice)
+
+    Raises
+    ------
+    InputError
+        A window of less than 3 binned pixels.
+    """
+    ny, nx = shape
+    if stats_size is None:
+        return slice(0, ny), slice(0, nx)
+    side = stats_size // bin_factor
+    if grid == "centred" and side % 2 == 0:
+        side -= 1
+    if side < 3:
+        raise InputError(f"--stats-size {stats_size} leaves fewer than 3 binned pixels")
+    if grid == "quadrant":
+        return slice(0, min(side, ny)), slice(0, min(side, nx))
+    y0, x0 = max((ny - side) // 2, 0), max((nx - side) // 2, 0)
+    return slice(y0, ny - y0), slice(x0, nx - x0)
+
+
 def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str = "quadrant",
-                scale: str = "linear") -> np.ndarray:
+                scale: str = "linear", stats_size: int | None = None) -> np.ndarray:
     """Block k = 0 (set to 0), optionally bin, and standardise every pattern (paper 002 §2, "Data processing").
 
     Parameters
@@ -139,14 +215,23 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
         Odd binning factor applied after blocking (1 = none, the paper).
     grid : {"quadrant", "centred"}
         k grid of the patterns; places the block at k = 0 (:func:`~.kgrid.block_mask`).
-    scale : {"linear", "log"}
-        Standardise the (blocked, binned) intensity ``I`` (paper) or
-        ``log(max(I, LOG_FLOOR * max(I)))`` (the floor keeps blocked pixels finite).
+    scale : {"linear", "log", "log_k3"}
+        Standardise the (blocked, binned) intensity ``I`` (paper),
+        ``log(max(I, LOG_FLOOR * max(I)))`` (the floor keeps blocked pixels finite), or that plus
+        ``3 log |k|`` (``|k|`` of the bin centre in k pixels, at least 1): the log of the
+        Porod-compensated ``I |k|^3``, whose statistics beyond the first form-factor ring no
+        longer depend on k (:data:`POROD_POWER`).
+
+    stats_size : int, optional
+        Side in unbinned k pixels of the k window whose pixels give each pattern's mean and
+        standard deviation (:func:`stats_window`; quadrant: the corner ``n < stats_size``).
+        None: the whole pattern (paper). A pattern of a larger k range standardised over the
+        training patterns' window gets the training inputs' values where the two overlap.
 
     Returns
     -------
     ndarray, float32, shape (batch, y', x')
-        Zero mean and unit variance per pattern.
+        Zero mean and unit variance per pattern (over the window).
 
     Raises
     ------
@@ -164,11 +249,17 @@ def standardise(patterns: np.ndarray, block: int, bin_factor: int = 1, grid: str
     blocked = patterns.copy()
     blocked[:, block_mask(patterns.shape[1:], block, grid)] = 0.0
     blocked = bin_patterns(blocked, bin_factor, grid)
-    if scale == "log":
+    if scale in ("log", "log_k3"):
         floor = LOG_FLOOR * blocked.max(axis=(1, 2), keepdims=True)
         blocked = np.log(np.maximum(blocked, np.where(floor > 0, floor, 1.0)))
-    mean = blocked.mean(axis=(1, 2), keepdims=True)
-    std = blocked.std(axis=(1, 2), keepdims=True)
+    if scale == "log_k3":
+        ky = bin_k_index(patterns.shape[1], bin_factor, grid)
+        kx = bin_k_index(patterns.shape[2], bin_factor, grid)
+        # |k| >= 1 pixel: k = 0 lies under the beamstop, where the floor already stands
+        blocked = blocked + POROD_POWER * np.log(np.maximum(np.hypot(ky[:, None], kx[None, :]), 1.0))
+    window = (slice(None), *stats_window(blocked.shape[1:], stats_size, bin_factor, grid))
+    mean = blocked[window].mean(axis=(1, 2), keepdims=True)
+    std = blocked[window].std(axis=(1, 2), keepdims=True)
     if (std == 0).any():
         index = int(np.flatnonzero(std.reshape(-1) == 0)[0])
         raise InputError(f"pattern {index} is constant outside the blocked centre; cannot standardise")
@@ -220,7 +311,7 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
 
 
 def preprocess_store(source, output, *, block: int, bin_factor: int, split: tuple[float, float, float] | None,
-                     seed: int, scale: str = "linear"):
+                     seed: int, scale: str = "linear", stats_size: int | None = None):
     """Block, bin and standardise a patterns store into an inputs store with a split.
 
     Paper 002 §2 "Data processing" (11 x 11 centre block, per-pattern standardisation) and
@@ -242,8 +333,11 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
         test (a transfer set classified by a model trained on another size).
     seed : int
         Seed of the split.
-    scale : {"linear", "log"}
+    scale : {"linear", "log", "log_k3"}
         Intensity scale that is standardised (:func:`standardise`; the paper's is linear).
+    stats_size : int, optional
+        Side in k pixels of the window whose pixels give the standardisation statistics
+        (:func:`stats_window`); None = the whole pattern (paper).
 
     Returns
     -------
@@ -260,7 +354,7 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
 
     store = read_store(source, PATTERNS)
     grid = store.attrs.get("k_grid", "centred")  # stores written before the paper's grid are centred
-    inputs = standardise(store["patterns"], block, bin_factor, grid, scale)
+    inputs = standardise(store["patterns"], block, bin_factor, grid, scale, stats_size)
     labels = store["n_disks"]
     if split is None:
         codes = np.full(labels.shape, SPLITS["test"], np.int8)
@@ -269,10 +363,11 @@ def preprocess_store(source, output, *, block: int, bin_factor: int, split: tupl
     attrs = {"block": block, "bin": bin_factor, "dispersity": store.attrs["dispersity"],
              "box": store.attrs["box"], "source_size": int(store["patterns"].shape[-1]),
              "k_pixel": store.attrs.get("k_pixel", float(np.pi / store.attrs["box"])) * bin_factor,
-             "k_grid": grid, "scale": scale,
-             "normalisation": f"k = 0 block set to 0, binned, {scale} intensity to zero mean and unit variance",
+             "k_grid": grid, "scale": scale, "stats_size": stats_size,
+             "normalisation": f"k = 0 block set to 0, binned, {scale} intensity to zero mean and unit variance"
+                              f" over {'the whole pattern' if stats_size is None else f'n < {stats_size}'}",
              "splits": SPLITS}
-    settings = {"block": block, "bin": bin_factor, "scale": scale, "split": None if split is None else list(split), "seed": seed}
+    settings = {"block": block, "bin": bin_factor, "scale": scale, "stats_size": stats_size, "split": None if split is None else list(split), "seed": seed}
     path = write_store(output, INPUTS, {"inputs": inputs, "n_disks": labels, "split": codes}, attrs=attrs,
                        provenance=make_provenance(config=settings, seed=seed, inputs=[source]))
     counts = {name: int((codes == code).sum()) for name, code in SPLITS.items()}

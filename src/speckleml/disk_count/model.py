@@ -172,7 +172,7 @@ def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source) ->
     Raises
     ------
     InputError
-        ``block``, ``bin`` or ``scale`` differs (the model would see another kind of image).
+        ``block``, ``bin``, ``scale`` or ``stats_size`` differs (the model would see another kind of image).
     """
     for key in ("block", "bin"):
         if int(attrs.get(key, 1)) != int(metadata.get(key, 1)):
@@ -180,3 +180,6 @@ def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source) ->
     if attrs.get("scale", "linear") != metadata.get("scale", "linear"):
         raise InputError(f"{source}: scale {attrs.get('scale', 'linear')} differs from the model's "
                          f"{metadata.get('scale', 'linear')}")
+    if attrs.get("stats_size") != metadata.get("stats_size"):
+        raise InputError(f"{source}: standardisation window stats_size {attrs.get('stats_size')} differs from "
+                         f"the model's {metadata.get('stats_size')}")

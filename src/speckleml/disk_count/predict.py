@@ -106,7 +106,7 @@ def predict_patterns(model_path, patterns_path, *, output=None, device: str):
         log.warning("patterns are %dx%d, the model was trained on %dx%d (same k pixel assumed)", ny, nx,
                     metadata["source_size"], metadata["source_size"])
     inputs = standardise(patterns, int(metadata["block"]), int(metadata.get("bin", 1)), grid,
-                         metadata.get("scale", "linear"))
+                         metadata.get("scale", "linear"), metadata.get("stats_size"))
     probability = predict_proba(model, inputs, torch_device)
     classes = np.asarray(metadata["classes"])
     best = probability.argmax(1)

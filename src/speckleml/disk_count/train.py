@@ -313,7 +313,7 @@ def train_store(source, output, *, history, arch: str, stem: str, epochs: int, b
               "augment": augment, "k_range_min": k_range_min, "seed": seed, "device": device}
     metadata = {"arch": arch, "stem": stem, "classes": classes, "input_size": list(inputs.shape[1:]),
                 "block": int(store.attrs["block"]), "bin": int(store.attrs.get("bin", 1)), "k_grid": grid,
-                "scale": store.attrs.get("scale", "linear"),
+                "scale": store.attrs.get("scale", "linear"), "stats_size": store.attrs.get("stats_size"),
                 "source_size": store.attrs.get("source_size"), "k_pixel": store.attrs.get("k_pixel"),
                 "dispersity": store.attrs["dispersity"], "normalisation": store.attrs.get("normalisation"),
                 "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
