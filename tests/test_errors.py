@@ -473,3 +473,40 @@ def test_bad_workflow_config_is_one_line_naming_the_key(tmp_path, config, key, w
     for word in words:
         assert word in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".snakemake") == ["c.yaml"]
+
+
+@pytest.mark.parametrize("command, outputs, refused", [
+    ("dynamics scan-simulate {T}/states.zarr --frames {T}/frames.zarr --sample {T}/sample.zarr --test-states {T}/notes",
+     ["states.zarr", "frames.zarr", "sample.zarr"], "notes"),
+    ("dynamics swarm-simulate {T}/states.zarr --frames {T}/frames.zarr --test-states {T}/notes",
+     ["states.zarr", "frames.zarr"], "notes"),
+])
+def test_every_output_is_checked_before_any_work(command, outputs, refused, tmp_path, capsys):
+    """Fresh-user trial: a refused last output came after the first ones were written."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("keep me\n")
+    code, lines = run(command.format(T=tmp_path).split(), capsys)
+    assert code == 2
+    assert error_lines(lines) == [f"speckleml: error: {tmp_path / refused}: output path is a directory that is not "
+                                  "a speckleml store; not replacing it"]
+    assert not any((tmp_path / name).exists() for name in outputs)
+    assert (tmp_path / "notes" / "notes.txt").read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("words, expected", [
+    ("dynamics swarm-train --states s.zarr --frames f.zarr --model m.pt --history h.zarr", {"m.pt", "h.zarr"}),
+    ("dynamics scan-evaluate --test-states t.zarr --frames f.zarr --models a.pt --metrics m.csv --store e.zarr",
+     {"m.csv", "e.zarr"}),
+    ("dynamics figures --evaluation e.zarr --metrics m.csv --fig2 a.png --kernels b.png --vorticity c.png "
+     "--spread d.png --c2 e.png --histories h.zarr", {"a.png", "b.png", "c.png", "d.png", "e.png"}),
+    ("clustering cluster l.zarr --assignments a.csv --elbow e.csv --scores s.csv", {"a.csv", "e.csv", "s.csv"}),
+    ("shear evaluate m.pkl d.zarr --predictions p.csv --table t.csv", {"p.csv", "t.csv"}),
+    ("disk-count evaluate m.pt i.zarr --metrics a.csv --confusion b.csv --predictions c.csv",
+     {"a.csv", "b.csv", "c.csv"}),
+])
+def test_the_outputs_of_a_command_are_found_and_its_inputs_are_not(words, expected):
+    from speckleml.cli import build_parser, output_paths
+
+    argv = words.split()
+    parser = build_parser(argv)
+    assert set(output_paths(parser, parser.parse_args(argv))) == expected

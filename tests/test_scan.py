@@ -218,3 +218,15 @@ def test_poisson_frames_are_counts_of_the_scaled_patterns(tmp_path):
     rates = clean / clean.max() * 50.0
     assert np.array_equal(counts, np.round(counts)) and frames.attrs["lambda_max"] == 50.0
     assert abs(counts.sum() - rates.sum()) < 5 * np.sqrt(rates.sum())
+
+
+def test_the_sample_store_is_found_beside_the_frames_store_from_any_directory(tmp_path, monkeypatch):
+    """Fresh-user trial: the frames recorded the sample relative to the working directory."""
+    from speckleml.dynamics.systems.scan import ScanGeometry
+    from speckleml.dynamics.train import geometry_from_attrs
+
+    spec = ScanGeometry(sample="sample.zarr", digest="0" * 16, detector=8)
+    resolved = geometry_from_attrs({"geometry": spec.as_attrs()}, tmp_path / "run" / "frames.zarr", "scan")
+    assert resolved.sample == str(tmp_path / "run" / "sample.zarr")
+    absolute = ScanGeometry(sample=str(tmp_path / "elsewhere.zarr"), digest="0" * 16, detector=8)
+    assert absolute.resolved(tmp_path / "run" / "frames.zarr") == absolute

@@ -112,7 +112,7 @@ def register(commands) -> None:
     p = add_stage(stages, "train", train, "train a ResNet classifier from scratch", epilog=TRAIN_EXAMPLE)
     p.add_argument("input", help="inputs store (from preprocess)")
     p.add_argument("output", help="model file to write (*.pt)")
-    p.add_argument("--history", required=True, help="CSV of per-epoch loss and accuracy to write")
+    p.add_argument("--history", required=True, help="output CSV of per-epoch loss and accuracy")
     add_config_option(p, "--arch", key=KEY + "arch", choices=("resnet18", "resnet34", "resnet50"),
                       help="torchvision ResNet (default %(default)s; the paper's is resnet50)")
     add_config_option(p, "--stem", key=KEY + "stem", choices=("imagenet", "small"),
@@ -135,9 +135,9 @@ def register(commands) -> None:
                   epilog=EVALUATE_EXAMPLE)
     p.add_argument("model", help="model file (from train)")
     p.add_argument("input", help="inputs store; its test split is evaluated")
-    p.add_argument("--metrics", required=True, help="CSV: per-class precision, recall, F1 (Table 1 layout)")
-    p.add_argument("--confusion", required=True, help="CSV: confusion matrix, rows true, columns predicted")
-    p.add_argument("--predictions", required=True, help="CSV: one row per test pattern")
+    p.add_argument("--metrics", required=True, help="output CSV: per-class precision, recall, F1 (Table 1 layout)")
+    p.add_argument("--confusion", required=True, help="output CSV: confusion matrix, rows true, columns predicted")
+    p.add_argument("--predictions", required=True, help="output CSV: one row per test pattern")
     add_threads(p)
     add_device(p)
 

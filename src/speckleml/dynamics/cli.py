@@ -221,10 +221,11 @@ def register(commands) -> None:
 
     p = add_stage(stages, "figures", cmd_figures, help="Fig. 2 and Supp. Fig. 2-4 analogues")
     _paths(p, [("--evaluation", "evaluation store"), ("--metrics", "metrics CSV"),
-               ("--fig2", "kernel evolution, real space, r/psi, speckle (Fig. 2)"),
-               ("--kernels", "kernel and loss history per member (Supp. Fig. 2)"),
-               ("--vorticity", "error vs vorticity (Supp. Fig. 3)"), ("--spread", "MAE per member (Supp. Fig. 4a)"),
-               ("--c2", "C2 true vs predicted, slice MAE, tau and gamma (Fig. 2k, Supp. Fig. 4d)")])
+               ("--fig2", "output figure: kernel evolution, real space, r/psi, speckle (Fig. 2)"),
+               ("--kernels", "output figure: kernel and loss history per member (Supp. Fig. 2)"),
+               ("--vorticity", "output figure: error vs vorticity (Supp. Fig. 3)"),
+               ("--spread", "output figure: MAE per member (Supp. Fig. 4a)"),
+               ("--c2", "output figure: C2 true vs predicted, slice MAE, tau, gamma (Fig. 2k, Supp. Fig. 4d)")])
     p.add_argument("--histories", nargs="+", required=True, help="training history stores")
 
     p = add_stage(stages, "sweep-table", cmd_sweep_table, help="robustness sweeps: table and plot of final-frame "

@@ -128,6 +128,7 @@ def register(commands) -> None:
 
     p = add_stage(stages, "figures", cmd_figures, help="Fig. 4c-f and Supp. Fig. 13-14 analogues")
     _paths(p, [("--evaluation", "evaluation store"), ("--metrics", "metrics CSV"),
-               ("--trajectories", "x(t), y(t), V(t): truth, members band, ensemble model"),
-               ("--spectra", "Fourier spectra and their CDFs"), ("--emd", "EMD distributions and periods"),
-               ("--fields", "learned vector fields vs truth")])
+               ("--trajectories", "output figure: x(t), y(t), V(t): truth, members band, ensemble model"),
+               ("--spectra", "output figure: Fourier spectra and their CDFs"),
+               ("--emd", "output figure: EMD distributions and periods"),
+               ("--fields", "output figure: learned vector fields vs truth")])

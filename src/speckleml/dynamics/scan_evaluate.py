@@ -147,7 +147,8 @@ def run_scan_evaluation(*, test_states, frames, models, metrics, store, q_fracti
     from ..stores import read_frames, read_states, write_store
     from .c2 import ring_c2
     from .models import load_model
-    from .systems.scan import ScanGeometry, training_forward_model
+    from .systems.scan import training_forward_model
+    from .train import geometry_from_attrs
     from .training import predict_ode
 
     q_fractions = [float(q) for q in q_fractions]
@@ -159,7 +160,9 @@ def run_scan_evaluation(*, test_states, frames, models, metrics, store, q_fracti
     if truth.attrs.get("system") != "scan":
         raise InputError(f"{test_states}: not a scan states store")
     frame_store = read_frames(frames, lazy=True)
-    geometry = ScanGeometry(**frame_store.attrs["geometry"])
+    geometry = geometry_from_attrs(frame_store.attrs, frames, "scan")
+    if "t" not in frame_store.attrs:
+        raise InputError(f"{frames}: frames store has no 't' attr (the scan points of the training window)")
     forward = training_forward_model(geometry, dtype=torch.float64, device=torch_device)
     true_states, t = np.asarray(truth["states"]), np.asarray(truth["t"])
     window = len(frame_store.attrs["t"])

@@ -35,12 +35,13 @@ def make_scan_figures(evaluation, fig7, supp17, supp18=None) -> None:
     r_true, r_pred, r_ens = ev["r_true"], ev["r_pred"], ev["r_ensemble"]
     phase = ev["object_phase"]
     h, w = phase.shape
-    extent = (-(w - 1) / 2, (w - 1) / 2, (h - 1) / 2, -(h - 1) / 2)
+    extent = (-(w - 1) / 2, (w - 1) / 2, -(h - 1) / 2, (h - 1) / 2)  # y up, as panel k
 
     fig = plt.figure(figsize=(16, 9))
     grid = fig.add_gridspec(3, 5)
     a = fig.add_subplot(grid[0:2, 0:2])
-    a.imshow(phase, extent=extent, cmap="cividis")
+    im = a.imshow(phase, extent=extent, origin="lower", cmap="cividis")
+    fig.colorbar(im, ax=a, fraction=0.046, label="object phase (rad)")
     a.plot(*r_true[:window + 1].T, "w-", lw=1.5, label="true, training window")
     a.plot(*r_true[window:].T, "w:", lw=1, label="true, extrapolation")
     a.plot(*r_ens.T, "C1-", lw=1, label="predicted (ensemble mean)")
@@ -53,20 +54,22 @@ def make_scan_figures(evaluation, fig7, supp17, supp18=None) -> None:
     wt, wp = wt[..., 0] + 1j * wt[..., 1], wp[..., 0] + 1j * wp[..., 1]
     ot, op = (ev[key][0][..., 0] + 1j * ev[key][0][..., 1] for key in ("patch_true", "patch_pred"))
     lit = np.abs(wt) > 0.05 * np.abs(wt).max()  # the object's phase where the probe lights it
-    panels = [(np.where(lit, np.angle(ot), np.nan), f"b. true frame, t - t0 = {at_t:.0f}", "cividis"),
-              (np.where(lit, np.angle(op), np.nan), "c. predicted frame", "cividis"),
-              (np.abs(wt - wp), "d. |difference| of object x probe", "magma"),
-              (np.log10(pt + 1e-8), "e. true pattern (log10)", "viridis"),
-              (np.log10(pp + 1e-8), "f. predicted pattern (log10)", "viridis"),
-              (pt - pp, "g. difference of patterns", "RdBu_r")]
-    for k, (img, title, cmap) in enumerate(panels):
+    panels = [(np.where(lit, np.angle(ot), np.nan), f"b. lit object, true position, t - t0 = {at_t:.0f}", "cividis",
+               "object phase (rad)"),
+              (np.where(lit, np.angle(op), np.nan), "c. lit object, predicted position", "cividis",
+               "object phase (rad)"),
+              (np.abs(wt - wp), "d. |difference| of object x probe", "magma", "|exit-wave difference| (a.u.)"),
+              (np.log10(pt + 1e-8), "e. true pattern", "viridis", "log10 intensity (a.u.)"),
+              (np.log10(pp + 1e-8), "f. predicted pattern", "viridis", "log10 intensity (a.u.)"),
+              (pt - pp, "g. true - predicted pattern", "RdBu_r", "intensity difference (a.u.)")]
+    for k, (img, title, cmap, unit) in enumerate(panels):
         ax = fig.add_subplot(grid[k // 3, 2 + k % 3])
         lim = np.nanmax(np.abs(img)) if cmap == "RdBu_r" else None
         vmin, vmax = (-lim, lim) if lim else ((np.nanmin(phase), np.nanmax(phase)) if cmap == "cividis" else (None, None))
         im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set(title=title, xticks=[], yticks=[], facecolor="white")
         ax.title.set_fontsize(9)
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, fraction=0.046, label=unit)
     for k, (name, idx) in enumerate((("x", 0), ("y", 1))):
         ax = fig.add_subplot(grid[2, k])
         ax.plot(t, r_true[:, idx], "k-", label="true (eq. 9)")
@@ -105,21 +108,21 @@ def make_scan_figures(evaluation, fig7, supp17, supp18=None) -> None:
     twin.set(xlim=(0, 0.05), xticks=[0, 0.025, 0.05], ylabel="CDF")
     twin.tick_params(labelsize=6)
     ax[0].axvline(1 / window, color="k", ls=":", lw=0.8)
-    ax[0].set(xlim=(0, 0.1), xlabel="frequency (1/scan point)", ylabel="power", title="b. spectra")
-    ax[0].legend(fontsize=6, loc="center left")
+    ax[0].set(xlim=(0, 0.1), xlabel="frequency (1/scan point)", ylabel="power (object px$^2$)",
+              title="b. spectra of x(t), y(t)")
+    ax[0].legend(fontsize=6, loc="upper left", bbox_to_anchor=(0.55, 0.3))
     for k in range(3):
         c2 = np.triu(ev["c2_true"][k]) + np.tril(ev["c2_pred"][k], -1)
         im = ax[1 + k].imshow(c2, extent=(t[0], t[-1], t[-1], t[0]), cmap="viridis")
         lo, hi = ev["q_rings"][k]
-        ax[1 + k].set(title=f"{'cde'[k]}. C2 at Q = {(lo + hi) / 2:.1f} px: true (upper), predicted (lower)",
-                      xlabel="t2 - t0", ylabel="t1 - t0")
-        ax[1 + k].title.set_fontsize(8)
-        fig.colorbar(im, ax=ax[1 + k], fraction=0.046)
+        ax[1 + k].set(title=f"{'cde'[k]}. C2, Q = {(lo + hi) / 2:.1f} px\ntrue (upper), predicted (lower)",
+                      xlabel="t2 - t0 (scan points)", ylabel="t1 - t0 (scan points)")
+        fig.colorbar(im, ax=ax[1 + k], fraction=0.046, label="C2 (Pearson)")
     pattern = ev["pattern_true"][0]
     n = pattern.shape[0]
     ax[4].imshow(np.log10(pattern + 1e-8), cmap="gray", extent=(-n // 2, n - n // 2, n - n // 2, -n // 2))
     for k, (lo, hi) in enumerate(ev["q_rings"]):
-        ax[4].add_patch(plt.Circle((0, 0), (lo + hi) / 2, fill=False, ls="--", color=("w", "y", "r")[k]))
+        ax[4].add_patch(plt.Circle((0, 0), (lo + hi) / 2, fill=False, ls="--", lw=1.5, color=("c", "y", "r")[k]))
     ax[4].set(title="f. pattern and the C2 rings", xlabel="qx (px)", ylabel="qy (px)")
     fig.tight_layout()
     save_figure(fig, supp17)
@@ -143,10 +146,12 @@ def _series_figure(ev, path, plt) -> None:
         lim = np.nanmax(np.abs(stack)) if cmap == "RdBu_r" else None
         vmin, vmax = (-lim, lim) if lim else (np.nanmin(stack), np.nanmax(stack))
         for j, img in enumerate(stack):
-            ax[i, j].imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+            im = ax[i, j].imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
             ax[i, j].set(xticks=[], yticks=[])
             if i == 0:
                 ax[i, j].set_title(f"t - t0 = {times[j]:.0f}", fontsize=8)
         ax[i, 0].set_ylabel(label, fontsize=7)
+        # one scale per row (shared vmin/vmax)
+        fig.colorbar(im, ax=ax[i, -1], fraction=0.046, label="rad" if i < 3 else "log10 I (a.u.)")
     fig.tight_layout()
     save_figure(fig, path)

@@ -11,6 +11,8 @@ the shared driver (:func:`speckleml.dynamics.train.run_training`).
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -94,7 +96,8 @@ def run_scan_simulation(*, states, frames, test_states, sample, window: int, tur
                                             "feature_size": feature_size, "phase": phase, "absorption": absorption,
                                             "probe_sigma": probe_sigma, "defocus": defocus},
                  provenance=provenance)
-    spec = ScanGeometry(sample=str(sample), digest=sample_digest(obj, probe), detector=detector, beamstop=beamstop)
+    # relative to the frames store's folder (ScanGeometry.resolved): stores move together
+    spec = ScanGeometry(sample=os.path.relpath(Path(sample).resolve(), Path(frames).resolve().parent), digest=sample_digest(obj, probe), detector=detector, beamstop=beamstop)
     attrs = {"omega": omega, "t0": start_time(window, turns, omega), "turns": turns, "radius": radius,
              "window": window, "coordinates": list(COORDINATES), "dt": 1.0,
              "units": "x, y: object pixels from the spiral centre; t: scan points", "rhs": "paper 000 eq. 9"}

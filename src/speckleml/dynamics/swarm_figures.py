@@ -84,7 +84,7 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
         ax[0].plot(t, curve, lw=1, label=f"member {m}")
     ax[0].plot(t, ev["com_mse_frozen"], "k--", label="frozen initial state")
     ax[0].set(xlabel=f"t ({time_unit})", ylabel="centre-of-mass MSE (length units^2)", yscale="log",
-              title="a. centre of mass (mean over test series)")
+              title="a. centre of mass\n(mean over test series)")
     for k, curve in enumerate(ev["c2_mae_series"]):
         ax[1].plot(t, curve, color="C0", lw=0.6, alpha=0.35, label="each test series" if k == 0 else None)
     ax[1].plot(t, np.median(ev["c2_mae_series"], axis=0), color="C0", lw=2, label="ensemble-predicted C2 (median)")
@@ -93,7 +93,9 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
     threshold = float(ev.attrs["agreement_mae"])
     ax[1].axhline(threshold, color="C3", ls=":", label=f"agreement threshold {threshold:g}")
     ax[1].set(xlabel=f"t1 ({time_unit})", ylabel="MAE of the C2 row (dimensionless)", yscale="log",
-              title=f"b. C2 error; agreement until t = {np.median(ev['c2_agreement_series']):.3g} (median)")
+              title=f"b. C2 row error\nagreement time per series: median "
+                    f"{np.median(ev['c2_agreement_series']):.3g} (range {np.min(ev['c2_agreement_series']):.3g}-"
+                    f"{np.max(ev['c2_agreement_series']):.3g})")
     ax[1].legend(fontsize=7)
     lag_window = float(ev.attrs["lag_window"])
     for a, key, name in ((ax[2], "tau", f"tau ({time_unit})"), (ax[3], "gamma", "KWW exponent gamma")):
@@ -101,7 +103,7 @@ def make_swarm_figures(evaluation, fig3, supp10) -> None:
         a.plot(ev["fit_t1"], ev[f"{key}_pred"], "C1.-", label="predicted (ensemble C2)")
         a.set(xlabel=f"t1 ({time_unit})", ylabel=name,
               title=f"{'cd'[key == 'gamma']}. {key} vs age (example series {int(ev.attrs['example'])})")
-    ax[2].axhline(lag_window, color="grey", ls="--", label=f"longest fitted delay {lag_window:g}")
+    ax[2].axhline(lag_window, color="grey", ls="--", label=f"longest fitted delay {lag_window:g}:\ntau above it is extrapolated")
     ax[3].axhline(1, color="grey", ls="--", label="gamma = 1 (exponential)")
     fitted = np.isfinite(ev["tau_true"]) | np.isfinite(ev["tau_pred"])
     for a in ax[2:]:

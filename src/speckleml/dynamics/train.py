@@ -32,9 +32,11 @@ def geometry_from_attrs(attrs: dict, path, case: str = "kuramoto"):
         When the attr is missing or does not describe a geometry of ``case``.
     """
     try:
-        return get_case(case).geometry(**attrs["geometry"])
+        geometry = get_case(case).geometry(**attrs["geometry"])
     except (KeyError, TypeError) as exc:
         raise InputError(f"{path}: frames store has no valid {case} 'geometry' attr ({exc})") from None
+    # A geometry that names another store (the scan's sample) finds it beside the frames store.
+    return geometry.resolved(path) if hasattr(geometry, "resolved") else geometry
 
 
 def choose_loss(loss: str, lambda_max, poisson_below: float) -> str:

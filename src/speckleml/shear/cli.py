@@ -100,8 +100,8 @@ def register(commands) -> None:
 
     p = _stage(stages, "fit", fit, "SVD of the features and one GPR per target (LML with restarts)")
     p.add_argument("dataset", help="merged dataset store")
-    p.add_argument("model", help="fitted models to write (*.pkl)")
-    p.add_argument("analysis", help="SVD / PDDF / ACF / LML store to write (*.zarr)")
+    p.add_argument("model", help="output fitted models (*.pkl)")
+    p.add_argument("analysis", help="output SVD / PDDF / ACF / LML store (*.zarr)")
     _option(p, "--features", "fit", "feature sets; the first is the main one (paper: angular g(theta); reference "
             "code: radial g(q))", nargs="+", choices=("angular", "radial"))
     _option(p, "--targets", "fit", "parameters inverted", nargs="+", choices=("nL2", "R_s", "D2", "gamma_L"))
@@ -123,8 +123,8 @@ def register(commands) -> None:
     p = _stage(stages, "evaluate", evaluate, "test-set errors (paper's Err), calibration, Table I")
     p.add_argument("dataset", help="merged dataset store")
     p.add_argument("model", help="fitted models (*.pkl)")
-    p.add_argument("--predictions", required=True, help="per-draw predictions CSV to write")
-    p.add_argument("--table", required=True, help="Table I CSV to write")
+    p.add_argument("--predictions", required=True, help="output per-draw predictions CSV")
+    p.add_argument("--table", required=True, help="output Table I CSV")
 
     p = _stage(stages, "figures", figures, "Fig. 1-7 of paper 003")
     for name in ("simulation", "dataset", "analysis", "predictions", "table"):
@@ -136,7 +136,7 @@ def register(commands) -> None:
     p.add_argument("measured", help="CSV (columns theta,g or one column g) or .npy ((n,) or (n, 2))")
     p.add_argument("--features", choices=("angular", "radial"),
                    help="what the measurement is: g(theta) (angular) or g(q) (radial); default: the model's main set")
-    p.add_argument("--json", help="also write the result as JSON")
+    p.add_argument("--json", help="output JSON of the result (optional)")
 
 
 # ---------------------------------------------------------------------------------------- stages

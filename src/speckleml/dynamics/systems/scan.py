@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -254,6 +255,17 @@ class ScanGeometry:
 
     def as_attrs(self) -> dict:
         return asdict(self)
+
+    def resolved(self, frames_path) -> "ScanGeometry":
+        """This geometry with a relative ``sample`` path taken from the frames store's folder.
+
+        The simulate stage records the sample store relative to the frames store, so the two
+        can be moved together and read from any working directory.
+        """
+        sample = Path(self.sample)
+        if sample.is_absolute():
+            return self
+        return replace(self, sample=str(Path(frames_path).parent / sample))
 
     def mask(self) -> np.ndarray:
         """Valid pixels ``(detector, detector)``: False within ``beamstop`` of the centre."""
