@@ -249,3 +249,18 @@ def test_history_store_round_trip(tmp_path):
     assert store["loss"].shape == (6,) and store["snapshots"].shape == (3, 1)
     assert store.attrs["iterations"] == 6 and store.attrs["member"] == 0
     np.testing.assert_array_equal(store["loss"], history["loss"])
+
+
+def test_windows_longer_than_the_series_are_refused_not_cut_short():
+    """Fresh-user trial: --batch-time 500 on 51 frames was accepted and silently shortened."""
+    import pytest
+    import torch
+
+    from speckleml.dynamics.training import TrainSettings, WindowData, train_ode
+    from speckleml.errors import InputError
+
+    data = WindowData(states=torch.zeros(2, 6, 3), frames=torch.zeros(2, 6, 4, 4),
+                      mask=torch.ones(4, 4, dtype=torch.bool), t=torch.arange(6.0))
+    settings = TrainSettings(seed=0, iterations=1, learning_rate=1e-3, batch_series=2, batch_time=7)
+    with pytest.raises(InputError, match="--batch-time: windows of 7 frames exceed the 6 time points"):
+        train_ode(torch.nn.Linear(3, 3), lambda y: y, data, settings, checkpoint="unused.ckpt")

@@ -193,7 +193,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
                  "--test-states", str(tmp_path / "t.zarr"), "--sample", str(tmp_path / "o.zarr"), "--window", "2"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["speckleml: error: 2.0 scan points cannot span 1.0 turns of eq. 9 from t0 > 0 (needs window > 2.47)"]
+    assert err == ["speckleml: error: --window: 2.0 scan points cannot span 1.0 turns of eq. 9 from t0 > 0 (needs window > 2.47)"]
     assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "o.zarr").exists()
     # frames whose sample store was replaced by another object: refused, not silently used
     _simulate(tmp_path, window=12, detector=8, radius=6.0)

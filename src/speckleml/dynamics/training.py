@@ -431,9 +431,19 @@ def train_ode(
     dict
         History: ``loss``, ``learning_rate``, ``nfe``, ``rolled_back``, ``skipped`` per iteration,
         ``snapshot_iteration``, ``snapshots`` and ``rollbacks``; the model holds the final weights.
+
+    Raises
+    ------
+    InputError
+        Windows longer than the training series (``settings.batch_time`` > time points): they
+        would be cut short silently.
     """
     import torch
 
+    n_time = int(data.frames.shape[1])
+    if settings.batch_time > n_time:
+        raise InputError(f"--batch-time: windows of {settings.batch_time} frames exceed the {n_time} time points "
+                         "of the training series")
     fingerprint = settings_fingerprint(settings, fingerprint_extra)
     rng = np.random.default_rng(settings.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)

@@ -80,7 +80,7 @@ def start_time(window: float, turns: float = 1.0, omega: float = OMEGA) -> float
     window, turns, omega = _positive(window, "window"), _positive(turns, "turns"), _positive(omega, "omega")
     a = 2 * math.pi * turns / omega
     if window <= a * a:
-        raise InputError(f"{window} scan points cannot span {turns} turns of eq. 9 from t0 > 0 "
+        raise InputError(f"--window: {window} scan points cannot span {turns} turns of eq. 9 from t0 > 0 "
                          f"(needs window > {a * a:.3g})")
     return ((window - a * a) / (2 * a)) ** 2
 
