@@ -114,3 +114,16 @@ def test_every_gpu_rule_gets_a_gpu_on_slurm():
     needed = _rules_requesting_a_gpu()
     assert len(needed) >= 8  # the parser still finds the training rules
     assert needed <= with_gpu, f"no gpu: 1 in profiles/slurm for {sorted(needed - with_gpu)}"
+
+
+@pytest.mark.parametrize("caption", sorted((ROOT / "report").rglob("*.rst")), ids=lambda p: p.stem)
+def test_report_captions_are_valid_restructuredtext(caption):
+    """A caption with ``|x|`` unquoted is an RST substitution: the report then shows an error."""
+    import io
+
+    import docutils.core
+
+    warnings = io.StringIO()
+    docutils.core.publish_doctree(caption.read_text(), settings_overrides={"warning_stream": warnings,
+                                                                          "report_level": 2})
+    assert warnings.getvalue() == ""
