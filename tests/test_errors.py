@@ -505,7 +505,8 @@ def test_every_output_is_checked_before_any_work(command, outputs, refused, tmp_
      {"a.csv", "b.csv", "c.csv"}),
 ])
 def test_the_outputs_of_a_command_are_found_and_its_inputs_are_not(words, expected):
-    from speckleml.cli import build_parser, output_paths
+    from speckleml.cli import build_parser
+    from speckleml.outputs_cli import output_paths
 
     argv = words.split()
     parser = build_parser(argv)
