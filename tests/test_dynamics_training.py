@@ -251,7 +251,7 @@ def test_history_store_round_trip(tmp_path):
     np.testing.assert_array_equal(store["loss"], history["loss"])
 
 
-def test_windows_longer_than_the_series_are_refused_not_cut_short():
+def test_windows_longer_than_the_series_or_batches_larger_than_the_set_are_refused():
     """Fresh-user trial: --batch-time 500 on 51 frames was accepted and silently shortened."""
     import pytest
     import torch
@@ -263,4 +263,7 @@ def test_windows_longer_than_the_series_are_refused_not_cut_short():
                       mask=torch.ones(4, 4, dtype=torch.bool), t=torch.arange(6.0))
     settings = TrainSettings(seed=0, iterations=1, learning_rate=1e-3, batch_series=2, batch_time=7)
     with pytest.raises(InputError, match="--batch-time: windows of 7 frames exceed the 6 time points"):
+        train_ode(torch.nn.Linear(3, 3), lambda y: y, data, settings, checkpoint="unused.ckpt")
+    settings = TrainSettings(seed=0, iterations=1, learning_rate=1e-3, batch_series=3, batch_time=4)
+    with pytest.raises(InputError, match="--batch-series: 3 series per batch exceed the 2 training series"):
         train_ode(torch.nn.Linear(3, 3), lambda y: y, data, settings, checkpoint="unused.ckpt")

@@ -435,8 +435,9 @@ def train_ode(
     Raises
     ------
     InputError
-        Windows longer than the training series (``settings.batch_time`` > time points): they
-        would be cut short silently.
+        Windows longer than the training series (``settings.batch_time`` > time points) or
+        more series per batch than there are (with two or more series): they would be cut
+        short silently.
     """
     import torch
 
@@ -444,6 +445,10 @@ def train_ode(
     if settings.batch_time > n_time:
         raise InputError(f"--batch-time: windows of {settings.batch_time} frames exceed the {n_time} time points "
                          "of the training series")
+    n_series = int(data.frames.shape[0])
+    if n_series > 1 and settings.batch_series > n_series:  # one series: windows of the one trajectory
+        raise InputError(f"--batch-series: {settings.batch_series} series per batch exceed the {n_series} "
+                         "training series")
     fingerprint = settings_fingerprint(settings, fingerprint_extra)
     rng = np.random.default_rng(settings.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
