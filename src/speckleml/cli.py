@@ -104,6 +104,11 @@ def stage_config(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k not in {"func", "debug", "verbose", "quiet"}}
 
 
+def option_values(args: argparse.Namespace, names, prefix: str = "") -> dict:
+    """``{name: args.<prefix + name>}`` for ``names``: a group of options passed on as keywords."""
+    return {name: getattr(args, prefix + name) for name in names}
+
+
 def provenance_from_args(args: argparse.Namespace, inputs=()) -> dict:
     """Provenance of a stage run from the command line: its parsed options are the config subset.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from ..cli import (add_device, add_schema_options, add_seed, add_stage, add_study,
-                   add_threads, non_negative_float, non_negative_int, positive_float, positive_int,
+                   add_threads, non_negative_float, non_negative_int, option_values, positive_float, positive_int,
                    stage_config)
 
 from ..runtime import set_torch_threads
@@ -31,9 +31,6 @@ def _optional_float(text: str):
     """``none``/``null``/``inf`` -> None (noise-free / fully coherent), else a float > 0."""
     return None if text.lower() in ("none", "null", "inf") else positive_float(text)
 
-
-def _pick(args, names) -> dict:
-    return {name: getattr(args, name) for name in names}
 
 
 def _add_geometry(parser) -> None:
@@ -79,15 +76,15 @@ def cmd_simulate(args) -> int:
     from .simulate import run_simulation
 
     set_torch_threads(args.threads)
-    run_simulation(states=args.states, frames=args.frames, test_states=args.test_states, geometry=_pick(args, GEOMETRY),
-                   lambda_max=args.lambda_max, seed=args.seed, run_config=stage_config(args), **_pick(args, SYSTEM))
+    run_simulation(states=args.states, frames=args.frames, test_states=args.test_states, geometry=option_values(args, GEOMETRY),
+                   lambda_max=args.lambda_max, seed=args.seed, run_config=stage_config(args), **option_values(args, SYSTEM))
     return 0
 
 
 def cmd_speckle(args) -> int:
     from .simulate import write_speckle_store
 
-    write_speckle_store(args.frames, states=args.states, geometry=_pick(args, GEOMETRY), lambda_max=args.lambda_max,
+    write_speckle_store(args.frames, states=args.states, geometry=option_values(args, GEOMETRY), lambda_max=args.lambda_max,
                         seed=args.seed, run_config=stage_config(args))
     return 0
 
@@ -97,8 +94,8 @@ def cmd_train(args) -> int:
 
     set_torch_threads(args.threads)
     run_training(states=args.states, frames=args.frames, model=args.model, history=args.history,
-                 checkpoint=args.checkpoint, member=args.member, seed=args.seed, model_options=_pick(args, MODEL),
-                 device=args.device, stop_after=args.stop_after, run_config=stage_config(args), **_pick(args, TRAINING))
+                 checkpoint=args.checkpoint, member=args.member, seed=args.seed, model_options=option_values(args, MODEL),
+                 device=args.device, stop_after=args.stop_after, run_config=stage_config(args), **option_values(args, TRAINING))
     return 0
 
 
@@ -118,10 +115,10 @@ def cmd_sweep_level(args) -> int:
     set_torch_threads(args.threads)
     run_sweep_level(states=args.states, test_states=args.test_states, frames=args.frames, model=args.model,
                     history=args.history, metrics=args.metrics, store=args.store, checkpoint=args.checkpoint,
-                    geometry=_pick(args, GEOMETRY), lambda_max=args.lambda_max, seed=args.seed,
-                    model_options=_pick(args, MODEL), example=args.example, eval_rtol=args.eval_rtol,
+                    geometry=option_values(args, GEOMETRY), lambda_max=args.lambda_max, seed=args.seed,
+                    model_options=option_values(args, MODEL), example=args.example, eval_rtol=args.eval_rtol,
                     eval_atol=args.eval_atol, device=args.device, stop_after=args.stop_after,
-                    run_config=stage_config(args), **_pick(args, TRAINING))
+                    run_config=stage_config(args), **option_values(args, TRAINING))
     return 0
 
 

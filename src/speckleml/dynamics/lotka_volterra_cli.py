@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from ..cli import (add_device, add_schema_options, add_seed, add_stage, add_study,
-                   add_threads, non_negative_int, positive_float, positive_int, stage_config)
+                   add_threads, non_negative_int, option_values, positive_float, positive_int, stage_config)
 
 KEY = "dynamics.lotka_volterra"
 SYSTEM = ("series", "t_max", "dt", "test_series", "test_t_max", "test_dt", "n_particles", "box", "particle_radius")
@@ -23,9 +23,6 @@ TRAINING = ("iterations", "learning_rate", "batch_series", "batch_time", "loss",
             "spike_patience", "lr_recovery", "min_learning_rate", "checkpoint_every", "snapshot_every")
 
 
-def _pick(args, names) -> dict:
-    return {name: getattr(args, name) for name in names}
-
 
 def cmd_simulate(args) -> int:
     from ..runtime import set_torch_threads
@@ -33,7 +30,7 @@ def cmd_simulate(args) -> int:
 
     set_torch_threads(args.threads)
     run_simulation(states=args.states, frames=args.frames, test_states=args.test_states, seed=args.seed,
-                   run_config=stage_config(args), **_pick(args, SYSTEM), **_pick(args, SPECKLE))
+                   run_config=stage_config(args), **option_values(args, SYSTEM), **option_values(args, SPECKLE))
     return 0
 
 
@@ -45,7 +42,7 @@ def cmd_train(args) -> int:
     run_training(states=args.states, frames=args.frames, model=args.model, history=args.history,
                  checkpoint=args.checkpoint, member=args.member, seed=args.seed,
                  model_options={"hidden": args.hidden, "init_scale": args.init_scale},
-                 device=args.device, stop_after=args.stop_after, run_config=stage_config(args), **_pick(args, TRAINING))
+                 device=args.device, stop_after=args.stop_after, run_config=stage_config(args), **option_values(args, TRAINING))
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ..cli import (add_config_option, add_device, add_schema_options, add_seed, add_stage, add_threads,
-                   non_negative_float, non_negative_int, positive_float, positive_int, stage_config)
+                   non_negative_float, non_negative_int, option_values, positive_float, positive_int, stage_config)
 
 from ..runtime import set_torch_threads
 
@@ -24,9 +24,6 @@ TRAINING = ("iterations", "learning_rate", "batch_series", "batch_time", "loss",
             "spike_patience", "lr_recovery", "min_learning_rate", "checkpoint_every", "snapshot_every")
 
 
-def _pick(args, names, prefix: str = "") -> dict:
-    return {name: getattr(args, prefix + name) for name in names}
-
 
 def _optional_float(text: str):
     """``none``/``null`` -> None (noise-free), else a float > 0."""
@@ -38,8 +35,8 @@ def cmd_simulate(args) -> int:
 
     set_torch_threads(args.threads)
     run_scan_simulation(states=args.states, frames=args.frames, test_states=args.test_states, sample=args.sample,
-                        seed=args.seed, run_config=stage_config(args), **_pick(args, SYSTEM),
-                        **_pick(args, SAMPLE))
+                        seed=args.seed, run_config=stage_config(args), **option_values(args, SYSTEM),
+                        **option_values(args, SAMPLE))
     return 0
 
 
@@ -49,8 +46,8 @@ def cmd_train(args) -> int:
     set_torch_threads(args.threads)
     run_scan_training(states=args.states, frames=args.frames, model=args.model, history=args.history,
                       checkpoint=args.checkpoint, member=args.member, seed=args.seed, device=args.device,
-                      stop_after=args.stop_after, run_config=stage_config(args), **_pick(args, MODEL),
-                      **_pick(args, TRAINING))
+                      stop_after=args.stop_after, run_config=stage_config(args), **option_values(args, MODEL),
+                      **option_values(args, TRAINING))
     return 0
 
 

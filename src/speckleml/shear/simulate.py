@@ -217,9 +217,9 @@ def pair_products(positions: torch.Tensor, moved: torch.Tensor, radii: torch.Ten
     weight = weight * mask[..., None]
     coherent = polar_intensity(shift, q, theta, weight, q_chunk=q_chunk)
     self_term = (weight**2).sum(dim=1)
-    norm = (norm_before * norm_after).clamp_min(torch.finfo(norm_before.dtype).tiny)[:, None]
-    product = (incoherent_before * incoherent_after - self_term)[..., None] + coherent
     tiny = torch.finfo(norm_before.dtype).tiny
+    norm = (norm_before * norm_after).clamp_min(tiny)[:, None]
+    product = (incoherent_before * incoherent_after - self_term)[..., None] + coherent
     return ((incoherent_before / norm_before.clamp_min(tiny)[:, None])[..., None],
             (incoherent_after / norm_after.clamp_min(tiny)[:, None])[..., None],
             product / norm[..., None])
