@@ -11,6 +11,12 @@ wildcard_constraints:
     dc_size=r"\d+",
 
 
+def dc_training(key):
+    """Training setting ``key`` of the dispersity being trained: the ``poly`` block overrides
+    the shared key for the polydisperse classifier (k-range crops serve the mono transfer only)."""
+    return lambda w: DC["poly"].get(key, DC[key]) if w.dc_dispersity == "poly" else DC[key]
+
+
 rule disk_count_simulate:
     input:
         src=stage_sources("speckleml.disk_count.cli:simulate"),
@@ -75,12 +81,12 @@ rule disk_count_train:
     params:
         arch=DC["arch"],
         stem=DC["stem"],
-        epochs=DC["epochs"],
+        epochs=dc_training("epochs"),
         batch_size=DC["batch_size"],
         lr=DC["lr"],
         schedule=DC["schedule"],
         augment="--augment" if DC["augment"] else "--no-augment",
-        k_range_min=DC["k_range_min"],
+        k_range_min=dc_training("k_range_min"),
         seed=config["seed"],
         device=config["device"],
     threads: DC["threads"]
