@@ -299,8 +299,8 @@ def test_gradcam_and_saliency_shapes_and_hook_removed():
 
 
 def test_maps_drop_gradcam_where_the_feature_map_is_one_pixel():
-    """27x27 inputs (the CPU default) give ResNet's layer4 a 1x1 map: a constant Grad-CAM, so the figure
-    leaves that row out and says why; 53x53 inputs give 2x2 and keep it."""
+    """27x27 inputs (135 binned 5x5) give ResNet's layer4 a 1x1 map: a constant Grad-CAM, so the figure
+    leaves that row out and says why; 45x45 (the CPU default, 135 binned 3x3) and 53x53 give 2x2 and keep it."""
     from speckleml.disk_count.figures import plot_maps
     from speckleml.disk_count.interpret import feature_map_shape, gradcam_maps
     from speckleml.disk_count.model import build_resnet
@@ -308,7 +308,9 @@ def test_maps_drop_gradcam_where_the_feature_map_is_one_pixel():
     torch.manual_seed(0)
     model = build_resnet("resnet18", 3)
     assert feature_map_shape(model, (27, 27), "cpu") == (1, 1)
+    assert feature_map_shape(model, (45, 45), "cpu") == (2, 2)
     assert feature_map_shape(model, (53, 53), "cpu") == (2, 2)
+    assert feature_map_shape(model, (89, 89), "cpu") == (3, 3)  # the 2x k-range set at bin 3
     assert feature_map_shape(build_resnet("resnet18", 3, stem="small"), (27, 27), "cpu") == (4, 4)
     x = np.random.default_rng(1).normal(size=(2, 27, 27)).astype(np.float32)
     cam = gradcam_maps(model, x, np.array([0, 1]), "cpu")

@@ -24,7 +24,7 @@ example:
 PREPROCESS_EXAMPLE = """\
 example:
   speckleml disk-count preprocess results/disk_count/mono/patterns_135.zarr \\
-      results/disk_count/mono/inputs_135.zarr --block 11 --bin 5 --split 0.8 0.1 0.1 --seed 42
+      results/disk_count/mono/inputs_135.zarr --block 11 --bin 3 --split 0.8 0.1 0.1 --seed 42
 """
 TRAIN_EXAMPLE = """\
 example:

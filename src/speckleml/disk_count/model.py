@@ -19,7 +19,7 @@ from ..errors import InputError
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 #: First layers: torchvision's ImageNet stem (7x7 stride-2 convolution + stride-2 max pool, 4x
-#: down-sampling: a 27x27 input leaves layer4 at 1x1) or a small-image stem (3x3 stride-1
+#: down-sampling: a 27x27 input leaves layer4 at 1x1, the default 45x45 at 2x2) or a small-image stem (3x3 stride-1
 #: convolution, no pool, as for CIFAR: 27x27 -> 4x4 at layer4; ResNet-18 trains ~4.5x slower
 #: on a CPU).
 STEMS = ("imagenet", "small")
