@@ -11,12 +11,6 @@ wildcard_constraints:
     dc_size=r"\d+",
 
 
-def dc_training(key):
-    """Training setting ``key`` of the dispersity being trained: the ``poly`` block overrides
-    the shared key for the polydisperse classifier (k-range crops serve the mono transfer only)."""
-    return lambda w: DC["poly"].get(key, DC[key]) if w.dc_dispersity == "poly" else DC[key]
-
-
 rule disk_count_simulate:
     input:
         src=stage_sources("speckleml.disk_count.cli:simulate"),
@@ -81,12 +75,13 @@ rule disk_count_train:
     params:
         arch=DC["arch"],
         stem=DC["stem"],
-        epochs=dc_training("epochs"),
+        # the poly block overrides the shared training keys for the polydisperse classifier
+        epochs=lambda w: DC["poly"]["epochs"] if w.dc_dispersity == "poly" else DC["epochs"],
         batch_size=DC["batch_size"],
         lr=DC["lr"],
         schedule=DC["schedule"],
         augment="--augment" if DC["augment"] else "--no-augment",
-        k_range_min=dc_training("k_range_min"),
+        k_range_min=lambda w: DC["poly"]["k_range_min"] if w.dc_dispersity == "poly" else DC["k_range_min"],
         seed=config["seed"],
         device=config["device"],
     threads: DC["threads"]
