@@ -26,8 +26,8 @@ def option(command: str, name: str) -> str:
 
 
 @pytest.mark.parametrize("override, expected", [
-    (None, {"mono": ("0.5", "12"), "poly": ("1.0", "12")}),  # config.yaml: crops for mono only
-    ({"poly": {"k_range_min": 0.7, "epochs": 3}}, {"mono": ("0.5", "12"), "poly": ("0.7", "3")}),
+    (None, {"mono": ("0.5", "8"), "poly": ("1.0", "12")}),  # config.yaml: crops for mono only
+    ({"poly": {"k_range_min": 0.7, "epochs": 3}}, {"mono": ("0.5", "8"), "poly": ("0.7", "3")}),
 ])
 def test_poly_block_overrides_the_polydisperse_training_only(tmp_path, override, expected):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())  # --directory: name the config file
