@@ -41,6 +41,11 @@ DRIVE_CLASSES = ("frozen", "slow_diffusion", "fast_diffusion", "ageing", "avalan
 STRESS_RELAXATION = {"frozen": -0.25, "slow_diffusion": 0.15, "fast_diffusion": 0.8, "ageing": 0.3,
                      "avalanches": 0.0}
 
+#: Heterodyne fringe period at q0 along the flow, as fractions of the crop window (frames).
+HETERODYNE_PERIOD = (1.0 / 10.0, 1.0 / 3.0)
+#: Ageing time (tau grows as exp(t / t_age)) as fractions of the crop window.
+AGEING_TIME = (1.0 / 4.0, 1.0 / 2.0)
+
 
 @dataclass(frozen=True)
 class Detector:
@@ -187,7 +192,7 @@ def class_rate(kind: str, n_frames: int, crop: int, rng: np.random.Generator) ->
     if kind == "ageing":
         # tau grows exponentially with the age: the diagonal band widens along the diagonal.
         tau0 = _log_uniform(rng, 1.0, 3.0)
-        t_age = rng.uniform(crop / 4.0, crop / 2.0)
+        t_age = rng.uniform(crop * AGEING_TIME[0], crop * AGEING_TIME[1])
         return 1.0 / (tau0 * np.exp(t / t_age)), {"tau": tau0, "t_age": t_age}
     if kind == "avalanches":
         # Nearly arrested, with rare bursts that decorrelate the speckle in 1-2 frames:
@@ -232,7 +237,7 @@ def simulate_class_series(kind: str, n_frames: int, crop: int, detector: Detecto
     omega = reference = None
     if kind == "heterodyne_flow":
         q, phi = detector.q_phi()
-        period = rng.uniform(crop / 10.0, crop / 3.0)   # fringe period (frames) at q0 along the flow
+        period = rng.uniform(crop * HETERODYNE_PERIOD[0], crop * HETERODYNE_PERIOD[1])   # fringe period (frames) at q0 along the flow
         flow_angle = rng.uniform(-np.pi, np.pi)
         ratio = _log_uniform(rng, 0.5, 2.0)             # reference / moving intensity
         omega = 2 * np.pi / period * (q / detector.q0) * np.cos(phi - flow_angle)
