@@ -43,7 +43,7 @@ STRESS_RELAXATION = {"frozen": -0.25, "slow_diffusion": 0.15, "fast_diffusion": 
 
 # Class time scales as fractions of the crop window W = crop x crop_bin frames, chosen so that
 # each class's signature is visible inside ONE window at the resolution of the reference
-# autoencoder, whose first MaxPool-4 halves nothing finer than 8 crop pixels (W/8 frames):
+# autoencoder, whose first MaxPool-4 leaves nothing finer than 8 crop pixels (W/8 frames) resolved:
 #: Heterodyne fringe period at q0 along the flow. The sector's q spread (0.5-1.5 q0) dephases
 #: the fringes after about one period, so the signature is a bright band with one dark
 #: undershoot at lag ~P/2; P in [W/2, W] puts it at 4-8 pooled pixels (was [W/10, W/3]:
@@ -51,7 +51,7 @@ STRESS_RELAXATION = {"frozen": -0.25, "slow_diffusion": 0.15, "fast_diffusion": 
 HETERODYNE_PERIOD = (1.0 / 2.0, 1.0)
 #: Reference / moving-field intensity ratio of the heterodyne class (log-uniform).
 HETERODYNE_RATIO = (0.5, 2.0)
-#: Ageing time t_age (tau = tau0 exp(t / t_age)): [W/5, 3W/10] widens the band at least ~20x
+#: Ageing time t_age (tau = tau0 exp(t / t_age)): [W/5, 3W/10] grows tau by e^(W/t_age) >= 28x
 #: within any window (was [W/4, W/2]: at W/2 a window from t = 0 widens it from 0.25 to 1.7
 #: crop pixels, which is fast diffusion's range, and ageing merged with it).
 AGEING_TIME = (1.0 / 5.0, 3.0 / 10.0)
