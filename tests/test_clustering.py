@@ -295,7 +295,7 @@ def test_latent_clusters_beat_chance_on_a_tiny_synthetic_set():
     # chance: the same clusters against shuffled classes (ARI ~0 +- 0.01 for 324 items)
     null = [agreement_scores(np.random.default_rng(i).permutation(truth), found)["ari"] for i in range(20)]
     assert max(null) < 0.03, null
-    assert ari > 0.08 and ari > max(null) + 0.05, (ari, max(null))   # measured here: 0.16
+    assert ari > 0.08 and ari > max(null) + 0.05, (ari, max(null))   # measured here: 0.19
 
 
 def _toy_library(tmp_path, crop=64, n=12, latent=8, labels=None, series=None):
