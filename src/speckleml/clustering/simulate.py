@@ -41,6 +41,25 @@ DRIVE_CLASSES = ("frozen", "slow_diffusion", "fast_diffusion", "ageing", "avalan
 STRESS_RELAXATION = {"frozen": -0.25, "slow_diffusion": 0.15, "fast_diffusion": 0.8, "ageing": 0.3,
                      "avalanches": 0.0}
 
+# Class time scales as fractions of the crop window W = crop x crop_bin frames, chosen so that
+# each class's signature is visible inside ONE window at the resolution of the reference
+# autoencoder, whose first MaxPool-4 leaves nothing finer than 8 crop pixels (W/8 frames) resolved:
+#: Heterodyne fringe period at q0 along the flow. The sector's q spread (0.5-1.5 q0) dephases
+#: the fringes after about one period, so the signature is a bright band with one dark
+#: undershoot at lag ~P/2; P in [W/2, W] puts it at 4-8 pooled pixels (was [W/10, W/3]:
+#: undershoot at 0.8-2.7 pooled pixels, and those crops merged with frozen ones).
+HETERODYNE_PERIOD = (1.0 / 2.0, 1.0)
+#: Reference / moving-field intensity ratio of the heterodyne class (log-uniform).
+HETERODYNE_RATIO = (0.5, 2.0)
+#: Ageing time t_age (tau = tau0 exp(t / t_age)): [W/5, 3W/10] grows tau by e^(W/t_age) >= 28x
+#: within any window (was [W/4, W/2]: at W/2 a window from t = 0 widens it from 0.25 to 1.7
+#: crop pixels, which is fast diffusion's range, and ageing merged with it).
+AGEING_TIME = (1.0 / 5.0, 3.0 / 10.0)
+#: Mean interval between avalanche bursts: [W/10, W/6] gives 6-10 blocks per window (was
+#: [W/5, W/2.5]: 2.5-5, so windows with 0-2 bursts looked frozen and the class spread over
+#: four clusters).
+AVALANCHE_GAP = (1.0 / 10.0, 1.0 / 6.0)
+
 
 @dataclass(frozen=True)
 class Detector:
@@ -187,14 +206,14 @@ def class_rate(kind: str, n_frames: int, crop: int, rng: np.random.Generator) ->
     if kind == "ageing":
         # tau grows exponentially with the age: the diagonal band widens along the diagonal.
         tau0 = _log_uniform(rng, 1.0, 3.0)
-        t_age = rng.uniform(crop / 4.0, crop / 2.0)
+        t_age = rng.uniform(crop * AGEING_TIME[0], crop * AGEING_TIME[1])
         return 1.0 / (tau0 * np.exp(t / t_age)), {"tau": tau0, "t_age": t_age}
     if kind == "avalanches":
         # Nearly arrested, with rare bursts that decorrelate the speckle in 1-2 frames:
         # square blocks along the diagonal.
         tau = _log_uniform(rng, 5.0 * n_frames, 50.0 * n_frames)
         rate = np.full(n_frames, 1.0 / tau)
-        mean_gap = rng.uniform(crop / 5.0, crop / 2.5)
+        mean_gap = rng.uniform(crop * AVALANCHE_GAP[0], crop * AVALANCHE_GAP[1])
         events = np.flatnonzero(rng.random(n_frames) < 1.0 / mean_gap)
         rate[events] = rng.uniform(1.0, 3.0, events.size)
         return rate, {"tau": tau, "mean_gap": mean_gap, "n_events": int(events.size)}
@@ -232,9 +251,9 @@ def simulate_class_series(kind: str, n_frames: int, crop: int, detector: Detecto
     omega = reference = None
     if kind == "heterodyne_flow":
         q, phi = detector.q_phi()
-        period = rng.uniform(crop / 10.0, crop / 3.0)   # fringe period (frames) at q0 along the flow
+        period = rng.uniform(crop * HETERODYNE_PERIOD[0], crop * HETERODYNE_PERIOD[1])   # fringe period (frames) at q0 along the flow
         flow_angle = rng.uniform(-np.pi, np.pi)
-        ratio = _log_uniform(rng, 0.5, 2.0)             # reference / moving intensity
+        ratio = _log_uniform(rng, *HETERODYNE_RATIO)             # reference / moving intensity
         omega = 2 * np.pi / period * (q / detector.q0) * np.cos(phi - flow_angle)
         reference = np.sqrt(ratio) * (rng.standard_normal(q.shape) + 1j * rng.standard_normal(q.shape)) / np.sqrt(2)
         params.update(period=period, flow_angle=flow_angle, reference_ratio=ratio)
