@@ -5,8 +5,8 @@
   monodisperse and polydisperse 20-disk systems (the most disks, hence the slowest class) at
   each ``--sizes`` (paper 257 and 513), float32.
 * ``train``: Adam steps of a from-scratch torchvision ResNet (1 input channel, 19 classes) on
-  random standardised inputs, per ``--archs`` and ``--inputs`` size (27 = the CPU default
-  scale, 5x5-binned 135 patterns; 257 = paper), after one warm-up step.
+  random standardised inputs, per ``--archs`` and ``--inputs`` size (45 = the CPU default
+  scale, 3x3-binned 135 patterns; 257 = paper), after one warm-up step.
 
 CUDA numbers are measured when a GPU is present; otherwise ``cuda`` says pending. Prints one
 JSON object. Usage: ``python benchmarks/bench_disk_count.py [--threads 2] [--quick]``
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[257, 513], help="pattern sizes to simulate")
     parser.add_argument("--patterns", type=int, default=16, help="patterns per simulation measurement")
     parser.add_argument("--archs", nargs="+", default=["resnet18", "resnet50"], help="ResNets to train")
-    parser.add_argument("--inputs", type=int, nargs="+", default=[27, 257], help="training input sizes")
+    parser.add_argument("--inputs", type=int, nargs="+", default=[45, 257], help="training input sizes")
     parser.add_argument("--batch", type=int, default=32, help="training batch (CPU at 257: 8)")
     parser.add_argument("--steps", type=int, default=8, help="timed training steps")
     parser.add_argument("--quick", action="store_true", help="skip ResNet-50 at 257 on CPU")
