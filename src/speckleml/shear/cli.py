@@ -114,6 +114,8 @@ def register(commands) -> None:
             choices=("nL2", "R_s", "D2", "gamma_L"))
     _option(p, "--feature-scale", "fit", "GPRs learn from asinh((g - 1) / scale); 0 = g itself (paper)",
             type=float)
+    _option(p, "--plateau-scale", "fit", "angular GPRs also get the eq. 5 fit of each g(theta) (plateau P as "
+            "asinh(P / scale), gamma L, D2); 0 = none (paper)", type=float)
     for flag, text in (("--components", "singular vectors kept for Fig. 4-5"),
                        ("--lml-grid", "points per axis of the LML contours"),
                        ("--lml-points", "training points of the LML contours"),
@@ -216,7 +218,7 @@ def fit(args) -> int:
                lml_grid=args.lml_grid, lml_points=args.lml_points, pddf_points=args.pddf_points,
                pddf_bins=args.pddf_bins, seed=args.seed, provenance=provenance_from_args(args, inputs=[args.dataset]),
                input_components=args.input_components, transforms={t: "log" for t in args.log_targets},
-               feature_scale=args.feature_scale)
+               feature_scale=args.feature_scale, plateau_scale=args.plateau_scale)
     return 0
 
 
