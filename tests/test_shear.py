@@ -368,3 +368,30 @@ def test_feature_scale_makes_a_multiplicative_target_linear():
         assert model.feature_scale == scale
         errs[scale] = np.abs(model.predict(g[30:])[0] - t[30:]).mean()
     assert errs[1e-3] < 0.05 < errs[0.0]
+
+
+def test_eq5_fit_of_g_theta_recovers_plateau_gamma_l_and_d2():
+    """fit_eq5_theta on eq. 5 curves (system.theory_g, an independent implementation, averaged over q)
+    plus a constant plateau: exact without noise, gamma L and D2 to < 1 % with 1e-5 noise, all curves at once;
+    PlateauFeatures standardises the three on the training curves."""
+    from speckleml.shear.plateau import PlateauFeatures, eq5_theta, fit_eq5_theta
+
+    grid = PolarGrid(n_q=40, n_theta=51)
+    q, theta = grid.q(), grid.theta()
+    truth = np.array([(2e-3, 10.0, 1.0), (5e-4, 25.0, 0.6), (0.0, 6.0, 2.5), (1e-2, 18.0, 1.7)])
+    rng = np.random.default_rng(0)
+    curves = np.array([theory_g(q, theta, d2, gl).mean(axis=0) + p for p, gl, d2 in truth])
+    np.testing.assert_allclose(curves[:, :] - truth[:, :1] - 1,
+                               [eq5_theta(q, theta, gl, d2) for _, gl, d2 in truth], atol=1e-12)
+    exact = fit_eq5_theta(curves, q, theta)
+    np.testing.assert_allclose(exact[:, 0], truth[:, 0], atol=1e-9)
+    np.testing.assert_allclose(np.exp(exact[:, 1:]), truth[:, 1:], rtol=1e-4)
+    # with noise the plateau trades against a weak tail (large D2): ~1e-4, the size of P at small R_s
+    fitted = fit_eq5_theta(curves + 1e-5 * rng.standard_normal(curves.shape), q, theta)
+    np.testing.assert_allclose(fitted[:, 0], truth[:, 0], atol=1.5e-4)
+    np.testing.assert_allclose(np.exp(fitted[:, 1:]), truth[:, 1:], rtol=1e-2)
+    features, standardised = PlateauFeatures.fit(curves, q, theta, scale=1e-3)
+    assert np.allclose(standardised.mean(axis=0), 0) and np.allclose(standardised.std(axis=0), 1)
+    np.testing.assert_allclose(features(curves[:2]), standardised[:2], atol=1e-9)
+    with pytest.raises(ValueError, match="scale"):
+        PlateauFeatures.fit(curves, q, theta, scale=0)
