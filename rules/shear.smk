@@ -111,6 +111,7 @@ rule shear_fit:
         input_components=SHEAR_FIT["input_components"],
         log_targets=cli_list(SHEAR_FIT["log_targets"]),
         feature_scale=SHEAR_FIT["feature_scale"],
+        plateau_scale=SHEAR_FIT["plateau_scale"],
         lml_grid=SHEAR_FIT["lml_grid"],
         lml_points=SHEAR_FIT["lml_points"],
         pddf_points=SHEAR_FIT["pddf_points"],
@@ -127,7 +128,8 @@ rule shear_fit:
         " --features {params.features} --targets {params.targets}"
         " --train-fraction {params.train_fraction} --restarts {params.restarts}"
         " --components {params.components} --input-components {params.input_components}"
-        " --log-targets {params.log_targets} --feature-scale {params.feature_scale} --lml-grid {params.lml_grid}"
+        " --log-targets {params.log_targets} --feature-scale {params.feature_scale}"
+        " --plateau-scale {params.plateau_scale} --lml-grid {params.lml_grid}"
         " --lml-points {params.lml_points} --pddf-points {params.pddf_points}"
         " --pddf-bins {params.pddf_bins} --seed {params.seed} > {log} 2>&1"
 

@@ -3,7 +3,7 @@
 
 Fig. 1 is one configuration before and after the transformation of eq. 3 with its two speckle
 patterns; Fig. 2 the averaged ``<I>`` and ``g(q)`` of one system (with a copy from the paper's
-speckle estimator when the data set uses ``pairs``); Fig. 3 sweeps of ``R_s``, ``D2`` and
+speckle estimator when the data set uses ``pairs`` or ``steps``); Fig. 3 sweeps of ``R_s``, ``D2`` and
 ``gamma L`` around a baseline (and, optionally, the ``R_s`` sweep with the other non-affine
 scaling: eq. 3 vs the reference code).
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..stores import FLOATS, ArraySpec, StoreSchema, read_store, register_schema, write_store
-from .system import PARAM_NAMES, SCALINGS, PolarGrid, ShearSystem
+from .system import PAIR_ESTIMATORS, PARAM_NAMES, SCALINGS, PolarGrid, ShearSystem
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,13 @@ def figure_cases(fig2: ShearSystem, baseline: ShearSystem, sweeps: Mapping[str, 
         Values of each swept parameter (units of R0).
     configs : int
         Monte Carlo configurations per case.
-    estimator : {"speckle", "pairs"}
+    estimator : {"speckle", "pairs", "steps"}
         Estimator of every case (see :mod:`speckleml.shear.simulate`).
     nonaffine_scaling : {"paper", "reference"}
         Non-affine step scaling of every case.
     speckle_configs : int
         Configurations of a speckle-estimator copy of the Fig. 2 case, added when
-        ``estimator`` is ``pairs`` and this is > 0.
+        ``estimator`` is ``pairs`` or ``steps`` and this is > 0.
     compare_scaling : bool
         Also run the ``R_s`` sweep with the other non-affine scaling.
 
@@ -161,7 +161,7 @@ def simulate_cases(output, *, fig1: ShearSystem, fig2: ShearSystem, baseline: Sh
     fig1, fig2, baseline, sweeps, configs, speckle_configs, compare_scaling
         The cases (see :func:`figure_cases`); ``fig1`` is the example configuration.
     grid : PolarGrid
-    estimator : {"speckle", "pairs"}
+    estimator : {"speckle", "pairs", "steps"}
     nonaffine_scaling : {"paper", "reference"}
     batch : int
         Configurations per vectorised batch (>= 1).
@@ -172,7 +172,7 @@ def simulate_cases(output, *, fig1: ShearSystem, fig2: ShearSystem, baseline: Sh
     provenance : dict
         Written into the store (:func:`speckleml.provenance.make_provenance`).
     incoherent_configs : int
-        Extra configurations of the theta-independent terms for the ``pairs`` cases
+        Extra configurations of the theta-independent terms for the ``pairs``/``steps`` cases
         (:func:`speckleml.shear.simulate.simulate_correlation`).
 
     Returns
@@ -191,8 +191,8 @@ def simulate_cases(output, *, fig1: ShearSystem, fig2: ShearSystem, baseline: Sh
     from .simulate import mc_settings, monte_carlo_attrs, simulate_correlation
 
     settings = mc_settings(batch=batch, configs=configs, dtype=dtype, device=device)
-    if incoherent_configs and estimator != "pairs":
-        raise InputError("--incoherent-configs needs --estimator pairs")
+    if incoherent_configs and estimator not in PAIR_ESTIMATORS:
+        raise InputError("--incoherent-configs needs --estimator pairs or steps")
     cases = figure_cases(fig2, baseline, sweeps, configs=configs, estimator=estimator,
                          nonaffine_scaling=nonaffine_scaling, speckle_configs=speckle_configs,
                          compare_scaling=compare_scaling)
@@ -202,7 +202,7 @@ def simulate_cases(output, *, fig1: ShearSystem, fig2: ShearSystem, baseline: Sh
                                               np.random.SeedSequence([seed, number, 3]),
                                               estimator=case["estimator"], nonaffine_scaling=case["scaling"],
                                               batch=batch, **settings, incoherent_configs=incoherent_configs
-                                              if case["estimator"] == "pairs" else 0)
+                                              if case["estimator"] in PAIR_ESTIMATORS else 0)
         g_theta = case["result"]["g_theta"]
         log.info("case %s: g(theta) in [%.4f, %.4f]", case["label"], g_theta.min(), g_theta.max())
     example = example_configuration(fig1, grid, seed, nonaffine_scaling, **settings)

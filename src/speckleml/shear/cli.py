@@ -55,11 +55,12 @@ def _add_grid_and_mc(parser: argparse.ArgumentParser) -> None:
         _option(group, flag, "grid", text, type=kind)
     group = parser.add_argument_group("Monte Carlo")
     _option(group, "--estimator", "monte_carlo", "speckle: <I I'> of the two patterns (paper); pairs: "
-            "position-averaged products, same expectation, far less noise", choices=("speckle", "pairs"))
+            "position-averaged products, same expectation, far less noise; steps: pairs averaged over the "
+            "non-affine steps analytically, less noise again", choices=("speckle", "pairs", "steps"))
     _option(group, "--nonaffine-scaling", "monte_carlo", "paper: steps N(0, D2) (eq. 3); reference: times "
             "sqrt(R0/R) as the reference code", choices=("paper", "reference"))
     _option(group, "--batch", "monte_carlo", "configurations per vectorised batch", type=positive_int)
-    _option(group, "--incoherent-configs", "monte_carlo", "pairs only: extra configurations (no phase sums) for the "
+    _option(group, "--incoherent-configs", "monte_carlo", "pairs/steps only: extra configurations (no phase sums) for the "
             "theta-independent terms, the polydispersity plateau", type=non_negative_int)
     _option(group, "--dtype", "monte_carlo", "precision of the scattering sums", choices=("float32", "float64"))
     add_device(parser)
@@ -73,7 +74,7 @@ def register(commands) -> None:
     p.add_argument("output", help="simulation store to write (*.zarr)")
     _option(p, "--configs", "simulate", "configurations per case", type=positive_int)
     _option(p, "--speckle-configs", "simulate", "configurations of a speckle-estimator copy of the Fig. 2 case "
-            "when --estimator is pairs (0 = none)", type=non_negative_int)
+            "when --estimator is pairs or steps (0 = none)", type=non_negative_int)
     for name, text in (("fig1", "the single configuration of Fig. 1"), ("fig2", "the averaged maps of Fig. 2"),
                        ("baseline", "the baseline of the Fig. 3 sweeps")):
         _option(p, f"--{name}", "simulate", f"parameters of {text}", type=float, nargs=4, metavar=PARAMS_METAVAR)
@@ -113,6 +114,8 @@ def register(commands) -> None:
             choices=("nL2", "R_s", "D2", "gamma_L"))
     _option(p, "--feature-scale", "fit", "GPRs learn from asinh((g - 1) / scale); 0 = g itself (paper)",
             type=float)
+    _option(p, "--plateau-scale", "fit", "angular GPRs also get the eq. 5 fit of each g(theta) (plateau P as "
+            "asinh(P / scale), gamma L, D2); 0 = none (paper)", type=float)
     for flag, text in (("--components", "singular vectors kept for Fig. 4-5"),
                        ("--lml-grid", "points per axis of the LML contours"),
                        ("--lml-points", "training points of the LML contours"),
@@ -215,7 +218,7 @@ def fit(args) -> int:
                lml_grid=args.lml_grid, lml_points=args.lml_points, pddf_points=args.pddf_points,
                pddf_bins=args.pddf_bins, seed=args.seed, provenance=provenance_from_args(args, inputs=[args.dataset]),
                input_components=args.input_components, transforms={t: "log" for t in args.log_targets},
-               feature_scale=args.feature_scale)
+               feature_scale=args.feature_scale, plateau_scale=args.plateau_scale)
     return 0
 
 

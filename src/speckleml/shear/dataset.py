@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..stores import FLOATS, ArraySpec, StoreSchema, read_store, register_schema, write_store
-from .system import PARAM_NAMES, PolarGrid, ShearSystem
+from .system import PAIR_ESTIMATORS, PARAM_NAMES, PolarGrid, ShearSystem
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges:
     grid : PolarGrid
     ranges : mapping ``{"nL2" | "R_s" | "D2" | "gamma_L": (low, high)}``
         Uniform ranges of the parameters (paper: :data:`PAPER_RANGES`).
-    estimator : {"speckle", "pairs"}
+    estimator : {"speckle", "pairs", "steps"}
     nonaffine_scaling : {"paper", "reference"}
     batch : int
         Configurations per vectorised batch.
@@ -180,7 +180,7 @@ def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges:
     chunks, chunk : int
         Split of the draws into ``chunks`` contiguous parts, and which one to compute (0-based).
     incoherent_configs : int
-        ``pairs`` only: extra configurations per draw for the theta-independent terms
+        ``pairs``/``steps`` only: extra configurations per draw for the theta-independent terms
         (:func:`speckleml.shear.simulate.simulate_correlation`).
 
     Returns
@@ -205,8 +205,8 @@ def simulate_chunk(output, *, draws: int, configs: int, grid: PolarGrid, ranges:
     except ValueError as exc:
         raise InputError(f"draws/chunks/chunk: {exc}") from None
     ranges = check_ranges(ranges)
-    if incoherent_configs and estimator != "pairs":
-        raise InputError("--incoherent-configs needs --estimator pairs")
+    if incoherent_configs and estimator not in PAIR_ESTIMATORS:
+        raise InputError("--incoherent-configs needs --estimator pairs or steps")
     seed_everything(seed)
     arrays = simulate_draws(indices, seed, configs, grid, ranges, estimator, nonaffine_scaling, batch,
                             iterate=lambda it, n: progress(it, f"chunk {chunk} draws", total=n), **settings,

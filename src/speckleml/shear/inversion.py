@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..stores import ArraySpec, StoreSchema, register_schema
+from .plateau import PlateauFeatures
 
 #: Hyperparameter bounds: wide enough for noisy laptop-scale features and the paper's Table I.
 LENGTH_BOUNDS = (1e-3, 1e2)
@@ -344,6 +345,9 @@ class TargetModel:
         Space in which the target is learned (:data:`TRANSFORMS`).
     feature_scale : float
         Features enter as :func:`contrast` ``(features, feature_scale)`` (0: as they are).
+    plateau : PlateauFeatures or None
+        Appends the eq. 5 fit of each ``g(theta)`` (plateau, gamma L, D2; :mod:`.plateau`) to
+        the inputs; None: not used.
     """
 
     name: str
@@ -353,6 +357,7 @@ class TargetModel:
     projection: Projection | None = None
     transform: str = "identity"
     feature_scale: float = 0.0
+    plateau: PlateauFeatures | None = None
 
     @property
     def length_scales(self) -> np.ndarray:
@@ -376,8 +381,10 @@ class TargetModel:
 
     def inputs(self, features: np.ndarray) -> np.ndarray:
         """GPR inputs ``(M, k)`` (projection) or ``(M, n)`` (full features) of features ``(M, n)``."""
-        features = contrast(np.atleast_2d(features), self.feature_scale)
-        return features if self.projection is None else self.projection(features)
+        raw = np.atleast_2d(features)
+        features = contrast(raw, self.feature_scale)
+        inputs = features if self.projection is None else self.projection(features)
+        return inputs if self.plateau is None else np.concatenate([inputs, self.plateau(raw)], axis=1)
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and standard deviation in the target's units.
@@ -433,7 +440,8 @@ class InversionModel:
 
 
 def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: int, seed: int,
-               components: int = 0, transform: str = "identity", feature_scale: float = 0.0) -> TargetModel:
+               components: int = 0, transform: str = "identity", feature_scale: float = 0.0,
+               plateau_scale: float = 0.0, grid: tuple[np.ndarray, np.ndarray] | None = None) -> TargetModel:
     """Standardise ``values`` and fit one GPR by maximum log marginal likelihood (paper Sec. II C).
 
     Parameters
@@ -452,6 +460,12 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
         Learn ``values`` or ``log(values)``.
     feature_scale : float
         Learn from :func:`contrast` ``(features, feature_scale)`` (0: the features themselves).
+    plateau_scale : float
+        > 0: the features are ``g(theta)`` curves and the eq. 5 fit of each (plateau ``P`` as
+        ``asinh(P / plateau_scale)``, log gamma L, log D2; :class:`~.plateau.PlateauFeatures`)
+        is appended to the ARD inputs (needs ``components >= 1`` and ``grid``). 0: not used.
+    grid : (q, theta), optional
+        The detector grid of the curves (``plateau_scale > 0``).
 
     Returns
     -------
@@ -460,7 +474,8 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
     Raises
     ------
     ValueError
-        Unknown ``transform``, non-positive values with ``"log"``, or ``components`` out of range.
+        Unknown ``transform``, non-positive values with ``"log"``, ``components`` out of range,
+        or ``plateau_scale > 0`` without components or grid.
     """
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
@@ -468,15 +483,22 @@ def fit_target(name: str, features: np.ndarray, values: np.ndarray, restarts: in
         if (values <= 0).any():
             raise ValueError(f"{name}: log transform needs positive values")
         values = np.log(values)
+    plateau = None
+    if plateau_scale > 0:
+        if not components or grid is None:
+            raise ValueError("plateau features need input components (ARD) and the (q, theta) grid")
+        plateau, extra = PlateauFeatures.fit(features, grid[0], grid[1], plateau_scale)
     features = contrast(features, feature_scale)
     projection = Projection.fit(features, components) if components else None
     inputs = features if projection is None else projection(features)
+    if plateau is not None:
+        inputs = np.concatenate([inputs, extra], axis=1)
     mean, std = float(values.mean()), float(values.std())
     std = std if std > 0 else 1.0
     # ARD starts at the projections' unit scale; the isotropic length at the paper's scale
     gpr = make_gpr(length=1.0 if components else 0.1, restarts=restarts, seed=seed,
-                   dims=components or None).fit(inputs, (values - mean) / std)
-    return TargetModel(name, gpr, mean, std, projection, transform, feature_scale)
+                   dims=inputs.shape[1] if components else None).fit(inputs, (values - mean) / std)
+    return TargetModel(name, gpr, mean, std, projection, transform, feature_scale, plateau)
 
 
 def lml_surface(model: TargetModel, lengths: np.ndarray, noises: np.ndarray) -> np.ndarray:

@@ -52,7 +52,8 @@ def feature_matrix(store, features: str) -> tuple[np.ndarray, np.ndarray]:
 def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Sequence[str],
                train_fraction: float, restarts: int, components: int, lml_grid: int, lml_points: int,
                pddf_points: int, pddf_bins: int, seed: int, provenance: dict, input_components: int = 0,
-               transforms: dict[str, str] | None = None, feature_scale: float = 0.0) -> dict[str, InversionModel]:
+               transforms: dict[str, str] | None = None, feature_scale: float = 0.0,
+               plateau_scale: float = 0.0) -> dict[str, InversionModel]:
     """The ``fit`` stage: one GPR per target and feature set; write the model file and the analysis store.
 
     Parameters
@@ -89,6 +90,10 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     feature_scale : float
         The GPRs learn from ``asinh((g - 1) / feature_scale)`` (:func:`~.inversion.contrast`;
         0 = ``g`` itself, the paper's).
+    plateau_scale : float
+        > 0: the angular GPRs also get the eq. 5 fit of each ``g(theta)`` (plateau, gamma L, D2;
+        :mod:`~.plateau`), the plateau as ``asinh(P / plateau_scale)``; needs
+        ``input_components >= 1``. Not used for ``g(q)``. 0: none (the paper's).
 
     Returns
     -------
@@ -104,10 +109,12 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     if bad:
         raise InputError(f"transforms {bad}: need fitted targets and one of {TRANSFORMS}")
     if (restarts < 0 or input_components < 0 or components < 1 or lml_grid < 2 or lml_points < 2
-            or pddf_points < 2 or pddf_bins < 1 or not feature_scale >= 0):
+            or pddf_points < 2 or pddf_bins < 1 or not feature_scale >= 0 or not plateau_scale >= 0
+            or (plateau_scale > 0 and input_components < 1)):
         raise InputError("need restarts >= 0, input_components >= 0, components >= 1, lml_grid >= 2, "
                          "lml_points >= 2, "
-                         "pddf_points >= 2, pddf_bins >= 1 and feature_scale >= 0")
+                         "pddf_points >= 2, pddf_bins >= 1, feature_scale >= 0, plateau_scale >= 0 "
+                         "(> 0 needs input_components >= 1)")
     if not 0 < train_fraction < 1:
         raise InputError(f"train_fraction must be in (0, 1), got {train_fraction}")
     unknown = [f for f in features if f not in FEATURE_ARRAYS] + [t for t in targets if t not in PARAM_NAMES]
@@ -133,7 +140,8 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
         for k, target in enumerate(targets):
             tm = fitted.targets[target] = fit_target(target, x[train], values[train, k], restarts, seed,
                                                      input_components, transforms.get(target, "identity"),
-                                                     feature_scale)
+                                                     feature_scale, plateau_scale if name == "angular" else 0.0,
+                                                     (np.asarray(store["q"], np.float64), axis))
             scores = score(tm, x[test], values[test, k])
             fitted.scores[target] = {key: scores[key] for key in ("err", "within_1sigma", "within_2sigma", "n_test")}
             log.info("%s %s: l=%.4g sigma=%.4g LML=%.1f; held out: Err %.3f, within 1/2 sigma %.2f/%.2f", name,

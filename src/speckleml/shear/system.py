@@ -11,7 +11,9 @@ import numpy as np
 PARAM_NAMES = ("nL2", "R_s", "D2", "gamma_L")
 #: Labels for plots and tables.
 PARAM_LABELS = {"nL2": r"$nL^2$", "R_s": r"$R_s$", "D2": r"$D_2$", "gamma_L": r"$\gamma L$"}
-ESTIMATORS = ("speckle", "pairs")
+ESTIMATORS = ("speckle", "pairs", "steps")
+#: Estimators that average per configuration over absolute positions (and take ``incoherent_configs``).
+PAIR_ESTIMATORS = ("pairs", "steps")
 SCALINGS = ("paper", "reference")
 
 
