@@ -511,3 +511,30 @@ def test_the_outputs_of_a_command_are_found_and_its_inputs_are_not(words, expect
     argv = words.split()
     parser = build_parser(argv)
     assert set(output_paths(parser, parser.parse_args(argv))) == expected
+
+
+@pytest.mark.parametrize("command, message", [
+    ("disk-count predict {T}/model.pt {T}/x.npy --output {T}/x.npy",
+     "{T}/x.npy: the output --output would overwrite the input patterns; choose another output path"),
+    ("disk-count predict {T}/model.pt {T}/x.npy --output {T}/sub/../model.pt",
+     "{T}/model.pt: the output --output would overwrite the input model; choose another output path"),
+    ("shear invert {T}/model.pt {T}/x.npy --json {T}/x.npy", None),
+    ("clustering cluster {T}/x.npy --assignments {T}/a.csv --elbow {T}/e.csv --scores {T}/a.csv",
+     "{T}/a.csv: given as two outputs (--assignments and --scores); each output needs its own path"),
+])
+def test_an_output_never_overwrites_an_input_or_another_output(command, message, tmp_path, capsys):
+    """Fresh-user trial: ``--output`` equal to an input replaced the input (atomic rename), exit 0."""
+    (tmp_path / "sub").mkdir()
+    for name in ("x.npy", "model.pt"):
+        (tmp_path / name).write_bytes(b"user data")
+    code, lines = run(command.format(T=tmp_path).split(), capsys)
+    assert code == 2
+    errors = error_lines(lines)
+    assert len(errors) == 1
+    if message is not None:
+        assert errors == ["speckleml: error: " + message.format(T=tmp_path)]
+    else:
+        assert "would overwrite the input" in errors[0]
+    for name in ("x.npy", "model.pt"):
+        assert (tmp_path / name).read_bytes() == b"user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "sub", "x.npy"]

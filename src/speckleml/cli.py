@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     exception surfaces with its traceback. ``--debug`` shows the traceback for bad input too.
     """
     from .atomic import check_output
-    from .outputs_cli import output_paths
+    from .outputs_cli import check_distinct_outputs, output_paths
     from .errors import READ_ERRORS, user_error
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.quiet)
     try:
+        check_distinct_outputs(parser, args)  # no output overwrites an input or another output
         for path in output_paths(parser, args):  # every output is writable, before any work
             check_output(path)
         code = args.func(args)
