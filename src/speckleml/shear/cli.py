@@ -148,8 +148,6 @@ def register(commands) -> None:
     p.add_argument("--json", help="output JSON of the result (optional)")
 
 
-# ---------------------------------------------------------------------------------------- stages
-
 
 def _checked(make, option):
     """``make()``, with its ValueError reported as bad input of ``option``."""
@@ -249,8 +247,7 @@ def figures(args) -> int:
 
 
 def invert(args) -> int:
-    """Print R_s, D2, gamma L (and any other fitted target) with 1-sigma uncertainties, the model's
-    SVD rank and its held-out calibration."""
+    """Print every fitted target with its 1-sigma uncertainty, the model's SVD rank and held-out calibration."""
     import json
 
     from ..atomic import write_text
