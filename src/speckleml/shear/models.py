@@ -137,7 +137,9 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     Raises
     ------
     InputError
-        Bad sizes, unknown feature sets or targets, or too few draws for the split.
+        A value outside its schema bound (``"--<option>: ..."``, :func:`~.options.check_value`),
+        ``plateau_scale > 0`` without input components or angular features, unknown feature
+        sets or targets, or too few draws for the split.
     """
     transforms = dict(transforms or {})
     bad = {t: v for t, v in transforms.items() if t not in targets or v not in TRANSFORMS}
@@ -432,8 +434,10 @@ def invert_measurement(model_path, measured_path, features: str | None = None) -
     Raises
     ------
     InputError
-        No model for ``features``, a measurement of the wrong length without an axis, or an
-        axis that does not cover the model's.
+        No model for ``features``, a measurement of the wrong length without an axis, an
+        angular axis outside [0, pi] (degrees), an axis that does not cover the model's, or a
+        curve far outside the training range (:func:`~.inversion.outside_training_range`);
+        each message names ``measured_path``.
     """
     bundle = load_models(model_path)
     features = features or bundle["main"]
