@@ -42,9 +42,13 @@ def _stage(stages, name, func, help):
 
 
 def _option(parser, flag: str, section: str, help: str, key: str | None = None, **kwargs) -> None:
-    """A config-backed option ``shear.<section>.<key>`` (key from the flag by default)."""
-    key = key or flag[2:].replace("-", "_")
-    add_config_option(parser, flag, key=f"shear.{section}.{key}", help=f"{help} (default %(default)s)", **kwargs)
+    """A config-backed option ``shear.<section>.<key>`` (key from the flag by default), parsed within the schema's bounds."""
+    from .options import schema_type
+
+    key = f"shear.{section}.{key or flag[2:].replace('-', '_')}"
+    if "type" in kwargs:
+        kwargs["type"] = schema_type(kwargs["type"], key, item="nargs" in kwargs)
+    add_config_option(parser, flag, key=key, help=f"{help} (default %(default)s)", **kwargs)
 
 
 def _add_grid_and_mc(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +72,8 @@ def _add_grid_and_mc(parser: argparse.ArgumentParser) -> None:
 
 
 def register(commands) -> None:
+    from .options import schema_type
+
     stages = add_study(commands, "shear", "sheared colloids: Monte Carlo speckle, SVD, GP inversion (paper 003)")
 
     p = _stage(stages, "simulate", simulate, "g(q, theta) and <I> for the figure cases (Fig. 1-3)")
@@ -86,8 +92,8 @@ def register(commands) -> None:
 
     p = _stage(stages, "dataset", dataset, "g(theta) and g(q) for random parameter draws (or one chunk of them)")
     p.add_argument("output", help="store to write (*.zarr)")
-    p.add_argument("--draws", type=positive_int, required=True, help="draws in the whole data set (paper 6000)")
-    p.add_argument("--chunks", type=positive_int, help="split the draws into this many chunks (with --chunk)")
+    p.add_argument("--draws", type=schema_type(int, "shear.dataset.draws"), required=True, help="draws (paper 6000)")
+    p.add_argument("--chunks", type=schema_type(int, "shear.dataset.chunks"), help="split the draws into this many chunks")
     p.add_argument("--chunk", type=non_negative_int, help="which chunk this job computes (0-based; with --chunks)")
     _option(p, "--configs", "dataset", "configurations per draw (paper 1e4)", type=positive_int)
     for name, flag in RANGE_OPTIONS.items():
@@ -141,8 +147,6 @@ def register(commands) -> None:
                    help="what the measurement is: g(theta) (angular) or g(q) (radial); default: the model's main set")
     p.add_argument("--json", help="output JSON of the result (optional)")
 
-
-# ---------------------------------------------------------------------------------------- stages
 
 
 def _checked(make, option):
@@ -243,8 +247,7 @@ def figures(args) -> int:
 
 
 def invert(args) -> int:
-    """Print R_s, D2, gamma L (and any other fitted target) with 1-sigma uncertainties, the model's
-    SVD rank and its held-out calibration."""
+    """Print every fitted target with its 1-sigma uncertainty, the model's SVD rank and held-out calibration."""
     import json
 
     from ..atomic import write_text

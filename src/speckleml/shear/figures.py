@@ -307,18 +307,107 @@ def draw_all(simulation, dataset, analysis, predictions, table, outdir) -> list[
     Raises
     ------
     InputError
-        When a store is missing or not of its schema.
+        When a store is missing or not of its schema, the analysis store was not made from
+        ``dataset``, or a CSV lacks a column, holds a non-numeric value or other draws
+        (:func:`read_table`, :func:`check_predictions`); before any figure is written.
     """
-    import pandas as pd
 
     from ..stores import read_store
+
+    from .models import check_pairing
 
     outdir = Path(outdir)
     sim = read_simulation(simulation)
     data = read_dataset(dataset)
     ana = read_store(analysis, ANALYSIS)
-    pred = pd.read_csv(predictions)
-    tab = pd.read_csv(table)
+    check_pairing(ana.attrs.get("dataset_digest"), data, analysis, dataset)
+    pred = read_table(predictions, PREDICTION_COLUMNS)
+    tab = read_table(table, TABLE_COLUMNS)
+    check_predictions(pred, tab, data, predictions, table, dataset)
     return [fig1(sim, outdir / "fig1.png"), fig2(sim, outdir / "fig2.png"), fig3(sim, outdir / "fig3.png"),
             fig4(ana, outdir / "fig4.png", ana.attrs["features"]), fig5(ana, data, outdir / "fig5.png"),
             fig6(ana, outdir / "fig6.png"), fig7(pred, tab, outdir / "fig7.png")]
+
+
+#: Columns of the CSVs of :func:`~.models.evaluate_models` that Fig. 7 reads (True: numeric).
+PREDICTION_COLUMNS = {"features": False, "target": False, "draw": True, "true": True, "predicted": True, "std": True}
+TABLE_COLUMNS = {"features": False, "target": False, "err": True, "err_paper": True, "within_1sigma": True,
+                 "within_2sigma": True}
+EMPTY_ALLOWED = ("err_paper",)  # no paper value for nL2
+
+
+def read_table(path, columns: dict[str, bool]):
+    """Read a CSV and check it has ``columns`` (numeric where True) and at least one row.
+
+    Parameters
+    ----------
+    path : path
+    columns : dict ``{name: numeric}``
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    InputError
+        One line naming the file and the first missing column or non-numeric value.
+    """
+    import pandas as pd
+
+    from ..errors import InputError, reading
+
+    with reading(path):
+        frame = pd.read_csv(path)
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise InputError(f"{path}: no rows")
+    for name, numeric in columns.items():
+        if numeric:
+            values = pd.to_numeric(frame[name], errors="coerce")
+            # empty is allowed only where no paper value exists; text never
+            bad = values.isna() & (frame[name].notna() | (name not in EMPTY_ALLOWED))
+            if bad.any():
+                raise InputError(f"{path}: column {name} holds a non-numeric or empty value "
+                                 f"(data row {int(bad.to_numpy().argmax()) + 1})")
+            frame[name] = values
+    return frame
+
+
+def check_predictions(pred, tab, data, predictions, table, dataset) -> None:
+    """Check that the predictions are of ``dataset``'s draws and that Table I has a row for each of their pairs.
+
+    Parameters
+    ----------
+    pred, tab : pandas.DataFrame
+        From :func:`read_table`.
+    data : dataset store
+    predictions, table, dataset : path
+        For the messages.
+
+    Raises
+    ------
+    InputError
+        A draw not in the data set, a true value that is not its parameter, or a (features,
+        target) pair of the predictions missing from the table.
+    """
+    from ..errors import InputError
+
+    draws = np.asarray(data["draw_index"])
+    where = {int(d): k for k, d in enumerate(draws)}
+    unknown = [d for d in pred["draw"] if d not in where]
+    if unknown:
+        raise InputError(f"{predictions}: draw {unknown[0]:g} is not in {dataset}")
+    for target in set(pred["target"]):
+        if target not in PARAM_NAMES:
+            raise InputError(f"{predictions}: unknown target {target!r}")
+        part = pred[pred["target"] == target]
+        true = data["params"][[where[int(d)] for d in part["draw"]], PARAM_NAMES.index(target)]
+        if not np.allclose(part["true"], true, rtol=1e-9, atol=0):
+            raise InputError(f"{predictions}: true {target} values are not those of {dataset}")
+    pairs = set(zip(tab["features"], tab["target"]))
+    missing = sorted(set(zip(pred["features"], pred["target"])) - pairs)
+    if missing:
+        raise InputError(f"{table}: no row for {missing[0][0]} {missing[0][1]} of {predictions}")

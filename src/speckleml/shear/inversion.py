@@ -424,6 +424,8 @@ class InversionModel:
     scores : dict ``{name: dict}``
         Held-out ``err``, ``within_1sigma``, ``within_2sigma`` and ``n_test`` per target
         (:func:`score`), so that whoever applies the model knows its calibration.
+    feature_range : (low, high) of ndarray (n,), or None
+        Smallest and largest training feature at each axis point (:func:`outside_training_range`).
     """
 
     features: str
@@ -433,6 +435,7 @@ class InversionModel:
     test_index: np.ndarray | None = None
     rank: int | None = None
     scores: dict[str, dict] = field(default_factory=dict)
+    feature_range: tuple[np.ndarray, np.ndarray] | None = None
 
     def predict(self, features: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{target: (mean, std)}`` for features ``(M, n)``; see :meth:`TargetModel.predict`."""
@@ -606,3 +609,46 @@ def resample_feature(axis: np.ndarray, values: np.ndarray, target_axis: np.ndarr
         raise InputError(f"measured axis [{axis.min():.4g}, {axis.max():.4g}] does not cover the model's "
                          f"[{target_axis.min():.4g}, {target_axis.max():.4g}]")
     return np.interp(target_axis, axis, values)
+
+
+#: Slack of :func:`outside_training_range`: half the training spread at each point, at least this (g units).
+RANGE_SLACK = 0.05
+
+
+def outside_training_range(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Axis points where a measured feature lies outside the training features' range, widened.
+
+    The GPR only interpolates: a curve far outside every training curve (``g - 1`` given for
+    ``g``, a negative ``g``, another quantity) gets the prior mean with a confident-looking
+    std. The range at each point is widened by half its width and at least :data:`RANGE_SLACK`,
+    so measurement noise passes and a wrong quantity does not.
+
+    Parameters
+    ----------
+    values : ndarray, (n,)
+        Measured feature on the model's axis.
+    low, high : ndarray, (n,)
+        Smallest and largest training feature per point.
+
+    Returns
+    -------
+    ndarray of int
+        Indices of the points outside.
+    """
+    slack = np.maximum(0.5 * (high - low), RANGE_SLACK)
+    return np.flatnonzero((values < low - slack) | (values > high + slack))
+
+
+def undercovered(within_1sigma: float, n_test: int, expected: float = 0.6827) -> bool:
+    """Whether a held-out 1-sigma coverage is more than 2 binomial standard errors below ``expected``.
+
+    Parameters
+    ----------
+    within_1sigma : float
+        Share of held-out draws within 1 predictive std.
+    n_test : int
+        Held-out draws.
+    expected : float
+        Coverage of a calibrated Gaussian (68.27 %).
+    """
+    return within_1sigma < expected - 2 * np.sqrt(expected * (1 - expected) / max(int(n_test), 1))

@@ -19,9 +19,11 @@ from ..atomic import atomic_output, write_csv
 from ..errors import InputError
 from ..stores import write_store
 from .dataset import read_dataset
+from .options import check_value
 from .inversion import (ANALYSIS, ARD_LENGTH_BOUNDS, LENGTH_BOUNDS, NOISE_BOUNDS, PAPER_RANK, TRANSFORMS,
                         InversionModel, feature_rank, fit_target,
-                        lml_surface, pddf_acf, resample_feature, score, svd, train_test_split)
+                        lml_surface, outside_training_range, pddf_acf, resample_feature, score, svd,
+                        train_test_split, undercovered)
 from .system import PARAM_NAMES
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,39 @@ def feature_matrix(store, features: str) -> tuple[np.ndarray, np.ndarray]:
     """
     values, axis = FEATURE_ARRAYS[features]
     return np.asarray(store[values], np.float64), np.asarray(store[axis], np.float64)
+
+
+def dataset_digest(store) -> str:
+    """Fingerprint of a data set store: SHA-256 of its draws, parameters and (q, theta) grid.
+
+    Recorded by ``fit`` in the model file and the analysis store, and compared by ``evaluate``
+    and ``figures``, so that a model is scored only on the draws it held out (a data set of
+    another seed with the same size has other parameters, hence another digest).
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("draw_index", "params", "q", "theta"):
+        digest.update(np.ascontiguousarray(np.asarray(store[name], np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def check_pairing(recorded: str | None, store, what, dataset) -> None:
+    """Raise :class:`InputError` unless ``what`` (a model file or analysis store) records the digest of ``dataset``.
+
+    Parameters
+    ----------
+    recorded : str or None
+        The :func:`dataset_digest` ``what`` records (None: written before digests were recorded).
+    store : dataset store
+        Opened from ``dataset``.
+    what, dataset : path
+        For the message.
+    """
+    if recorded is None:
+        raise InputError(f"{what}: records no data set fingerprint (written by an older version); refit")
+    if recorded != dataset_digest(store):
+        raise InputError(f"{what}: was fitted on another data set than {dataset} (draws, parameters or grid differ)")
 
 
 def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Sequence[str],
@@ -102,21 +137,25 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     Raises
     ------
     InputError
-        Bad sizes, unknown feature sets or targets, or too few draws for the split.
+        A value outside its schema bound (``"--<option>: ..."``, :func:`~.options.check_value`),
+        ``plateau_scale > 0`` without input components or angular features, unknown feature
+        sets or targets, or too few draws for the split.
     """
     transforms = dict(transforms or {})
     bad = {t: v for t, v in transforms.items() if t not in targets or v not in TRANSFORMS}
     if bad:
         raise InputError(f"transforms {bad}: need fitted targets and one of {TRANSFORMS}")
-    if (restarts < 0 or input_components < 0 or components < 1 or lml_grid < 2 or lml_points < 2
-            or pddf_points < 2 or pddf_bins < 1 or not feature_scale >= 0 or not plateau_scale >= 0
-            or (plateau_scale > 0 and input_components < 1)):
-        raise InputError("need restarts >= 0, input_components >= 0, components >= 1, lml_grid >= 2, "
-                         "lml_points >= 2, "
-                         "pddf_points >= 2, pddf_bins >= 1, feature_scale >= 0, plateau_scale >= 0 "
-                         "(> 0 needs input_components >= 1)")
-    if not 0 < train_fraction < 1:
-        raise InputError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    values = {"features": list(features), "targets": list(targets), "train_fraction": train_fraction,
+              "restarts": restarts, "input_components": input_components, "components": components,
+              "lml_grid": lml_grid, "lml_points": lml_points, "pddf_points": pddf_points, "pddf_bins": pddf_bins,
+              "feature_scale": feature_scale, "plateau_scale": plateau_scale}
+    for name, value in values.items():  # the schema's bounds, one line naming the option
+        check_value("--" + name.replace("_", "-"), f"shear.fit.{name}", value)
+    if plateau_scale > 0 and input_components < 1:
+        raise InputError(f"--plateau-scale {plateau_scale:g} needs --input-components >= 1 (or --plateau-scale 0)")
+    if plateau_scale > 0 and "angular" not in features:
+        raise InputError(f"--plateau-scale {plateau_scale:g} applies to angular features only; with --features "
+                         f"{' '.join(features)} pass --plateau-scale 0")
     unknown = [f for f in features if f not in FEATURE_ARRAYS] + [t for t in targets if t not in PARAM_NAMES]
     if unknown or not features or not targets:
         raise InputError(f"unknown or missing feature sets / targets: {unknown}")
@@ -135,7 +174,8 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     models = {}
     for name in features:
         x, axis = feature_matrix(store, name)
-        fitted = InversionModel(name, axis, train_index=train, test_index=test, rank=feature_rank(x)[0])
+        fitted = InversionModel(name, axis, train_index=train, test_index=test, rank=feature_rank(x)[0],
+                                feature_range=(x[train].min(axis=0), x[train].max(axis=0)))
         log.info("%s: SVD rank %d by profile likelihood (paper %d)", name, fitted.rank, PAPER_RANK)
         for k, target in enumerate(targets):
             tm = fitted.targets[target] = fit_target(target, x[train], values[train, k], restarts, seed,
@@ -148,12 +188,13 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
                      target, tm.length_scale, tm.noise_level, tm.log_marginal_likelihood, scores["err"],
                      scores["within_1sigma"], scores["within_2sigma"])
         models[name] = fitted
-    save_models(model, models, targets=targets, main=features[0], dataset=dataset)
+    digest = dataset_digest(store)
+    save_models(model, models, targets=targets, main=features[0], dataset=dataset, dataset_digest=digest)
     arrays = analysis_arrays(store, models[features[0]], values, components=components, lml_grid=lml_grid,
                              lml_points=lml_points, pddf_points=pddf_points, pddf_bins=pddf_bins, seed=seed)
     write_store(analysis, ANALYSIS, arrays, provenance=provenance,
                 attrs={"targets": list(targets), "features": features[0], "rank": models[features[0]].rank,
-                       "rank_paper": PAPER_RANK})
+                       "rank_paper": PAPER_RANK, "dataset_digest": digest})
     return models
 
 
@@ -210,7 +251,8 @@ def _log_axis(centre: float, decades: float, bounds: tuple[float, float], points
     return np.logspace(low, high, points)
 
 
-def save_models(path, models: dict[str, InversionModel], *, targets: Sequence[str], main: str, dataset) -> None:
+def save_models(path, models: dict[str, InversionModel], *, targets: Sequence[str], main: str, dataset,
+                dataset_digest: str | None = None) -> None:
     """Write the model file (pickle, atomically) read by :func:`load_models`.
 
     Parameters
@@ -223,11 +265,13 @@ def save_models(path, models: dict[str, InversionModel], *, targets: Sequence[st
         The main feature set (that of the analysis store).
     dataset : path
         The data set the models were fitted on (recorded, not read).
+    dataset_digest : str, optional
+        Its :func:`dataset_digest`, which ``evaluate`` checks.
     """
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as handle:
-            pickle.dump({"models": models, "targets": list(targets), "main": main, "dataset": str(dataset)},
-                        handle)
+            pickle.dump({"models": models, "targets": list(targets), "main": main, "dataset": str(dataset),
+                         "dataset_digest": dataset_digest}, handle)
 
 
 def load_models(path) -> dict:
@@ -278,18 +322,21 @@ def evaluate_models(dataset_path, model_path, predictions_path, table_path):
     Raises
     ------
     InputError
-        When the model's test indices do not fit the data set (fitted on another one).
+        When the model was not fitted on this data set (its recorded :func:`dataset_digest` differs).
     """
     import pandas as pd
 
     store = read_dataset(dataset_path)
     bundle = load_models(model_path)
+    for features, model in bundle["models"].items():
+        if len(model.axis) != len(feature_matrix(store, features)[1]):
+            raise InputError(f"{model_path}: {features} model has {len(model.axis)} points per curve, "
+                             f"{dataset_path} {len(feature_matrix(store, features)[1])}; refit on it")
+    check_pairing(bundle.get("dataset_digest"), store, model_path, dataset_path)
     rows, table = [], []
     for features, model in bundle["models"].items():
         x, _ = feature_matrix(store, features)
         test = model.test_index
-        if test.max() >= len(x):
-            raise InputError(f"{model_path}: test indices exceed {dataset_path} ({len(x)} draws); refit")
         for name, tm in model.targets.items():
             true = store["params"][test, PARAM_NAMES.index(name)]
             scores = score(tm, x[test], true)
@@ -387,8 +434,10 @@ def invert_measurement(model_path, measured_path, features: str | None = None) -
     Raises
     ------
     InputError
-        No model for ``features``, a measurement of the wrong length without an axis, or an
-        axis that does not cover the model's.
+        No model for ``features``, a measurement of the wrong length without an axis, an
+        angular axis outside [0, pi] (degrees), an axis that does not cover the model's, or a
+        curve far outside the training range (:func:`~.inversion.outside_training_range`);
+        each message names ``measured_path``.
     """
     bundle = load_models(model_path)
     features = features or bundle["main"]
@@ -401,7 +450,21 @@ def invert_measurement(model_path, measured_path, features: str | None = None) -
             raise InputError(f"{measured_path}: {len(values)} values but the model expects {len(model.axis)} "
                              f"(give two columns axis,g to interpolate)")
     else:
-        values = resample_feature(axis, values, model.axis)
+        if features == "angular" and (axis.min() < -1e-6 or axis.max() > np.pi + 1e-6):
+            raise InputError(f"{measured_path}: theta must be radians in [0, pi], got [{axis.min():.4g}, "
+                             f"{axis.max():.4g}]" + (" (degrees?)" if axis.max() > 2 * np.pi else ""))
+        try:
+            values = resample_feature(axis, values, model.axis)
+        except InputError as exc:
+            raise InputError(f"{measured_path}: {exc}") from None
+    feature_range = getattr(model, "feature_range", None)  # None in model files written before it was recorded
+    if feature_range is not None:
+        outside = outside_training_range(values, *feature_range)
+        if len(outside):
+            k = outside[0]
+            raise InputError(f"{measured_path}: g = {values[k]:.4g} at {model.axis[k]:.4g} is far outside the "
+                             f"training range [{feature_range[0][k]:.4g}, {feature_range[1][k]:.4g}] "
+                             f"({len(outside)} of {len(values)} points; is it g, not g - 1?)")
     parameters = {name: {"mean": float(m[0]), "std": float(s[0])}
                   for name, (m, s) in model.predict(values[None]).items()}
     rank = getattr(model, "rank", None)  # None for model files written before ranks were recorded
@@ -420,4 +483,7 @@ def format_inversion(result: dict) -> str:
     for name, held in model["held_out"].items():
         lines.append(f"  {name} on {held['n_test']} held-out draws: Err {held['err']:.1%}, within 1/2 sigma "
                      f"{held['within_1sigma']:.0%}/{held['within_2sigma']:.0%} (ideal 68%/95%)")
+        if undercovered(held["within_1sigma"], held["n_test"]):
+            lines.append(f"  warning: {name}'s +/- is too small: it covered {held['within_1sigma']:.0%} of the "
+                         f"held-out draws, a calibrated 1 sigma covers 68%")
     return "\n".join(lines)

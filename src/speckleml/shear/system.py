@@ -27,6 +27,8 @@ class ShearSystem:
     gamma_l: float
 
     def __post_init__(self):
+        if not np.isfinite([self.density, self.r_s, self.d2, self.gamma_l]).all():
+            raise ValueError(f"parameters must be finite, got {self.as_array().tolist()}")
         if not self.density > 0:
             raise ValueError(f"nL^2 must be > 0, got {self.density}")
         if self.r_s < 0 or self.d2 < 0:
@@ -39,7 +41,7 @@ class ShearSystem:
         Raises
         ------
         ValueError
-            Not four numbers, ``nL^2 <= 0``, ``R_s < 0`` or ``D2 < 0``.
+            Not four numbers, a non-finite one, ``nL^2 <= 0``, ``R_s < 0`` or ``D2 < 0``.
         """
         values = [float(v) for v in values]
         if len(values) != 4:
