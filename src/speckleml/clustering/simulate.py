@@ -482,7 +482,8 @@ def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, dr
                                                progress=progress)
     axis = detector.axis
     common = {"dt": dt, "units": {"t": "s", "q": "pixel", "intensity": "counts" if counts else "a.u."},
-              "source": "speckleml clustering simulate", "q_edges": list(detector.q_edges)}
+              "source": "speckleml clustering simulate", "q_edges": list(detector.q_edges),
+              "crop": crop, "crop_bin": crop_bin}   # the crop window that set the class time scales
     write_frames(library_path, library, qx=axis, qy=axis, provenance=provenance,
                  attrs={**common, "truth": {"classes": list(CLASSES), "series_class": labels.tolist(),
                                             "params": params}})
