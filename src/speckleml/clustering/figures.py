@@ -411,7 +411,7 @@ def make_figures(*, crops_path, clusters_path, elbow_path, scores_path, drive_fr
     ------
     InputError
         When a CSV lacks a column or has values of the wrong type (:func:`read_table`), the
-        cluster table and the crops store disagree, a neighbour is not a crop of the store, or
+        cluster table and the crops store disagree, the driven run has other classes, a neighbour is not a crop of the store, or
         a sweep JSON is unreadable; checked before any figure is written.
     """
     from ..errors import InputError
@@ -448,6 +448,9 @@ def make_figures(*, crops_path, clusters_path, elbow_path, scores_path, drive_fr
     if "frame_class" not in drive.attrs.get("truth", {}) or "values" not in drive.attrs.get("drive", {}):
         raise InputError(f"{drive_frames_path}: no truth.frame_class and drive attrs; expected the driven run of "
                          "`clustering simulate`")
+    if list(drive.attrs["truth"].get("classes", classes)) != classes:
+        raise InputError(f"{drive_frames_path}: classes {drive.attrs['truth'].get('classes')} differ from the "
+                         f"classes {classes} of {crops_path}")
     out.mkdir(parents=True, exist_ok=True)
     if sweep:
         latent_sweep(sweep, out / "supp_fig2.png")
