@@ -467,11 +467,12 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     from ..provenance import make_provenance
     from ..stores import read_frames, write_store
 
-    if crop < 2 or sectors < 1 or per_map < 1 or crop_bin < 1 or (stride is not None and stride < 1):
-        raise InputError(f"need crop >= 2, sectors >= 1, per_map >= 1, crop_bin >= 1 and stride >= 1, "
-                         f"got {crop}, {sectors}, {per_map}, {crop_bin}, {stride}")
+    for option, value, low in (("--crop", crop, 2), ("--sectors", sectors, 1), ("--per-map", per_map, 1),
+                               ("--crop-bin", crop_bin, 1), ("--stride", stride, 1)):
+        if value is not None and value < low:
+            raise InputError(f"{option} must be >= {low}, got {value}")
     if crop % CROP_MULTIPLE:
-        raise InputError(f"crop {crop}: the autoencoder needs a multiple of {CROP_MULTIPLE} frames "
+        raise InputError(f"--crop {crop}: the autoencoder needs a multiple of {CROP_MULTIPLE} frames "
                          f"(three MaxPool-4 stages), e.g. {max(CROP_MULTIPLE, crop // CROP_MULTIPLE * CROP_MULTIPLE)}")
     store = read_frames(frames_path, lazy=True)
     n_series, n_frames = store["frames"].shape[:2]

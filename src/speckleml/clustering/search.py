@@ -91,7 +91,7 @@ def class_queries(crops_path, query_class: str, n_queries: int, seed: int) -> tu
     from .crops import CROPS
 
     if n_queries < 1:
-        raise InputError(f"n_queries must be >= 1, got {n_queries}")
+        raise InputError(f"--n-queries must be >= 1, got {n_queries}")
     store = read_store(crops_path, CROPS)
     classes = list(store.attrs.get("classes", []))
     if query_class not in classes:
@@ -159,7 +159,7 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     from .train import check_made_from, encode_crops
 
     if neighbours < 1:
-        raise InputError(f"neighbours (-k) must be >= 1, got {neighbours}")
+        raise InputError(f"-k/--neighbours must be >= 1, got {neighbours}")
     store = read_store(latents_path, LATENTS)
     check_made_from(store, latents_path, model=model_path, crops=crops_path if query_path is None else None)
     model, _ = load_model(model_path)
