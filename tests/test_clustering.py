@@ -302,6 +302,7 @@ def _toy_library(tmp_path, crop=64, n=12, latent=8, labels=None, series=None):
     """A saved untrained model, and a crops store and a latents store of ``n`` random crops
     encoded with it (one class and one series per crop unless ``labels``/``series`` given)."""
     from speckleml.clustering.train import encode_crops
+    from speckleml.provenance import checksum
 
     torch.manual_seed(0)
     model = C2Autoencoder(AutoencoderConfig(crop=crop, latent=latent)).eval()
@@ -318,11 +319,13 @@ def _toy_library(tmp_path, crop=64, n=12, latent=8, labels=None, series=None):
     classes = [f"toy{i}" for i in range(int(labels.max()) + 1)]
     common = {"label": labels, "series": series, "sector": zeros, "start": zeros, "kww_tau": np.ones(n),
               "kww_bound": np.zeros(n, np.int8)}
-    write_store(tmp_path / "latents.zarr", LATENTS, {"latent": latents, "recon_l1": errors, **common},
-                attrs={"classes": classes, "dt": 1.0, "crop": crop})
     write_store(tmp_path / "crops.zarr", CROPS, {"crops": crops, "c2_min": np.zeros(n, np.float32),
                                                  "c2_max": np.ones(n, np.float32), "kww_gamma": np.ones(n), **common},
                 attrs={"classes": classes, "dt": 1.0, "crop": crop})
+    made_from = {"model": "model.pt", "source": "crops.zarr", "model_checksum": checksum(tmp_path / "model.pt"),
+                 "source_checksum": checksum(tmp_path / "crops.zarr")}   # as encode records them
+    write_store(tmp_path / "latents.zarr", LATENTS, {"latent": latents, "recon_l1": errors, **common},
+                attrs={"classes": classes, "dt": 1.0, "crop": crop, **made_from})
     return crops, latents
 
 

@@ -446,7 +446,8 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
     ------
     InputError
         When the k range does not fit the number of crops, only one of ``apply_path`` and
-        ``apply_out_path`` is given, or the latent sizes of the two stores differ.
+        ``apply_out_path`` is given, or the two stores were not encoded by the same model (their
+        recorded ``model_checksum``).
     """
     import pandas as pd
 
@@ -458,12 +459,22 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
     latents = store["latent"].astype(np.float64)
     n = latents.shape[0]
     if not 1 <= k_min < k_max or k_max >= n:
-        raise InputError(f"need 1 <= k_min < k_max < number of crops ({n}), got {k_min}..{k_max}")
+        raise InputError(f"--k-min/--k-max: need 1 <= k_min < k_max < number of crops of {latents_path} ({n}), "
+                         f"got {k_min}..{k_max}")
+    if k is not None and not 1 <= k <= n:
+        raise InputError(f"--k {k}: need 1 <= k <= number of crops of {latents_path} ({n})")
     if (apply_path is None) != (apply_out_path is None):
         raise InputError("apply_path and apply_out_path (--apply, --apply-out) go together")
     other = read_store(apply_path, LATENTS) if apply_path else None
-    if other is not None and other["latent"].shape[1] != latents.shape[1]:
-        raise InputError(f"{apply_path}: latent size {other['latent'].shape[1]} differs from {latents.shape[1]}")
+    if other is not None:
+        # the centroids live in one model's latent space: the other store must come from the same model
+        mine, theirs = store.attrs.get("model_checksum"), other.attrs.get("model_checksum")
+        if mine is None or theirs is None:
+            raise InputError(f"{apply_path if theirs is None else latents_path}: records no checksum of its model; "
+                             "re-run `speckleml clustering encode`")
+        if mine != theirs:
+            raise InputError(f"{apply_path}: encoded by another model ({other.attrs.get('model', '?')}) than "
+                             f"{latents_path} ({store.attrs.get('model', '?')})")
     ks = np.arange(k_min, k_max + 1)
     distortion = elbow_curve(latents, ks, seed)
     k = k or elbow_point(ks, distortion)

@@ -396,6 +396,28 @@ def crop_labels(truth: dict, series: int, starts: np.ndarray, crop: int) -> list
     return [-1] * len(starts)
 
 
+def check_window(attrs: dict, frames_path, crop: int, crop_bin: int) -> None:
+    """Refuse crops of a simulated store whose class time scales were set for another window.
+
+    ``simulate`` scales each class's relaxation times to its crop window of ``crop x
+    crop_bin`` frames and records both; a crop of another window length would see other
+    dynamics than the labels promise. Stores that record no window (measured data) pass.
+
+    Raises
+    ------
+    InputError
+        Naming ``frames_path`` and the options, when the recorded window differs.
+    """
+    from ..errors import InputError
+
+    if "crop" not in attrs:
+        return
+    made = (int(attrs["crop"]), int(attrs.get("crop_bin", 1)))
+    if made[0] * made[1] != crop * crop_bin:
+        raise InputError(f"{frames_path}: simulated for a {made[0]} x {made[1]}-frame crop window, but --crop/--crop-bin "
+                         f"give {crop} x {crop_bin}: re-simulate with these values")
+
+
 def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalization: str, per_map: int,
                stride: int | None, seed: int, crop_bin: int = 1, q_edges: tuple[float, float] | None = None) -> None:
     """The ``crops`` stage: C2 of every sector of every series, diagonal crops, KWW fits -> store.
@@ -434,8 +456,10 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     Raises
     ------
     InputError
-        When a size is out of range, the series are shorter than ``crop``, the ring is not
-        known or has an empty sector, or a C2 is not finite.
+        When a size is out of range, the series are shorter than ``crop * crop_bin``, ``per_map``
+        exceeds the distinct windows of a series, the store was simulated for another crop
+        window (:func:`check_window`), the ring is not known or has an empty sector, or a C2 is
+        not finite.
     """
     from ..correlation import G2_OFFSET
     from ..errors import InputError
@@ -443,17 +467,22 @@ def make_crops(frames_path, output_path, *, crop: int, sectors: int, normalizati
     from ..provenance import make_provenance
     from ..stores import read_frames, write_store
 
-    if crop < 2 or sectors < 1 or per_map < 1 or crop_bin < 1 or (stride is not None and stride < 1):
-        raise InputError(f"need crop >= 2, sectors >= 1, per_map >= 1, crop_bin >= 1 and stride >= 1, "
-                         f"got {crop}, {sectors}, {per_map}, {crop_bin}, {stride}")
+    for option, value, low in (("--crop", crop, 2), ("--sectors", sectors, 1), ("--per-map", per_map, 1),
+                               ("--crop-bin", crop_bin, 1), ("--stride", stride, 1)):
+        if value is not None and value < low:
+            raise InputError(f"{option} must be >= {low}, got {value}")
     if crop % CROP_MULTIPLE:
-        raise InputError(f"crop {crop}: the autoencoder needs a multiple of {CROP_MULTIPLE} frames "
+        raise InputError(f"--crop {crop}: the autoencoder needs a multiple of {CROP_MULTIPLE} frames "
                          f"(three MaxPool-4 stages), e.g. {max(CROP_MULTIPLE, crop // CROP_MULTIPLE * CROP_MULTIPLE)}")
     store = read_frames(frames_path, lazy=True)
     n_series, n_frames = store["frames"].shape[:2]
     window = crop * crop_bin
     if window > n_frames:
         raise InputError(f"{frames_path}: {n_frames} frames are fewer than the crop window {crop} x {crop_bin}")
+    check_window(store.attrs, frames_path, crop, crop_bin)
+    if stride is None and per_map > n_frames - window + 1:
+        raise InputError(f"--per-map {per_map}: a {n_frames}-frame series has only {n_frames - window + 1} "
+                         f"distinct {crop} x {crop_bin}-frame windows")
     q_edges = q_edges or store.attrs.get("q_edges")
     if q_edges is None:
         raise InputError(f"{frames_path}: no q_edges attr; give the ring edges (--q-edges INNER OUTER)")

@@ -11,6 +11,74 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: Columns each CSV of the figures must have: "int" (whole numbers), "float" (numbers, NaN
+#: allowed), "bool" (True/False or 0/1), "str"; the stage that writes it, for the message.
+TABLES = {
+    "clusters": ({"item": "int", "label": "int", "cluster": "int", "kww_tau": "float", "kww_bound": "int",
+                  "embed_x": "float", "embed_y": "float"}, "clustering cluster --assignments"),
+    "elbow": ({"k": "int", "distortion": "float", "chosen": "bool"}, "clustering cluster --elbow"),
+    "scores": ({"metric": "str", "value": "float"}, "clustering cluster --scores"),
+    "drive_clusters": ({"t_start": "float", "cluster": "int"}, "clustering cluster --apply-out"),
+    "neighbours": ({"query": "int", "query_item": "int", "rank": "int", "item": "int", "distance": "float",
+                    "label": "int"}, "clustering similar --out"),
+}
+
+
+def read_table(path, kind: str):
+    """A CSV of the figures stage, checked against :data:`TABLES` ``[kind]`` before any figure.
+
+    Parameters
+    ----------
+    path : path
+        The CSV.
+    kind : str
+        A key of :data:`TABLES`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        At least one row, with every required column of the required type.
+
+    Raises
+    ------
+    InputError
+        One line naming ``path``: unreadable, no rows, the missing columns, or a column whose
+        values are not of its type.
+    FileNotFoundError
+        When ``path`` does not exist.
+    """
+    import pandas as pd
+
+    from ..errors import InputError
+
+    columns, writer = TABLES[kind]
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable CSV ({type(exc).__name__}); expected the output of `{writer}`") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected the output of `{writer}`")
+    if table.empty:
+        raise InputError(f"{path}: no rows; expected the output of `{writer}`")
+    for name, kind_ in columns.items():
+        values = table[name]
+        if kind_ == "bool":
+            ok = values.astype(str).str.lower().isin(("true", "false", "1", "0")).all()
+        elif kind_ == "str":
+            ok = values.notna().all()
+        else:
+            ok = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+            if ok and kind_ == "int":
+                ok = bool(np.isfinite(values).all() and (values == np.round(values)).all())
+        if not ok:
+            what = {"int": "whole numbers", "float": "numbers", "bool": "True/False", "str": "text"}[kind_]
+            raise InputError(f"{path}: column {name} must hold {what}; expected the output of `{writer}`")
+    if kind == "elbow":
+        table["chosen"] = table["chosen"].astype(str).str.lower().isin(("true", "1"))
+    return table
+
+
 #: Colours of clusters/classes (tab10 is colour-blind-friendlier than the default cycle).
 CMAP = "tab10"
 
@@ -342,35 +410,54 @@ def make_figures(*, crops_path, clusters_path, elbow_path, scores_path, drive_fr
     Raises
     ------
     InputError
-        When the cluster table and the crops store disagree, or a sweep JSON is unreadable.
+        When a CSV lacks a column or has values of the wrong type (:func:`read_table`), the
+        cluster table and the crops store disagree, the driven run has other classes, a neighbour is not a crop of the store, or
+        a sweep JSON is unreadable; checked before any figure is written.
     """
-    import pandas as pd
-
     from ..errors import InputError
     from ..stores import read_frames, read_store
     from .crops import CROPS
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     crops_store = read_store(crops_path, CROPS)
     classes = list(crops_store.attrs["classes"])
     dt = float(crops_store.attrs["dt"])
-    table = pd.read_csv(clusters_path)
-    if len(table) != crops_store["crops"].shape[0]:
-        raise InputError(f"{clusters_path}: {len(table)} rows but {crops_path} has {crops_store['crops'].shape[0]} crops")
+    table = read_table(clusters_path, "clusters")
+    n_crops = crops_store["crops"].shape[0]
+    if len(table) != n_crops or (table["item"].to_numpy() != np.arange(n_crops)).any():
+        raise InputError(f"{clusters_path}: items are not the {n_crops} crops of {crops_path} in order")
+    tables = {kind: read_table(path, kind) for kind, path in (("elbow", elbow_path), ("scores", scores_path),
+              ("drive_clusters", drive_clusters_path), ("neighbours", neighbours_path))}
+    neighbours = tables["neighbours"]
+    if not (neighbours["item"].between(0, n_crops - 1).all() and neighbours["query_item"].between(-1, n_crops - 1).all()):
+        raise InputError(f"{neighbours_path}: items outside the {n_crops} crops of {crops_path}")
+    if (table["cluster"] < 0).any() or (tables["drive_clusters"]["cluster"] < 0).any():
+        raise InputError(f"{clusters_path} or {drive_clusters_path}: negative cluster numbers")
     sweep = []
     for path in sweep_paths or ():
         try:
             sweep.append(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: not a readable metrics JSON ({type(exc).__name__})") from None
+        entry = sweep[-1]
+        bad = [key for key in ("latent", "val_mse", "val_l1")
+               if not isinstance(entry, dict) or not isinstance(entry.get(key), (int, float))]
+        if bad:
+            raise InputError(f"{path}: no number {', '.join(bad)}; expected the --metrics JSON of `clustering train`")
+    drive = read_frames(drive_frames_path, lazy=True)
+    if "frame_class" not in drive.attrs.get("truth", {}) or "values" not in drive.attrs.get("drive", {}):
+        raise InputError(f"{drive_frames_path}: no truth.frame_class and drive attrs; expected the driven run of "
+                         "`clustering simulate`")
+    if list(drive.attrs["truth"].get("classes", classes)) != classes:
+        raise InputError(f"{drive_frames_path}: classes {drive.attrs['truth'].get('classes')} differ from the "
+                         f"classes {classes} of {crops_path}")
+    out.mkdir(parents=True, exist_ok=True)
     if sweep:
         latent_sweep(sweep, out / "supp_fig2.png")
-    elbow(pd.read_csv(elbow_path), out / "supp_fig3.png")
+    elbow(tables["elbow"], out / "supp_fig3.png")
     fig2(table, crops_store["crops"], classes, out / "fig2.png", seed)
-    drive = read_frames(drive_frames_path, lazy=True)
-    fig3(pd.read_csv(drive_clusters_path), drive.attrs, int(crops_store.attrs["crop"]) * int(crops_store.attrs.get("crop_bin", 1)),
+    fig3(tables["drive_clusters"], drive.attrs, int(crops_store.attrs["crop"]) * int(crops_store.attrs.get("crop_bin", 1)),
          float(drive.attrs.get("dt", 1.0)), classes, out / "fig3.png")
-    fig4(pd.read_csv(neighbours_path), table, crops_store["crops"], classes, out / "fig4.png")
-    relaxation(table, pd.read_csv(scores_path), classes, dt, out / "relaxation.png")
+    fig4(neighbours, table, crops_store["crops"], classes, out / "fig4.png")
+    relaxation(table, tables["scores"], classes, dt, out / "relaxation.png")
     log.info("wrote figures to %s", out)

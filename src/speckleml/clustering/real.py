@@ -373,7 +373,8 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
     if not (latents.ndim == 2 and len(latents) == len(sectors) == len(starts)):
         raise InputError(f"{data_dir}: latents {latents.shape}, sectors {sectors.shape} and starts {starts.shape} disagree")
     if not 1 <= k_min < k_max < len(latents):
-        raise InputError(f"need 1 <= k_min < k_max < {len(latents)}, got {k_min}..{k_max}")
+        raise InputError(f"--k-min/--k-max: need 1 <= k_min < k_max < {len(latents)} (the real latents), "
+                         f"got {k_min}..{k_max}")
     ks = np.arange(k_min, k_max + 1)
     distortion = elbow_curve(latents, ks, seed)
     k = elbow_point(ks, distortion)

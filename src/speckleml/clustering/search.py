@@ -70,7 +70,7 @@ def class_queries(crops_path, query_class: str, n_queries: int, seed: int) -> tu
     query_class : str
         One of the store's classes.
     n_queries : int
-        Queries wanted (fewer when the class has fewer crops).
+        Queries wanted (at most the class's crops).
     seed : int
         Seeds the draw (without replacement).
 
@@ -84,23 +84,23 @@ def class_queries(crops_path, query_class: str, n_queries: int, seed: int) -> tu
     Raises
     ------
     InputError
-        When ``n_queries < 1``, the class is unknown or has no crops.
+        When ``n_queries < 1``, the class is unknown or has fewer than ``n_queries`` crops.
     """
     from ..errors import InputError
     from ..stores import read_store
     from .crops import CROPS
 
     if n_queries < 1:
-        raise InputError(f"n_queries must be >= 1, got {n_queries}")
+        raise InputError(f"--n-queries must be >= 1, got {n_queries}")
     store = read_store(crops_path, CROPS)
     classes = list(store.attrs.get("classes", []))
     if query_class not in classes:
         raise InputError(f"--query-class {query_class!r} is not one of {classes}")
     candidates = np.flatnonzero(store["label"] == classes.index(query_class))
-    if candidates.size == 0:
-        raise InputError(f"{crops_path}: no crops of class {query_class!r}")
+    if candidates.size < n_queries:
+        raise InputError(f"--n-queries {n_queries}: {crops_path} has only {candidates.size} crops of class {query_class!r}")
     rng = np.random.default_rng(seed)
-    items = np.sort(rng.choice(candidates, size=min(n_queries, candidates.size), replace=False))
+    items = np.sort(rng.choice(candidates, size=n_queries, replace=False))
     return items, store["crops"][items]
 
 
@@ -143,8 +143,9 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     Raises
     ------
     InputError
-        When both or neither query kinds are given, the latent sizes differ, the crops and
-        latents stores do not hold the same items, or a query is bad.
+        When both or neither query kinds are given, the model or the crops store is not the
+        one the latents store records (:func:`~speckleml.clustering.train.check_made_from`),
+        fewer than ``neighbours`` latents are allowed for some query, or a query is bad.
     """
     import pandas as pd
 
@@ -155,14 +156,13 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
     from .cluster import LATENTS, nearest_neighbours
     from .crops import bin_crops, minmax_normalise
     from .model import load_model
-    from .train import encode_crops
+    from .train import check_made_from, encode_crops
 
     if neighbours < 1:
-        raise InputError(f"neighbours (-k) must be >= 1, got {neighbours}")
+        raise InputError(f"-k/--neighbours must be >= 1, got {neighbours}")
     store = read_store(latents_path, LATENTS)
+    check_made_from(store, latents_path, model=model_path, crops=crops_path if query_path is None else None)
     model, _ = load_model(model_path)
-    if store["latent"].shape[1] != model.config.latent:
-        raise InputError(f"{latents_path}: latent size {store['latent'].shape[1]} does not match {model_path}")
     series, labels = store["series"], store["label"]
     if query_path is not None:
         if query_class:
@@ -175,11 +175,15 @@ def similarity_search(model_path, latents_path, out_path, *, neighbours: int, se
         if not query_class or not crops_path:
             raise InputError("give a query .npy file, or --query-class with --crops")
         query_items, queries = class_queries(crops_path, query_class, n_queries, seed)
-        if query_items.max() >= series.size:
-            raise InputError(f"{crops_path} has more crops than {latents_path} has latents: not the same items")
         names = [f"item {i}" for i in query_items]
         exclude = query_items
         mask = series[None, :] == series[query_items, None] if exclude_series else None
+    allowed = series.size - (0 if exclude is None else len(exclude))
+    if mask is not None:
+        allowed = int((~mask).sum(axis=1).min())   # the queries themselves lie in their own series
+    if neighbours > allowed:
+        raise InputError(f"-k/--neighbours {neighbours}: only {allowed} latents of {latents_path} may be returned "
+                         "for some query" + (" (--exclude-series)" if mask is not None else ""))
     latents_q, _ = encode_crops(model, queries, resolve_device(device))
     index, distance = nearest_neighbours(latents_q, store["latent"], neighbours, exclude=exclude, mask=mask)
     rows = []

@@ -463,13 +463,17 @@ def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, dr
              "crop": crop, "crop_bin": crop_bin}
     for name, value in sizes.items():
         if value < 1:
-            raise InputError(f"{name} must be >= 1, got {value}")
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     window = crop * crop_bin   # frames of one crop: the class time scales are set in these units
-    if window > frames or segment > drive_frames or window > drive_frames:
-        raise InputError(f"need crop x crop_bin ({window}) <= frames ({frames}) and drive_frames ({drive_frames}), "
-                         f"and segment ({segment}) <= drive_frames")
-    if mean_counts < 0 or dt <= 0:
-        raise InputError(f"need mean_counts >= 0 and dt > 0, got {mean_counts} and {dt}")
+    for option, limit in (("--frames", frames), ("--drive-frames", drive_frames)):
+        if window > limit:
+            raise InputError(f"{option} {limit}: fewer than the crop window --crop x --crop-bin = {window} frames")
+    if segment > drive_frames:
+        raise InputError(f"--segment {segment}: more than --drive-frames {drive_frames}")
+    if mean_counts < 0 or not np.isfinite(mean_counts):
+        raise InputError(f"--mean-counts must be finite and >= 0, got {mean_counts}")
+    if not dt > 0 or not np.isfinite(dt):
+        raise InputError(f"--dt must be finite and > 0, got {dt}")
     try:
         detector = Detector(size, q_inner, q_outer)
     except ValueError as exc:
@@ -482,7 +486,8 @@ def simulate_stores(library_path, drive_path, *, per_class: int, frames: int, dr
                                                progress=progress)
     axis = detector.axis
     common = {"dt": dt, "units": {"t": "s", "q": "pixel", "intensity": "counts" if counts else "a.u."},
-              "source": "speckleml clustering simulate", "q_edges": list(detector.q_edges)}
+              "source": "speckleml clustering simulate", "q_edges": list(detector.q_edges),
+              "crop": crop, "crop_bin": crop_bin}   # the crop window that set the class time scales
     write_frames(library_path, library, qx=axis, qy=axis, provenance=provenance,
                  attrs={**common, "truth": {"classes": list(CLASSES), "series_class": labels.tolist(),
                                             "params": params}})

@@ -311,7 +311,7 @@ def encode_store(model_path, crops_path, output_path, *, device: str, batch_size
         When the checkpoint or the store is unreadable, or their crop sizes differ.
     """
     from ..errors import InputError
-    from ..provenance import make_provenance
+    from ..provenance import checksum, make_provenance
     from ..runtime import resolve_device
     from ..stores import read_store, write_store
     from .cluster import LATENTS
@@ -329,7 +329,47 @@ def encode_store(model_path, crops_path, output_path, *, device: str, batch_size
               **{k: store[k] for k in ("label", "series", "sector", "start")}}
     attrs = {k: store.attrs[k] for k in ("classes", "dt", "crop")}
     attrs["crop_bin"] = int(store.attrs.get("crop_bin", 1))   # frames per crop pixel (query files are binned alike)
-    write_store(output_path, LATENTS, arrays, attrs={**attrs, "model": str(model_path), "source": str(crops_path)},
+    # what similar/cluster check a model or crops store against (the paths alone may be reused)
+    made_from = {"model": str(model_path), "source": str(crops_path),
+                 "model_checksum": checksum(model_path), "source_checksum": checksum(crops_path)}
+    write_store(output_path, LATENTS, arrays, attrs={**attrs, **made_from},
                 provenance=make_provenance(config={"batch_size": batch_size, "device": device},
                                            inputs=[model_path, crops_path]))
     log.info("wrote %s: %d latents of size %d, mean L1 %.4f", output_path, *latents.shape, float(errors.mean()))
+
+
+def check_made_from(store, store_path, *, model=None, crops=None) -> None:
+    """Check that a latents store was encoded by ``model`` from the crops store ``crops``.
+
+    :func:`encode_store` records the SHA-256 of its checkpoint and crops store
+    (``model_checksum``, ``source_checksum``); a model or crops store given later for the same
+    latents (``similar``) must have the same content: a different model of the same latent
+    size, or another crops store, would pair queries and latents that do not correspond.
+
+    Parameters
+    ----------
+    store : Store
+        The latents store (its ``attrs``).
+    store_path : path
+        Its path, for the message.
+    model, crops : path, optional
+        Checkpoint and crops store to check; None skips that check.
+
+    Raises
+    ------
+    InputError
+        Naming the file that is not the recorded one, or the store when it records no checksum
+        (written before checksums were recorded: re-run ``encode``).
+    """
+    from ..errors import InputError
+    from ..provenance import checksum
+
+    for path, key, what in ((model, "model", "model"), (crops, "source", "crops store")):
+        if path is None:
+            continue
+        recorded = store.attrs.get(f"{key}_checksum")
+        if recorded is None:
+            raise InputError(f"{store_path}: records no checksum of its {what}; re-run `speckleml clustering encode`")
+        if checksum(path) != recorded:
+            raise InputError(f"{path}: not the {what} {store_path} was encoded with "
+                             f"(that was {store.attrs.get(key, '?')}, {recorded[:19]}...)")
