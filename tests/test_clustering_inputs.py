@@ -92,10 +92,10 @@ def test_options_outside_the_schema_bounds_are_refused_naming_the_option(tmp_pat
 def test_option_bounds_are_read_from_the_schema():
     import argparse
 
-    from speckleml.clustering.options import schema_bounded
+    from speckleml.cli_types import schema_type
     from speckleml.schema import schema_node
 
-    check = schema_bounded(int, "clustering.similar.neighbours")
+    check = schema_type(int, "clustering.similar.neighbours")
     top = schema_node("clustering.similar.neighbours")["maximum"]
     assert check(str(top)) == top
     with pytest.raises(argparse.ArgumentTypeError, match=f"<= {top}"):

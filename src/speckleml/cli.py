@@ -73,13 +73,16 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **kwargs) -> argparse.Action:
-    """An option whose default is the config schema's default of ``key`` (its one home).
+    """An option whose default and bounds are the config schema's for ``key`` (their one home).
 
     ``key`` is dotted from the study section, e.g. ``"clustering.train.epochs"``; the action
     records it as ``schema_key`` so that a test can check every such default against the schema.
     """
+    from .cli_types import schema_type
     from .schema import schema_default
 
+    if callable(kwargs.get("type")):  # the schema's bounds too, not only its default
+        kwargs["type"] = schema_type(kwargs["type"], key, item="nargs" in kwargs)
     action = parser.add_argument(*flags, default=schema_default(key), **kwargs)
     action.schema_key = key
     return action

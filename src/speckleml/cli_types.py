@@ -74,3 +74,25 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
+
+
+def schema_type(kind: Callable, key: str, item: bool = False) -> Callable:
+    """Argparse ``type``: convert with ``kind``, then check against the config schema of ``key``.
+
+    The schema is the one home of an option's bounds (``minimum``, ``maximum``, ``enum``, ...),
+    so a value the workflow's config validation would refuse is refused on the command line too,
+    before any work, instead of being clamped or failing late. ``item``: the option takes several
+    values (``nargs``) and each is checked against the key's ``items``. argparse reports a failure
+    as ``argument --option: <why>`` and exits with status 2.
+    """
+    from .schema import schema_violation
+
+    def convert(text: str):
+        value = kind(text)
+        why = schema_violation(key, value, item)
+        if why is not None:
+            raise argparse.ArgumentTypeError(f"{why} (config schema {key})")
+        return value
+
+    convert.__name__ = getattr(kind, "__name__", "value")
+    return convert

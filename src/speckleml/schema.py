@@ -7,6 +7,7 @@ config default can never disagree.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,3 +58,51 @@ def schema_default(key: str):
     if "default" not in node:
         raise KeyError(f"config schema key {key} has no default")
     return node["default"]
+
+
+def schema_violation(key: str, value, item: bool = False) -> str | None:
+    """Why ``value`` breaks the schema of config key ``key`` (None when it does not).
+
+    Parameters
+    ----------
+    key : str
+        Dotted config key, e.g. ``"shear.fit.plateau_scale"``.
+    value
+        The value (a list for array keys, unless ``item``).
+    item : bool
+        Check one element of an array key against its ``items`` schema.
+
+    Returns
+    -------
+    str or None
+        The first violation, in words; numbers must also be finite (JSON has no NaN).
+    """
+    import jsonschema
+
+    node = schema_node(key)
+    if item:
+        node = node.get("items", {})
+    for number in (value if isinstance(value, (list, tuple)) else [value]):
+        if isinstance(number, float) and not math.isfinite(number):
+            return f"must be finite, got {number}"
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(node).iter_errors(value))
+    if error is None:
+        return None
+    rule = _RULES.get(error.validator)
+    return error.message if rule is None else f"must be {rule} {error.validator_value}, got {error.instance}"
+
+
+# The bounds an option meets most often, said as the CLI's other range errors say them.
+_RULES = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<", "enum": "one of"}
+
+
+def check_schema_value(option: str, key: str, value) -> None:
+    """Raise :class:`~speckleml.errors.InputError` ``"<option>: <why>"`` when ``value`` breaks the schema of ``key``.
+
+    For library entry points called from Python with values the CLI would have refused.
+    """
+    from .errors import InputError
+
+    why = schema_violation(key, value)
+    if why is not None:
+        raise InputError(f"{option}: {why}")

@@ -58,11 +58,7 @@ example:
 
 def _opt(parser, flags, key: str, help: str, **kwargs):
     """An option (flag or tuple of flags): default and bounds from the schema of ``clustering.<key>``."""
-    from .options import schema_bounded
-
     flags = (flags,) if isinstance(flags, str) else flags
-    if "type" in kwargs:
-        kwargs["type"] = schema_bounded(kwargs["type"], f"clustering.{key}")
     return add_config_option(parser, *flags, key=f"clustering.{key}", help=f"{help} (default %(default)s)", **kwargs)
 
 

@@ -43,11 +43,7 @@ def _stage(stages, name, func, help):
 
 def _option(parser, flag: str, section: str, help: str, key: str | None = None, **kwargs) -> None:
     """A config-backed option ``shear.<section>.<key>`` (key from the flag by default), parsed within the schema's bounds."""
-    from .options import schema_type
-
     key = f"shear.{section}.{key or flag[2:].replace('-', '_')}"
-    if "type" in kwargs:
-        kwargs["type"] = schema_type(kwargs["type"], key, item="nargs" in kwargs)
     add_config_option(parser, flag, key=key, help=f"{help} (default %(default)s)", **kwargs)
 
 
@@ -72,7 +68,7 @@ def _add_grid_and_mc(parser: argparse.ArgumentParser) -> None:
 
 
 def register(commands) -> None:
-    from .options import schema_type
+    from ..cli_types import schema_type
 
     stages = add_study(commands, "shear", "sheared colloids: Monte Carlo speckle, SVD, GP inversion (paper 003)")
 

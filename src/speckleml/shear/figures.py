@@ -400,9 +400,10 @@ def check_predictions(pred, tab, data, predictions, table, dataset) -> None:
     unknown = [d for d in pred["draw"] if d not in where]
     if unknown:
         raise InputError(f"{predictions}: draw {unknown[0]:g} is not in {dataset}")
-    for target in set(pred["target"]):
-        if target not in PARAM_NAMES:
-            raise InputError(f"{predictions}: unknown target {target!r}")
+    unknown_targets = sorted(set(pred["target"]) - set(PARAM_NAMES), key=str)
+    if unknown_targets:
+        raise InputError(f"{predictions}: unknown target {unknown_targets[0]!r}")
+    for target in (t for t in PARAM_NAMES if t in set(pred["target"])):  # fixed order: the same target named every run
         part = pred[pred["target"] == target]
         true = data["params"][[where[int(d)] for d in part["draw"]], PARAM_NAMES.index(target)]
         if not np.allclose(part["true"], true, rtol=1e-9, atol=0):

@@ -19,7 +19,7 @@ from ..atomic import atomic_output, write_csv
 from ..errors import InputError
 from ..stores import write_store
 from .dataset import read_dataset
-from .options import check_value
+from ..schema import check_schema_value
 from .inversion import (ANALYSIS, ARD_LENGTH_BOUNDS, LENGTH_BOUNDS, NOISE_BOUNDS, PAPER_RANK, TRANSFORMS,
                         InversionModel, feature_rank, fit_target,
                         lml_surface, outside_training_range, pddf_acf, resample_feature, score, svd,
@@ -137,7 +137,7 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
     Raises
     ------
     InputError
-        A value outside its schema bound (``"--<option>: ..."``, :func:`~.options.check_value`),
+        A value outside its schema bound (``"--<option>: ..."``, :func:`speckleml.schema.check_schema_value`),
         ``plateau_scale > 0`` without input components or angular features, unknown feature
         sets or targets, or too few draws for the split.
     """
@@ -150,7 +150,7 @@ def fit_models(dataset, model, analysis, *, features: Sequence[str], targets: Se
               "lml_grid": lml_grid, "lml_points": lml_points, "pddf_points": pddf_points, "pddf_bins": pddf_bins,
               "feature_scale": feature_scale, "plateau_scale": plateau_scale}
     for name, value in values.items():  # the schema's bounds, one line naming the option
-        check_value("--" + name.replace("_", "-"), f"shear.fit.{name}", value)
+        check_schema_value("--" + name.replace("_", "-"), f"shear.fit.{name}", value)
     if plateau_scale > 0 and input_components < 1:
         raise InputError(f"--plateau-scale {plateau_scale:g} needs --input-components >= 1 (or --plateau-scale 0)")
     if plateau_scale > 0 and "angular" not in features:
