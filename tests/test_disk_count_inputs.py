@@ -135,3 +135,44 @@ def test_gradcam_is_blocky_at_its_layer_resolution():
         assert len(np.unique(sample)) <= 4
         for block in (sample[:22, :22], sample[23:, :22], sample[:22, 23:], sample[23:, 23:]):
             assert np.ptp(block) == 0
+
+
+@pytest.mark.parametrize("option,words", [
+    (["--n-disks", "6"], ["--n-disks 6", "at least 2 values"]),
+    (["--n-disks", "2", "500"], ["--n-disks 2 500", "maximum of 200"]),
+    (["--n-disks", "2", "2"], ["--n-disks 2 2", "values must differ"]),
+    (["--size", "3"], ["--size 3", "minimum of 5"]),
+    (["--per-class", "2"], ["--per-class 2", "minimum of 3"]),
+    (["--box", "0"], ["--box 0"]),
+])
+def test_simulate_refuses_values_the_schema_forbids(tmp_path, capsys, option, words):
+    """The CLI applies the schema's own bounds (read from it, not restated): one line naming the option."""
+    from speckleml.schema import schema_node
+
+    assert schema_node("disk_count.n_disks")["items"]["maximum"] == 200
+    assert_refused(capsys, ["disk-count", "simulate", tmp_path / "p.zarr", "--device", "cpu", *option], *words,
+                   output=tmp_path / "p.zarr")
+
+
+def test_schema_bounds_are_read_from_the_schema(monkeypatch):
+    """Changing the schema's bound changes what is refused: the bound has one home."""
+    from speckleml.disk_count.options import check_options
+    from speckleml.errors import InputError
+    from speckleml.schema import schema_node
+
+    check_options({"--size": ("disk_count.size", 4097)})
+    monkeypatch.setitem(schema_node("disk_count.size"), "maximum", 1000)
+    with pytest.raises(InputError, match="--size 4097: 4097 is greater than the maximum of 1000"):
+        check_options({"--size": ("disk_count.size", 4097)})
+
+
+@pytest.mark.parametrize("split,empty", [(["0.9", "0.1", "0"], "test"), (["0.9", "0", "0.1"], "val"),
+                                         (["0.99", "0.005", "0.005"], "val and test")])
+def test_preprocess_refuses_a_split_that_leaves_a_set_empty(tmp_path, capsys, split, empty):
+    """A split with no test (or validation) patterns is refused at preprocess, not at evaluate."""
+    code, err = run(capsys, "disk-count", "simulate", tmp_path / "p.zarr", "--n-disks", "2", "4", "--per-class", "10",
+                    "--size", "15", "--device", "cpu")
+    assert code == 0, err
+    assert_refused(capsys, ["disk-count", "preprocess", tmp_path / "p.zarr", tmp_path / "in.zarr", "--block", "3",
+                            "--bin", "1", "--split", *split], "--split", f"the {empty} split empty",
+                   output=tmp_path / "in.zarr")
