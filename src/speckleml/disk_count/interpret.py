@@ -178,7 +178,7 @@ def interpret_store(model_path, source, output, *, device: str):
     torch_device = resolve_device(device)
     model, metadata = load_model(model_path, torch_device)
     store = read_store(source, INPUTS)
-    check_compatible(metadata, store.attrs, source)
+    check_compatible(metadata, store.attrs, source, store["split"])
     test = np.flatnonzero(store["split"] == SPLITS["test"])
     classes = [int(c) for c in metadata["classes"]]
     chosen = test[one_per_class(store["n_disks"][test], classes)]
