@@ -204,3 +204,18 @@ def test_evaluate_checks_the_model_store_pairing(tmp_path, capsys):
                             tmp_path / "maps.zarr", "--device", "cpu"], "another split", output=tmp_path / "maps.zarr")
     assert_refused(capsys, ["disk-count", "evaluate", tmp_path / "m.pt", tmp_path / "in_centred.zarr", *outputs,
                             "--device", "cpu"], "in_centred.zarr", "k grid centred", output=tmp_path / "m.csv")
+
+
+def test_moments_and_systems_refuse_what_the_store_lacks(tmp_path, capsys):
+    """No silent clamping: more moment samples than a class holds, or a --show disk number that was
+    not simulated, are refused naming the option; values the store has are used as given."""
+    code, err = run(capsys, "disk-count", "simulate", tmp_path / "p.zarr", "--n-disks", "2", "4", "--per-class", "4",
+                    "--size", "15", "--device", "cpu")
+    assert code == 0, err
+    assert_refused(capsys, ["disk-count", "moments", tmp_path / "p.zarr", tmp_path / "m.csv", "--block", "3",
+                            "--per-class", "5"], "--per-class 5", "only 4 patterns", output=tmp_path / "m.csv")
+    code, err = run(capsys, "disk-count", "moments", tmp_path / "p.zarr", tmp_path / "m.csv", "--block", "3",
+                    "--per-class", "4")
+    assert code == 0 and len(pd.read_csv(tmp_path / "m.csv")) == 8, err
+    assert_refused(capsys, ["disk-count", "figures", "systems", tmp_path / "p.zarr", tmp_path / "f.png",
+                            "--show", "2", "6"], "--show 2 6", "[6]", output=tmp_path / "f.png")

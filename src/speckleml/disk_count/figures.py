@@ -30,15 +30,26 @@ def plot_systems(patterns: np.ndarray, disks: np.ndarray, n_disks: np.ndarray, b
     kx, ky : ndarray
         k axes of the patterns (1 / box units; the paper's quadrant 0 .. k_max or centred).
     show : list of int
-        Disk numbers to show (the first pattern of each that is present).
+        Disk numbers to show (the first pattern of each).
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        A disk number of ``show`` that no pattern has (named with ``--show``).
     """
     from matplotlib.patches import Circle
 
-    chosen = [int(np.flatnonzero(n_disks == n)[0]) for n in show if (n_disks == n).any()]
+    from ..errors import InputError
+
+    missing = [n for n in show if not (n_disks == n).any()]
+    if missing or not len(show):
+        raise InputError(f"--show {' '.join(map(str, show))}: disk number(s) {missing} not in the patterns store "
+                         f"(it holds {' '.join(map(str, np.unique(n_disks)))})")
+    chosen = [int(np.flatnonzero(n_disks == n)[0]) for n in show]
     fig, axes = figure(2, len(chosen), width=2.3, height=2.3)
     step_x, step_y = kx[1] - kx[0], ky[1] - ky[0]
     extent = (kx[0] - step_x / 2, kx[-1] + step_x / 2, ky[0] - step_y / 2, ky[-1] + step_y / 2)
