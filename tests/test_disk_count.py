@@ -351,7 +351,7 @@ def test_checkpoint_round_trip_and_predict_cli(tmp_path):
 
     torch.manual_seed(0)
     model = build_resnet("resnet18", 3)
-    meta = {"arch": "resnet18", "classes": [2, 6, 20], "block": 5, "bin": 1, "source_size": 33}
+    meta = {"arch": "resnet18", "classes": [2, 6, 20], "block": 5, "bin": 1, "source_size": 33, "k_grid": "quadrant"}
     save_model(tmp_path / "m.pt", model, meta)
     loaded, meta2 = load_model(tmp_path / "m.pt")
     x = torch.randn(2, 1, 33, 33)

@@ -9,10 +9,12 @@ depends (``stage_sources``) only on the code it runs. Defaults come from the con
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 
 from ..cli import add_config_option, add_device, add_seed, add_stage, add_study, add_threads, positive_int
 from ..runtime import set_torch_threads
+from .options import check_options
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,17 @@ def register(commands) -> None:
     p.add_argument("--output", help="also write the predictions to this CSV")
     add_threads(p)
     add_device(p)
+    for parser in stages.choices.values():  # every schema-keyed option is checked as the schema would
+        parser.set_defaults(func=checked(parser.get_default("func"), [
+            (a.option_strings[0], a.dest, a.schema_key) for a in parser._actions if hasattr(a, "schema_key")]))
+
+
+def checked(handler, options):
+    """``handler`` after checking its schema-keyed ``options`` (flag, dest, key) against the schema."""
+    def run(args) -> int:
+        check_options({flag: (key, getattr(args, dest)) for flag, dest, key in options})
+        return handler(args)
+    return functools.update_wrapper(run, handler)
 
 
 def simulate(args) -> int:

@@ -285,7 +285,7 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
     Raises
     ------
     InputError
-        Fractions that are negative or do not sum to 1.
+        Fractions that are negative or do not sum to 1, or that leave a split empty.
 
     Returns
     -------
@@ -307,6 +307,10 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float, float], 
     train_val = fractions[0] + fractions[1]
     n_val = int(round(rest.size * fractions[1] / train_val)) if train_val > 0 else 0
     split[rest[:n_val]] = SPLITS["val"]
+    empty = [name for name, code in SPLITS.items() if not (split == code).any()]
+    if empty:  # training needs train and validation patterns, evaluation test patterns
+        raise InputError(f"--split {' '.join(f'{f:g}' for f in fractions)}: leaves the {' and '.join(empty)} "
+                         f"split empty for {labels.size} patterns (use --all-test for a transfer set)")
     return split
 
 

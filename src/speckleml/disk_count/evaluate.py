@@ -126,7 +126,7 @@ def evaluate_store(model_path, source, *, metrics, confusion, predictions, devic
     torch_device = resolve_device(device)
     model, metadata = load_model(model_path, torch_device)
     store = read_store(source, INPUTS)
-    check_compatible(metadata, store.attrs, source)
+    check_compatible(metadata, store.attrs, source, store["split"])
     rows = np.flatnonzero(store["split"] == SPLITS["test"])
     if rows.size == 0:
         raise InputError(f"{source}: no test patterns")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 
 import numpy as np
 
@@ -29,15 +30,26 @@ def plot_systems(patterns: np.ndarray, disks: np.ndarray, n_disks: np.ndarray, b
     kx, ky : ndarray
         k axes of the patterns (1 / box units; the paper's quadrant 0 .. k_max or centred).
     show : list of int
-        Disk numbers to show (the first pattern of each that is present).
+        Disk numbers to show (the first pattern of each).
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        A disk number of ``show`` that no pattern has (named with ``--show``).
     """
     from matplotlib.patches import Circle
 
-    chosen = [int(np.flatnonzero(n_disks == n)[0]) for n in show if (n_disks == n).any()]
+    from ..errors import InputError
+
+    missing = [n for n in show if not (n_disks == n).any()]
+    if missing or not len(show):
+        raise InputError(f"--show {' '.join(map(str, show))}: disk number(s) {missing} not in the patterns store "
+                         f"(it holds {' '.join(map(str, np.unique(n_disks)))})")
+    chosen = [int(np.flatnonzero(n_disks == n)[0]) for n in show]
     fig, axes = figure(2, len(chosen), width=2.3, height=2.3)
     step_x, step_y = kx[1] - kx[0], ky[1] - ky[0]
     extent = (kx[0] - step_x / 2, kx[-1] + step_x / 2, ky[0] - step_y / 2, ky[-1] + step_y / 2)
@@ -201,16 +213,18 @@ def plot_maps(inputs: np.ndarray, saliency: np.ndarray, gradcam: np.ndarray, n_d
         axes[1, column].imshow(saliency[column], origin="lower", cmap="inferno")
         if not constant_cam:
             axes[2, column].imshow(inputs[column], origin="lower", cmap="gray")
-            axes[2, column].imshow(gradcam[column], origin="lower", cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            axes[2, column].imshow(gradcam[column], origin="lower", cmap="jet", alpha=0.45, vmin=0, vmax=1,
+                                   interpolation="nearest")  # blocky: the map's true resolution
         for ax in axes[:, column]:
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("input (standardised)")
     axes[1, 0].set_ylabel("saliency |dS/dx|")
     if constant_cam:
-        fig.text(0.5, 0.005, f"Grad-CAM row omitted: layer4's output is 1 x 1 for "
-                 f"{inputs.shape[-2]} x {inputs.shape[-1]} inputs, so Grad-CAM is one value per pattern "
-                 "(a constant map), not a spatial map.", ha="center", va="bottom", fontsize=7)
+        note = (f"Grad-CAM row omitted: layer4's output is 1 x 1 for {inputs.shape[-2]} x {inputs.shape[-1]} "
+                "inputs, so Grad-CAM is one value per pattern (a constant map), not a spatial map.")
+        # supxlabel: constrained layout reserves its space below the panels; wrapped to the figure width
+        fig.supxlabel(textwrap.fill(note, max(int(fig.get_figwidth() * 15), 20)), fontsize=7)
     else:
         axes[2, 0].set_ylabel("Grad-CAM (layer4)")
     return fig
@@ -268,6 +282,64 @@ def read_csv(path, **kwargs):
         raise InputError(f"{path}: not a readable CSV ({' '.join(str(exc).split()) or type(exc).__name__})") from None
 
 
+#: Columns each CSV figure reads (all numeric), by figure kind.
+CSV_COLUMNS = {"history": ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy"),
+               "moments": ("n_disks", "raw", "shifted", "absolute", "normalized")}
+
+
+def check_columns(table, path, columns) -> None:
+    """Check that ``table`` has at least one row and numeric, finite ``columns``.
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` and the missing or non-numeric columns, or an empty table.
+    """
+    import pandas as pd
+
+    from ..errors import InputError
+
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (needs {', '.join(columns)})")
+    if table.empty:
+        raise InputError(f"{path}: no rows")
+    bad = [c for c in columns if not pd.api.types.is_numeric_dtype(table[c]) or not np.isfinite(table[c]).all()]
+    if bad:
+        raise InputError(f"{path}: column(s) {', '.join(bad)} must hold finite numbers")
+
+
+def read_confusion(path):
+    """Confusion matrix and disk numbers from a :func:`~.evaluate.confusion_table` CSV.
+
+    Returns
+    -------
+    matrix : ndarray of int, shape (classes, classes)
+    classes : list of int
+
+    Raises
+    ------
+    InputError
+        Naming ``path``: no rows, column or row labels that are not the same integer disk
+        numbers, or counts that are not non-negative integers.
+    """
+    from ..errors import InputError
+
+    table = read_csv(path, index_col=0)
+    try:
+        classes = [int(c) for c in table.columns]
+        rows = [int(c) for c in table.index]
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: not a confusion matrix (header and first column must be disk numbers, "
+                         f"got {list(table.columns)[:4]})") from None
+    if not classes or rows != classes:
+        raise InputError(f"{path}: not a confusion matrix (rows {rows[:4]} must equal columns {classes[:4]})")
+    values = table.to_numpy()
+    if values.dtype.kind not in "iu" or (values < 0).any():
+        raise InputError(f"{path}: confusion counts must be non-negative integers")
+    return values, classes
+
+
 def figure_from_outputs(kind: str, source, output, *, title: str = "", bands: bool = False,
                         show: list[int] = ()):
     """Draw one figure of the study from a stage output and save it.
@@ -297,7 +369,8 @@ def figure_from_outputs(kind: str, source, output, *, title: str = "", bands: bo
     Raises
     ------
     InputError
-        Unknown ``kind``, unreadable store or CSV.
+        Unknown ``kind``, unreadable store, a CSV that is unreadable or lacks the columns
+        (numeric) the figure reads (:data:`CSV_COLUMNS`, :func:`read_confusion`).
     """
     from ..errors import InputError
     from ..plotting import save_figure
@@ -309,17 +382,20 @@ def figure_from_outputs(kind: str, source, output, *, title: str = "", bands: bo
         figure_ = plot_systems(store["patterns"], store["disks"], store["n_disks"], float(store.attrs["box"]),
                                store["kx"], store["ky"], list(show))
     elif kind == "confusion":
-        table = read_csv(source, index_col=0)
-        figure_ = plot_confusion(table.to_numpy(), [int(c) for c in table.columns], title, bands=bands)
+        matrix, classes = read_confusion(source)
+        figure_ = plot_confusion(matrix, classes, title, bands=bands)
     elif kind == "moments":
         table = read_csv(source)
+        check_columns(table, source, CSV_COLUMNS["moments"])
         figure_ = plot_first_moments(table, table["n_disks"].to_numpy())
     elif kind == "maps":
         store = read_store(source, MAPS)
         figure_ = plot_maps(store["inputs"], store["saliency"], store["gradcam"], store["n_disks"],
                             store["predicted"], store.attrs.get("feature_map"))
     elif kind == "history":
-        figure_ = plot_history(read_csv(source))
+        table = read_csv(source)
+        check_columns(table, source, CSV_COLUMNS["history"])
+        figure_ = plot_history(table)
     else:
         raise InputError(f"figure kind must be one of {KINDS}, got {kind!r}")
     path = save_figure(figure_, output)

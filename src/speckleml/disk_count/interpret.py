@@ -59,7 +59,8 @@ def gradcam_maps(model, inputs: np.ndarray, target: np.ndarray, device, layer=No
     Returns
     -------
     ndarray, float32, shape (batch, y, x)
-        In [0, 1] per sample (all zeros where no positive evidence is found).
+        In [0, 1] per sample (all zeros where no positive evidence is found); constant on the
+        block of input pixels under each cell of the layer's output (nearest upsampling).
     """
     import torch
 
@@ -81,7 +82,8 @@ def gradcam_maps(model, inputs: np.ndarray, target: np.ndarray, device, layer=No
         handle.remove()
     weights = grad.mean(dim=(2, 3), keepdim=True)
     cam = torch.relu((weights * activation).sum(dim=1, keepdim=True))
-    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    # nearest: one block of input pixels per feature-map cell, no detail finer than the layer resolves
+    cam = torch.nn.functional.interpolate(cam, size=x.shape[-2:], mode="nearest")[:, 0]
     peak = cam.flatten(1).amax(dim=1).clamp_min(torch.finfo(cam.dtype).tiny)[:, None, None]
     return (cam / peak).detach().cpu().numpy().astype(np.float32)
 
@@ -176,7 +178,7 @@ def interpret_store(model_path, source, output, *, device: str):
     torch_device = resolve_device(device)
     model, metadata = load_model(model_path, torch_device)
     store = read_store(source, INPUTS)
-    check_compatible(metadata, store.attrs, source)
+    check_compatible(metadata, store.attrs, source, store["split"])
     test = np.flatnonzero(store["split"] == SPLITS["test"])
     classes = [int(c) for c in metadata["classes"]]
     chosen = test[one_per_class(store["n_disks"][test], classes)]

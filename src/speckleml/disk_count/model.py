@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..checkpoints import load_torch, save_torch
 from ..errors import InputError
 
@@ -157,8 +159,28 @@ def predict_proba(model, inputs, device, batch_size: int = 64):
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
-def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source) -> None:
-    """Check that an inputs store was preprocessed like the model's training inputs.
+def split_digest(split) -> str:
+    """SHA-256 of an inputs store's split codes: which patterns were train, validation and test."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(np.ascontiguousarray(split, dtype=np.int8).tobytes()).hexdigest()
+
+
+def training_record(attrs: dict[str, Any], split) -> dict[str, Any]:
+    """What a model records of its training inputs so that a later test set can be checked as held out.
+
+    Returns
+    -------
+    dict
+        ``patterns``: checksums of the patterns store(s) the inputs store was made from (its
+        provenance); ``split``: :func:`split_digest` of its split codes.
+    """
+    inputs = (attrs.get("provenance") or {}).get("inputs") or {}
+    return {"patterns": sorted(set(inputs.values())), "split": split_digest(split)}
+
+
+def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source, split=None) -> None:
+    """Check that an inputs store was preprocessed like the model's training inputs, and held out.
 
     Parameters
     ----------
@@ -168,11 +190,17 @@ def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source) ->
         Attributes of the inputs store.
     source : path
         The store, named in the error.
+    split : ndarray of int8, optional
+        The store's split codes. With the model's :func:`training_record`: a store made from
+        the model's training patterns store must carry the training split (else its test
+        patterns may have been trained on); a store of other patterns is fresh data.
 
     Raises
     ------
     InputError
-        ``block``, ``bin``, ``scale`` or ``stats_size`` differs (the model would see another kind of image).
+        ``block``, ``bin``, ``scale``, ``stats_size``, ``k_grid`` or the k pixel differs (the
+        model would see another kind of image), the store's patterns are smaller than the
+        training patterns, or its split is not the training one on the same patterns.
     """
     for key in ("block", "bin"):
         if int(attrs.get(key, 1)) != int(metadata.get(key, 1)):
@@ -183,3 +211,18 @@ def check_compatible(metadata: dict[str, Any], attrs: dict[str, Any], source) ->
     if attrs.get("stats_size") != metadata.get("stats_size"):
         raise InputError(f"{source}: standardisation window stats_size {attrs.get('stats_size')} differs from "
                          f"the model's {metadata.get('stats_size')}")
+    if attrs.get("k_grid", "centred") != metadata.get("k_grid", "centred"):
+        raise InputError(f"{source}: k grid {attrs.get('k_grid', 'centred')} differs from the model's "
+                         f"{metadata.get('k_grid', 'centred')}")
+    if attrs.get("k_pixel") and metadata.get("k_pixel") and not np.isclose(attrs["k_pixel"], metadata["k_pixel"]):
+        raise InputError(f"{source}: k pixel {attrs['k_pixel']:g} differs from the model's {metadata['k_pixel']:g}")
+    if attrs.get("source_size") and metadata.get("source_size") and attrs["source_size"] < metadata["source_size"]:
+        raise InputError(f"{source}: patterns of side {attrs['source_size']} are smaller than the model's "
+                         f"{metadata['source_size']} (a k range the model never saw)")
+    record = metadata.get("training")
+    if split is None or not record:
+        return
+    store = training_record(attrs, split)
+    if set(store["patterns"]) & set(record["patterns"]) and store["split"] != record["split"]:
+        raise InputError(f"{source}: made from the model's training patterns with another split, so its test "
+                         "patterns may have been trained on (preprocess with the training --split and --seed)")

@@ -91,7 +91,7 @@ def moments_table(source, output, *, block: int, per_class: int, seed: int):
     Raises
     ------
     InputError
-        ``per_class`` < 1, unreadable store, bad ``block``.
+        ``per_class`` < 1 or more than a class holds, unreadable store, bad ``block``.
     """
     import pandas as pd
 
@@ -104,8 +104,11 @@ def moments_table(source, output, *, block: int, per_class: int, seed: int):
     store = read_store(source, PATTERNS)
     labels = store["n_disks"]
     rng = np.random.default_rng(seed)
-    chosen = np.concatenate([rng.choice(np.flatnonzero(labels == c), min(per_class, int((labels == c).sum())),
-                                        replace=False) for c in np.unique(labels)])
+    classes, counts = np.unique(labels, return_counts=True)
+    if per_class > counts.min():
+        raise InputError(f"--per-class {per_class}: {source} holds only {counts.min()} patterns of "
+                         f"n = {classes[counts.argmin()]}")
+    chosen = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes])
     k_pixel = float(np.pi / store.attrs["box"])
     k_norm = np.hypot(*np.meshgrid(store["ky"], store["kx"], indexing="ij")) / k_pixel
     values = first_moments(store["patterns"][chosen], block, k_norm, store.attrs.get("k_grid", "centred"))

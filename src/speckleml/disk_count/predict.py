@@ -35,7 +35,8 @@ def load_user_patterns(path) -> tuple[np.ndarray, np.ndarray | None]:
     Raises
     ------
     InputError
-        Missing file, another format, or an array that is not numeric (y, x) / (n, y, x).
+        Missing file, another format, an array that is not real-valued (y, x) / (n, y, x),
+        empty, or holds NaN or infinite values (the error names the file).
     """
     source = Path(path)
     if not source.exists():
@@ -45,7 +46,7 @@ def load_user_patterns(path) -> tuple[np.ndarray, np.ndarray | None]:
 
         store = read_frames(path)
         frames = store["frames"]
-        return frames.reshape(-1, *frames.shape[-2:]).astype(np.float64), store["mask"]
+        return check_values(frames.reshape(-1, *frames.shape[-2:]), path), store["mask"]
     if source.suffix != ".npy":
         raise InputError(f"{path}: expected a .npy file or a frames store (*.zarr)")
     try:
@@ -54,9 +55,70 @@ def load_user_patterns(path) -> tuple[np.ndarray, np.ndarray | None]:
         raise InputError(f"{path}: not a readable .npy ({' '.join(str(exc).split()) or type(exc).__name__})") from None
     if patterns.ndim == 2:
         patterns = patterns[None]
-    if patterns.ndim != 3 or not np.issubdtype(patterns.dtype, np.number):
-        raise InputError(f"{path}: expected a numeric (y, x) or (n, y, x) array, got {patterns.dtype} {patterns.shape}")
-    return patterns.astype(np.float64), None
+    # a complex array is an amplitude, not an intensity: casting would drop its imaginary part
+    real = np.issubdtype(patterns.dtype, np.integer) or np.issubdtype(patterns.dtype, np.floating)
+    if patterns.ndim != 3 or not real:
+        raise InputError(f"{path}: expected a real-valued (y, x) or (n, y, x) intensity array, "
+                         f"got {patterns.dtype} {patterns.shape}")
+    return check_values(patterns, path), None
+
+
+def check_values(patterns: np.ndarray, path) -> np.ndarray:
+    """``patterns`` as float64 after checking it is a non-empty stack of finite values.
+
+    Raises
+    ------
+    InputError
+        Naming ``path``: no pattern or no pixel, or NaN / infinite values.
+    """
+    if patterns.size == 0:
+        raise InputError(f"{path}: no patterns (array shape {patterns.shape})")
+    patterns = patterns.astype(np.float64)
+    if not np.isfinite(patterns).all():
+        raise InputError(f"{path}: patterns contain NaN or infinite values")
+    return patterns
+
+
+def check_k_grid(patterns: np.ndarray, grid: str, path, valid: np.ndarray | None = None) -> None:
+    """Check that every pattern has its k = 0 pixel where the model's k grid puts it.
+
+    For disk speckle ``|F(k)| <= sum_j |a_j(0)| = F(0)`` (every disk amplitude peaks at k = 0),
+    so ``I(0)`` is the pattern's global maximum and positive. A pattern whose maximum lies
+    elsewhere is on another grid (e.g. an fftshifted, centred pattern for a quadrant model),
+    or is not a disk speckle pattern; an all-zero pattern holds no disks.
+
+    Parameters
+    ----------
+    patterns : ndarray, shape (n, y, x)
+    grid : {"quadrant", "centred"}
+    path : path
+        Named in the error.
+    valid : ndarray of bool, shape (y, x), optional
+        Valid detector pixels; when k = 0 is not valid (a beamstop) the check is skipped.
+
+    Raises
+    ------
+    InputError
+        A pattern with ``I(0) <= 0`` or a larger intensity at another k.
+    """
+    from .kgrid import k_index
+
+    ny, nx = patterns.shape[-2:]
+    origin = (int(np.flatnonzero(k_index(ny, grid) == 0)[0]), int(np.flatnonzero(k_index(nx, grid) == 0)[0]))
+    if valid is not None and not valid[origin]:
+        log.warning("%s: the k = 0 pixel is masked; the k grid of the patterns cannot be checked", path)
+        return
+    at_origin = patterns[:, origin[0], origin[1]]
+    # 1e-6: float32 rounding of the amplitude sum; a pattern on another grid misses by far more
+    bad = np.flatnonzero((at_origin <= 0) | (patterns.max(axis=(1, 2)) > at_origin * (1 + 1e-6)))
+    if bad.size:
+        i = int(bad[0])
+        if at_origin[i] <= 0:
+            raise InputError(f"{path}: pattern {i} has I(k = 0) = {at_origin[i]:g} at pixel {origin}: no disks, "
+                             f"or not on the model's {grid} k grid ({bad.size} such patterns)")
+        where = tuple(int(w) for w in np.unravel_index(int(patterns[i].argmax()), (ny, nx)))
+        raise InputError(f"{path}: pattern {i} is not on the model's {grid} k grid: its maximum is at pixel "
+                         f"{where}, not at k = 0 (pixel {origin}) ({bad.size} such patterns)")
 
 
 def predict_patterns(model_path, patterns_path, *, output=None, device: str):
@@ -81,7 +143,9 @@ def predict_patterns(model_path, patterns_path, *, output=None, device: str):
     Raises
     ------
     InputError
-        Unreadable model or patterns, patterns not square (of odd side on the centred grid).
+        Unreadable model or patterns, patterns not square (of odd side on the centred grid),
+        smaller than the model's training patterns (a k range the model never saw), or not on
+        the model's k grid (:func:`check_k_grid`).
     """
     import pandas as pd
 
@@ -98,13 +162,18 @@ def predict_patterns(model_path, patterns_path, *, output=None, device: str):
     if ny != nx or (grid == "centred" and ny % 2 == 0):
         raise InputError(f"{patterns_path}: patterns must be square"
                          f"{' with an odd side (k = 0 in the centre)' if grid == 'centred' else ''}, got {ny}x{nx}")
+    trained = metadata.get("source_size")
+    if trained and ny < trained:
+        raise InputError(f"{patterns_path}: patterns are {ny}x{nx}, smaller than the model's {trained}x{trained} "
+                         "training patterns (only a larger k range at the same k pixel is classified)")
     if mask is not None:
         patterns = np.where(mask, patterns, 0.0)  # invalid detector pixels carry no intensity
-    if np.nanmin(patterns) < 0:
+    if np.min(patterns) < 0:
         log.warning("%s: negative intensities found; the model was trained on intensities >= 0", patterns_path)
-    if metadata.get("source_size") and ny != metadata["source_size"]:
-        log.warning("patterns are %dx%d, the model was trained on %dx%d (same k pixel assumed)", ny, nx,
-                    metadata["source_size"], metadata["source_size"])
+    check_k_grid(patterns, grid, patterns_path, mask)
+    if trained and ny != trained:
+        log.info("patterns are %dx%d, the model was trained on %dx%d (same k pixel assumed)", ny, nx,
+                 trained, trained)
     inputs = standardise(patterns, int(metadata["block"]), int(metadata.get("bin", 1)), grid,
                          metadata.get("scale", "linear"), metadata.get("stats_size"))
     probability = predict_proba(model, inputs, torch_device)

@@ -287,7 +287,7 @@ def train_store(source, output, *, history, arch: str, stem: str, epochs: int, b
     from ..runtime import resolve_device, seed_everything
     from ..stores import read_store
     from .data import INPUTS, SPLITS
-    from .model import build_resnet, save_model
+    from .model import build_resnet, save_model, training_record
 
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, schedule=schedule,
                              seed=seed, k_range_min=k_range_min)
@@ -317,6 +317,7 @@ def train_store(source, output, *, history, arch: str, stem: str, epochs: int, b
                 "source_size": store.attrs.get("source_size"), "k_pixel": store.attrs.get("k_pixel"),
                 "dispersity": store.attrs["dispersity"], "normalisation": store.attrs.get("normalisation"),
                 "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"],
+                "training": training_record(store.attrs, split),
                 "provenance": make_provenance(config=config, seed=seed, inputs=[source])}
     write_csv(pd.DataFrame(rows), history)
     save_model(output, model, metadata)
