@@ -88,8 +88,11 @@ def schema_violation(key: str, value, item: bool = False) -> str | None:
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(node).iter_errors(value))
     if error is None:
         return None
-    rule = _RULES.get(error.validator)
-    return error.message if rule is None else f"must be {rule} {error.validator_value}, got {error.instance}"
+    if error.validator in _RULES:
+        return f"must be {_RULES[error.validator]} {error.validator_value}, got {error.instance}"
+    return {"minItems": f"needs at least {error.validator_value} values",
+            "maxItems": f"takes at most {error.validator_value} values",
+            "uniqueItems": "values must differ"}.get(error.validator, error.message)
 
 
 # The bounds an option meets most often, said as the CLI's other range errors say them.

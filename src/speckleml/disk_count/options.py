@@ -21,19 +21,13 @@ def check_options(values: Mapping[str, tuple[str, Any]]) -> None:
     InputError
         One line naming the option, the value and the schema's rule (e.g. ``maximum 200``).
     """
-    import jsonschema
-
-    from ..schema import schema_node
+    from ..schema import schema_violation
 
     for option, (key, value) in values.items():
         if value is None:
             continue
         value = list(value) if isinstance(value, tuple) else value
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema_node(key)).iter_errors(value))
-        if error is None:
-            continue
-        shown = " ".join(map(str, value)) if isinstance(value, list) else value
-        what = {"minItems": f"needs at least {error.validator_value} values",
-                "maxItems": f"takes at most {error.validator_value} values",
-                "uniqueItems": "values must differ"}.get(error.validator, error.message)
-        raise InputError(f"{option} {shown}: {what} (config schema {key})")
+        why = schema_violation(key, value)
+        if why is not None:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            raise InputError(f"{option} {shown}: {why} (config schema {key})")
