@@ -72,19 +72,22 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                         help="compute device; auto picks CUDA when available (default %(default)s)")
 
 
-def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, **kwargs) -> argparse.Action:
+def add_config_option(parser: argparse.ArgumentParser, *flags: str, key: str, bounds: bool = True,
+                      **kwargs) -> argparse.Action:
     """An option whose default and bounds are the config schema's for ``key`` (their one home).
 
     ``key`` is dotted from the study section, e.g. ``"clustering.train.epochs"``; the action
     records it as ``schema_key`` so that a test can check every such default against the schema.
+    The value must also meet the key's schema bounds, unless ``bounds=False`` (an option that also
+    serves another config key with looser bounds).
     """
     from .cli_types import schema_type
     from .schema import schema_default
 
-    if callable(kwargs.get("type")):  # the schema's bounds too, not only its default
+    if bounds and callable(kwargs.get("type")):  # the schema's bounds too, not only its default
         kwargs["type"] = schema_type(kwargs["type"], key, item="nargs" in kwargs)
     action = parser.add_argument(*flags, default=schema_default(key), **kwargs)
-    action.schema_key = key
+    action.schema_key, action.schema_bounds = key, bounds
     return action
 
 

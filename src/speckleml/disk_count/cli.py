@@ -76,7 +76,7 @@ def register(commands) -> None:
                    help="equal radii, or Gaussian radii with sd = mean/3 (default %(default)s)")
     add_config_option(p, "--n-disks", key=KEY + "n_disks", type=positive_int, nargs="+",
                       help="disk numbers, one class each (default %(default)s)")
-    add_config_option(p, "--per-class", key=KEY + "per_class", type=positive_int,
+    add_config_option(p, "--per-class", key=KEY + "per_class", type=positive_int, bounds=False,  # also large_per_class
                       help="patterns per disk number (default %(default)s)")
     add_config_option(p, "--size", key=KEY + "size", type=int, help="pattern side in k pixels (default %(default)s)")
     add_config_option(p, "--box", key=KEY + "box", type=float,
@@ -179,7 +179,7 @@ def register(commands) -> None:
     add_device(p)
     for parser in stages.choices.values():  # every schema-keyed option is checked as the schema would
         parser.set_defaults(func=checked(parser.get_default("func"), [
-            (a.option_strings[0], a.dest, a.schema_key) for a in parser._actions if hasattr(a, "schema_key")]))
+            (a.option_strings[0], a.dest, a.schema_key) for a in parser._actions if getattr(a, "schema_bounds", False)]))
 
 
 def checked(handler, options):
