@@ -515,9 +515,9 @@ def test_the_outputs_of_a_command_are_found_and_its_inputs_are_not(words, expect
 
 @pytest.mark.parametrize("command, message", [
     ("disk-count predict {T}/model.pt {T}/x.npy --output {T}/x.npy",
-     "{T}/x.npy: the output --output would overwrite the input patterns; choose another output path"),
+     "{T}/x.npy: the output --output would overwrite the input PATTERNS; choose another output path"),
     ("disk-count predict {T}/model.pt {T}/x.npy --output {T}/sub/../model.pt",
-     "{T}/model.pt: the output --output would overwrite the input model; choose another output path"),
+     "{T}/model.pt: the output --output would overwrite the input MODEL; choose another output path"),
     ("shear invert {T}/model.pt {T}/x.npy --json {T}/x.npy", None),
     ("clustering cluster {T}/x.npy --assignments {T}/a.csv --elbow {T}/e.csv --scores {T}/a.csv",
      "{T}/a.csv: given as two outputs (--assignments and --scores); each output needs its own path"),

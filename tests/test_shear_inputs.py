@@ -138,6 +138,24 @@ def test_invert_refuses_degrees_g_minus_one_and_negative_g(fitted):
         invert_measurement(paths["model"], _measurement(tmp / "neg.csv", theta, bad))
     with pytest.raises(InputError, match="^.*short.csv: measured axis"):
         invert_measurement(paths["model"], _measurement(tmp / "short.csv", theta[:5], g[:5]))
+    for end in (3.14159, 3.1416):  # pi written to 5 digits, rounded either way, is accepted (re-check of the trial)
+        rounded = np.r_[theta[:-1], end]
+        assert invert_measurement(paths["model"], _measurement(tmp / "pi5.csv", rounded, g))["parameters"] == \
+            result["parameters"]
+
+
+def test_invert_refuses_a_model_without_its_training_range(fitted):
+    """A model file from before the range was recorded cannot check the curve: refit, as evaluate says."""
+    from speckleml.shear.models import invert_measurement
+
+    tmp, paths = fitted
+    bundle = pickle.loads(paths["model"].read_bytes())
+    model = bundle["models"]["angular"]
+    g = 0.5 * (model.feature_range[0] + model.feature_range[1])
+    del model.feature_range
+    (tmp / "old.pkl").write_bytes(pickle.dumps(bundle))
+    with pytest.raises(InputError, match="old.pkl: model file predates the recorded training range; refit"):
+        invert_measurement(tmp / "old.pkl", _measurement(tmp / "g.csv", model.axis, g))
 
 
 def test_invert_warns_when_the_held_out_coverage_is_poor():

@@ -31,7 +31,7 @@ def _given_paths(args, action) -> list[str]:
 
 def _argument_name(action) -> str:
     """How the user spelled an argument: its long option, or the positional's name."""
-    return max(action.option_strings, key=len) if action.option_strings else action.dest
+    return max(action.option_strings, key=len) if action.option_strings else (action.metavar or action.dest).upper()
 
 
 def check_distinct_outputs(parser, args) -> None:

@@ -605,9 +605,11 @@ def resample_feature(axis: np.ndarray, values: np.ndarray, target_axis: np.ndarr
 
     order = np.argsort(axis)
     axis, values = axis[order], values[order]
-    if target_axis.min() < axis.min() - 1e-9 or target_axis.max() > axis.max() + 1e-9:
-        raise InputError(f"measured axis [{axis.min():.4g}, {axis.max():.4g}] does not cover the model's "
-                         f"[{target_axis.min():.4g}, {target_axis.max():.4g}]")
+    # an end written to 5 digits (pi as 3.1416 or 3.14159) still covers: np.interp holds the end value
+    slack = 1e-4 * max(float(np.ptp(target_axis)), 1.0)
+    if target_axis.min() < axis.min() - slack or target_axis.max() > axis.max() + slack:
+        raise InputError(f"measured axis [{axis.min():.6g}, {axis.max():.6g}] does not cover the model's "
+                         f"[{target_axis.min():.6g}, {target_axis.max():.6g}]")
     return np.interp(target_axis, axis, values)
 
 

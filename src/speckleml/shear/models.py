@@ -450,7 +450,7 @@ def invert_measurement(model_path, measured_path, features: str | None = None) -
             raise InputError(f"{measured_path}: {len(values)} values but the model expects {len(model.axis)} "
                              f"(give two columns axis,g to interpolate)")
     else:
-        if features == "angular" and (axis.min() < -1e-6 or axis.max() > np.pi + 1e-6):
+        if features == "angular" and (axis.min() < -1e-4 or axis.max() > np.pi + 1e-4):  # pi to 5 digits
             raise InputError(f"{measured_path}: theta must be radians in [0, pi], got [{axis.min():.4g}, "
                              f"{axis.max():.4g}]" + (" (degrees?)" if axis.max() > 2 * np.pi else ""))
         try:
@@ -458,13 +458,15 @@ def invert_measurement(model_path, measured_path, features: str | None = None) -
         except InputError as exc:
             raise InputError(f"{measured_path}: {exc}") from None
     feature_range = getattr(model, "feature_range", None)  # None in model files written before it was recorded
-    if feature_range is not None:
-        outside = outside_training_range(values, *feature_range)
-        if len(outside):
-            k = outside[0]
-            raise InputError(f"{measured_path}: g = {values[k]:.4g} at {model.axis[k]:.4g} is far outside the "
-                             f"training range [{feature_range[0][k]:.4g}, {feature_range[1][k]:.4g}] "
-                             f"({len(outside)} of {len(values)} points; is it g, not g - 1?)")
+    if feature_range is None:  # the range check cannot run: refuse, as evaluate does, rather than answer unchecked
+        raise InputError(f"{model_path}: model file predates the recorded training range; refit it with "
+                         "speckleml shear fit")
+    outside = outside_training_range(values, *feature_range)
+    if len(outside):
+        k = outside[0]
+        raise InputError(f"{measured_path}: g = {values[k]:.4g} at {model.axis[k]:.4g} is far outside the "
+                         f"training range [{feature_range[0][k]:.4g}, {feature_range[1][k]:.4g}] "
+                         f"({len(outside)} of {len(values)} points; is it g, not g - 1?)")
     parameters = {name: {"mean": float(m[0]), "std": float(s[0])}
                   for name, (m, s) in model.predict(values[None]).items()}
     rank = getattr(model, "rank", None)  # None for model files written before ranks were recorded
