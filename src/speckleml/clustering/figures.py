@@ -49,13 +49,11 @@ def read_table(path, kind: str):
     """
     import pandas as pd
 
-    from ..errors import InputError
+    from ..errors import InputError, reading
 
     columns, writer = TABLES[kind]
-    try:
+    with reading(path, f"CSV; expected the output of `{writer}`"):
         table = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a readable CSV ({type(exc).__name__}); expected the output of `{writer}`") from None
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected the output of `{writer}`")

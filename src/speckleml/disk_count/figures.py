@@ -274,12 +274,10 @@ def read_csv(path, **kwargs):
     """
     import pandas as pd
 
-    from ..errors import InputError
+    from ..errors import reading
 
-    try:
+    with reading(path, "CSV"):
         return pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a readable CSV ({' '.join(str(exc).split()) or type(exc).__name__})") from None
 
 
 #: Columns each CSV figure reads (all numeric), by figure kind.
