@@ -107,6 +107,7 @@ rule clustering_train:
         metrics=f"{CLU_DIR}/train_metrics.json",
     params:
         latent=CLU_TRAIN["latent"],
+        pools=" ".join(map(str, CLU_TRAIN["pools"])),
         epochs=CLU_TRAIN["epochs"],
         batch_size=CLU_TRAIN["batch_size"],
         lr=CLU_TRAIN["lr"],
@@ -124,7 +125,7 @@ rule clustering_train:
     conda:
         ENV
     shell:
-        "speckleml clustering train {input.crops} {output.model} --latent {params.latent}"
+        "speckleml clustering train {input.crops} {output.model} --latent {params.latent} --pools {params.pools}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
         " --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
         " --history {output.history} --metrics {output.metrics} --threads {threads}"
@@ -142,6 +143,7 @@ rule clustering_train_sweep:
         latent=r"\d+",
     params:
         epochs=CLU_SWEEP["epochs"],
+        pools=" ".join(map(str, CLU_TRAIN["pools"])),
         batch_size=CLU_TRAIN["batch_size"],
         lr=CLU_TRAIN["lr"],
         cycle_epochs=CLU_TRAIN["cycle_epochs"],
@@ -158,7 +160,7 @@ rule clustering_train_sweep:
     conda:
         ENV
     shell:
-        "speckleml clustering train {input.crops} {output.model} --latent {wildcards.latent}"
+        "speckleml clustering train {input.crops} {output.model} --latent {wildcards.latent} --pools {params.pools}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
         " --cycle-epochs {params.cycle_epochs} --val-fraction {params.val_fraction}"
         " --metrics {output.metrics} --threads {threads}"

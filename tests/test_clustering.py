@@ -35,6 +35,28 @@ def test_reference_architecture_has_the_published_parameter_count():
         AutoencoderConfig(crop=96)
 
 
+def test_per_stage_pools_keep_the_reference_bottleneck_on_small_crops():
+    # The reference pools 4x4x4: its 256 px crops reach the bottleneck as a 4 x 4 map (1024
+    # features). The laptop scale's 64 px crops pooled 4x2x2 reach it as the same 4 x 4 map, so
+    # every parameter has the reference's name and shape; pooled 4x4x4 they would be one pixel.
+    reference = C2Autoencoder(AutoencoderConfig(crop=256, latent=64)).state_dict()
+    small = C2Autoencoder(AutoencoderConfig(crop=64, latent=64, pools=(4, 2, 2)))
+    assert small.config.bottom == 4 and small.config.flat == 1024
+    assert {k: v.shape for k, v in small.state_dict().items()} == {k: v.shape for k, v in reference.items()}
+    small.load_state_dict(reference, strict=True)
+    assert AutoencoderConfig(crop=64, pools=(4, 4, 4)).bottom == 1
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert small.eval()(x).shape == x.shape
+        assert small.encoder(x).shape == (2, 64, 4, 4)
+    # checkpoints written before per-stage pools stored one factor for all three stages
+    old = {**AutoencoderConfig(crop=64, latent=8).to_dict()}
+    old.pop("pools")
+    assert AutoencoderConfig.from_dict({**old, "pool": 4}).pools == (4, 4, 4)
+    with pytest.raises(ValueError, match="product of the pools"):
+        AutoencoderConfig(crop=64, pools=(4, 4, 8))
+
+
 def test_simulated_diffusion_c2_matches_the_analytic_decay():
     # Noise-free OU field, constant rate: per pixel C2 = exp(-2 lag Gamma (q/q0)^2), so the
     # pixel_mean map of a sector is that decay averaged over the sector's pixels (contrast 1).

@@ -114,6 +114,8 @@ def register(commands) -> None:
     p.add_argument("crops", help="crops store (*.zarr)")
     p.add_argument("output", help="model checkpoint to write (*.pt)")
     _opt(p, "--latent", "train.latent", "latent size", type=positive_int)
+    _opt(p, "--pools", "train.pools", "max-pool factor of each encoder stage", type=positive_int, nargs=3,
+         metavar=("P1", "P2", "P3"))
     _opt(p, "--epochs", "train.epochs", "epochs", type=positive_int)
     _opt(p, "--batch-size", "train.batch_size", "batch size", type=positive_int)
     _opt(p, "--lr", "train.lr", "peak learning rate", type=positive_float)
@@ -205,7 +207,7 @@ def train(args) -> None:
 
     set_torch_threads(args.threads)
     train_from_store(args.crops, args.output, latent=args.latent, epochs=args.epochs, batch_size=args.batch_size,
-                     lr=args.lr, cycle_epochs=args.cycle_epochs,
+                     lr=args.lr, cycle_epochs=args.cycle_epochs, pools=tuple(args.pools),
                      val_fraction=args.val_fraction, seed=args.seed, device=args.device,
                      history_path=args.history, metrics_path=args.metrics)
 

@@ -1,14 +1,19 @@
 """The AI-NERD convolutional autoencoder of two-time maps (paper 001, reference code).
 
-Three encoder stages of ``[Conv3x3 -> Dropout -> ReLU] x 2 + MaxPool(pool)`` with 16/32/64
+Three encoder stages of ``[Conv3x3 -> Dropout -> ReLU] x 2 + MaxPool(p_i)`` with 16/32/64
 channels, a fully connected bottleneck ``Linear(flat, latent) + ReLU`` and back, and a
-decoder of ``[Conv3x3 -> Dropout -> ReLU] x 2 + bilinear Upsample(pool)`` stages ending in a
+decoder of ``[Conv3x3 -> Dropout -> ReLU] x 2 + bilinear Upsample(p_i)`` stages (in reverse order) ending in a
 ``Conv3x3`` and an output activation (``Sigmoid`` in the authors' training script; ``ReLU``
 for their published weights, see :func:`load_published`). Submodules are named and indexed
 exactly as in the authors' code (``encoder``, ``bottleneck``, ``decoder1`` as
 ``nn.Sequential``), so their published ``state_dict`` loads with
-``load_state_dict(strict=True)`` unchanged. The flattened size depends on the crop:
-``channels[-1] * (crop / pool**3)**2`` (1024 for 256 px crops).
+``load_state_dict(strict=True)`` unchanged. The reference pools by 4 in every stage
+(``pools = (4, 4, 4)``), which leaves a 4 x 4 map of its 256 px crops to the bottleneck; the
+flattened size is ``channels[-1] * (crop / (p_1 p_2 p_3))**2`` (1024 for 256 px crops). On
+smaller crops the same pools leave less: a 64 px crop would reach the bottleneck as ONE pixel,
+a global maximum per channel that keeps no position along or across the diagonal, so the
+laptop scale pools ``(4, 2, 2)`` and keeps the reference's 4 x 4 map and 1024 features
+(pooling has no weights: the parameter names and, for the same flat size, shapes are unchanged).
 
 Input convention (the authors' crop ``AccuracyEvaluation_TargetImage.npy`` and their
 ``InferenceEncoding`` notebook; :func:`to_model_input` applies it): one square C2 crop cut
@@ -40,13 +45,14 @@ class AutoencoderConfig:
     Parameters
     ----------
     crop : int
-        Side of the square input maps; must be divisible by ``pool ** 3``.
+        Side of the square input maps; must be divisible by the product of ``pools``.
     latent : int
         Size of the latent vector.
     channels : tuple of int
         Channels of the three encoder stages (reference: 16, 32, 64).
-    pool : int
-        Max-pooling / upsampling factor per stage (reference: 4).
+    pools : tuple of int
+        Max-pooling factor of each encoder stage, the decoder's upsampling factors in reverse
+        (reference: 4, 4, 4); ``crop`` must be divisible by their product.
     dropout : float
         Dropout probability after every convolution (reference: 0.05).
     output : {"sigmoid", "relu"}
@@ -59,13 +65,16 @@ class AutoencoderConfig:
     crop: int = 256
     latent: int = 64
     channels: tuple[int, int, int] = (16, 32, 64)
-    pool: int = 4
+    pools: tuple[int, int, int] = (4, 4, 4)
     dropout: float = 0.05
     output: str = "sigmoid"
 
     def __post_init__(self):
-        if self.pool < 2 or self.crop % self.pool ** 3:
-            raise ValueError(f"crop {self.crop} must be divisible by pool**3 = {self.pool ** 3}")
+        if len(self.pools) != 3 or min(self.pools) < 1:
+            raise ValueError(f"need three pooling factors >= 1, got {self.pools}")
+        if self.crop % self.reduction:
+            raise ValueError(f"crop {self.crop} must be divisible by the product of the pools "
+                             f"{'x'.join(map(str, self.pools))} = {self.reduction}")
         if self.latent < 1 or len(self.channels) != 3 or min(self.channels) < 1:
             raise ValueError("need latent >= 1 and three positive channel counts")
         if not 0.0 <= self.dropout < 1.0:
@@ -74,9 +83,14 @@ class AutoencoderConfig:
             raise ValueError(f"output must be one of {sorted(OUTPUT_ACTIVATIONS)}, got {self.output!r}")
 
     @property
+    def reduction(self) -> int:
+        """Product of the pooling factors: crop side / side of the last encoder map."""
+        return int(np.prod(self.pools))
+
+    @property
     def bottom(self) -> int:
         """Spatial side of the last encoder feature map."""
-        return self.crop // self.pool ** 3
+        return self.crop // self.reduction
 
     @property
     def flat(self) -> int:
@@ -84,12 +98,15 @@ class AutoencoderConfig:
         return self.channels[2] * self.bottom ** 2
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "channels": list(self.channels)}
+        return {**asdict(self), "channels": list(self.channels), "pools": list(self.pools)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "AutoencoderConfig":
         values = dict(values)
         values["channels"] = tuple(values.get("channels", (16, 32, 64)))
+        if "pool" in values:  # checkpoints written before per-stage pools: one factor for all
+            values["pools"] = (values.pop("pool"),) * 3
+        values["pools"] = tuple(int(p) for p in values.get("pools", (4, 4, 4)))
         return cls(**values)
 
 
@@ -118,11 +135,11 @@ class C2Autoencoder(nn.Module):
         super().__init__()
         self.config = config = config or AutoencoderConfig()
         c1, c2, c3 = config.channels
-        p, d = config.pool, config.dropout
+        (p1, p2, p3), d = config.pools, config.dropout
         self.encoder = nn.Sequential(
-            *_conv_block(1, c1, d), *_conv_block(c1, c1, d), nn.MaxPool2d((p, p)),
-            *_conv_block(c1, c2, d), *_conv_block(c2, c2, d), nn.MaxPool2d((p, p)),
-            *_conv_block(c2, c3, d), *_conv_block(c3, c3, d), nn.MaxPool2d((p, p)),
+            *_conv_block(1, c1, d), *_conv_block(c1, c1, d), nn.MaxPool2d((p1, p1)),
+            *_conv_block(c1, c2, d), *_conv_block(c2, c2, d), nn.MaxPool2d((p2, p2)),
+            *_conv_block(c2, c3, d), *_conv_block(c3, c3, d), nn.MaxPool2d((p3, p3)),
         )
         self.bottleneck = nn.Sequential(
             nn.Flatten(),
@@ -133,9 +150,9 @@ class C2Autoencoder(nn.Module):
             nn.Unflatten(1, (c3, config.bottom, config.bottom)),
         )
         self.decoder1 = nn.Sequential(
-            *_conv_block(c3, c3, d), *_conv_block(c3, c3, d), nn.Upsample(scale_factor=p, mode="bilinear"),
-            *_conv_block(c3, c3, d), *_conv_block(c3, c3, d), nn.Upsample(scale_factor=p, mode="bilinear"),
-            *_conv_block(c3, c2, d), *_conv_block(c2, c2, d), nn.Upsample(scale_factor=p, mode="bilinear"),
+            *_conv_block(c3, c3, d), *_conv_block(c3, c3, d), nn.Upsample(scale_factor=p3, mode="bilinear"),
+            *_conv_block(c3, c3, d), *_conv_block(c3, c3, d), nn.Upsample(scale_factor=p2, mode="bilinear"),
+            *_conv_block(c3, c2, d), *_conv_block(c2, c2, d), nn.Upsample(scale_factor=p1, mode="bilinear"),
             nn.Conv2d(c2, 1, 3, stride=1, padding=1),
             OUTPUT_ACTIVATIONS[config.output](),
         )

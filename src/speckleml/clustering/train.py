@@ -222,7 +222,7 @@ def encode_crops(model: C2Autoencoder, crops: np.ndarray, device, batch_size: in
 
 def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_size: int, lr: float,
                      cycle_epochs: int, val_fraction: float, seed: int, device: str,
-                     history_path=None, metrics_path=None) -> dict:
+                     pools: tuple[int, int, int] = (4, 4, 4), history_path=None, metrics_path=None) -> dict:
     """The ``train`` stage: train a :class:`C2Autoencoder` on a crops store and save it.
 
     Parameters
@@ -235,6 +235,9 @@ def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_
         and the per-epoch history.
     latent : int
         Latent size.
+    pools : tuple of 3 int
+        Max-pooling factor of each encoder stage (:class:`AutoencoderConfig`; reference 4, 4, 4);
+        the crop side must be divisible by their product.
     epochs, batch_size, lr, cycle_epochs, val_fraction
         See :class:`TrainConfig`.
     seed : int
@@ -247,7 +250,7 @@ def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_
     Returns
     -------
     dict
-        The metrics: ``latent, crop, epochs, best_epoch, val_l1, val_mse, n_parameters``.
+        The metrics: ``latent, crop, pools, epochs, best_epoch, val_l1, val_mse, n_parameters``.
 
     Raises
     ------
@@ -267,14 +270,14 @@ def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_
 
     store = read_store(crops_path, CROPS)
     try:
-        model_config = AutoencoderConfig(crop=int(store.attrs["crop"]), latent=latent)
+        model_config = AutoencoderConfig(crop=int(store.attrs["crop"]), latent=latent, pools=tuple(pools))
         train_config = TrainConfig(epochs, batch_size, lr, cycle_epochs, val_fraction)
         model, history = train_autoencoder(store["crops"], store["series"], model_config, train_config, seed,
                                            resolve_device(device))
     except ValueError as exc:
         raise InputError(f"{crops_path}: {exc}") from None
     best = min(history, key=lambda row: row["val_l1"])
-    metrics = {"latent": latent, "crop": model_config.crop, "epochs": epochs,
+    metrics = {"latent": latent, "crop": model_config.crop, "pools": list(model_config.pools), "epochs": epochs,
                "best_epoch": best["epoch"], "val_l1": best["val_l1"], "val_mse": best["val_mse"],
                "n_parameters": sum(p.numel() for p in model.parameters())}
     save_model(model_path, model.cpu(), extra={"metrics": metrics, "history": history})
