@@ -82,6 +82,7 @@ def test_similar_refuses_more_neighbours_or_queries_than_exist(tmp_path):
     (("crops", "f.zarr", "c.zarr", "--per-map", "1001"), "argument --per-map: must be <= 1000"),
     (("simulate", "a.zarr", "b.zarr", "--size", "3"), "argument --size: must be >= 8"),
     (("train", "c.zarr", "m.pt", "--val-fraction", "1"), "argument --val-fraction: must be < 1"),
+    (("train", "c.zarr", "m.pt", "--pools", "4", "0", "2"), "argument --pools: must be an integer >= 1"),
 ])
 def test_options_outside_the_schema_bounds_are_refused_naming_the_option(tmp_path, argv, needle):
     proc = run_cli("clustering", *argv, cwd=tmp_path)
@@ -117,6 +118,15 @@ def test_crops_refuse_another_window_than_the_library_was_simulated_for(library_
                    "--sectors", "2", "--per-map", "1")
     _one_line_error(proc, "lib.zarr: simulated for a 64 x 1-frame crop window", "--crop/--crop-bin give 64 x 2")
     assert not (tmp_path / "crops.zarr").exists()
+
+
+def test_train_refuses_pools_that_do_not_divide_the_crop(library_128, tmp_path):
+    run_cli("-q", "clustering", "crops", library_128, tmp_path / "crops.zarr", "--crop", "64", "--crop-bin", "1",
+            "--sectors", "2", "--per-map", "1", check=True)
+    proc = run_cli("clustering", "train", tmp_path / "crops.zarr", tmp_path / "model.pt", "--pools", "4", "4", "8",
+                   "--epochs", "1")
+    _one_line_error(proc, "crop 64 must be divisible by the product of the pools 4x4x8 = 128")
+    assert not (tmp_path / "model.pt").exists()
 
 
 def test_crops_refuse_more_windows_per_map_than_distinct_ones(library_128, tmp_path):
