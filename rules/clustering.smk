@@ -204,6 +204,7 @@ rule clustering_cluster:
         embedding=CLU_CLUSTER["embedding"],
         n_neighbors=CLU_CLUSTER["n_neighbors"],
         min_dist=CLU_CLUSTER["min_dist"],
+        latent_transform=CLU_CLUSTER["latent_transform"],
         seed=config["seed"],
     log:
         log_path("clustering", "cluster"),
@@ -214,6 +215,7 @@ rule clustering_cluster:
     shell:
         "speckleml clustering cluster {input.latents} --k-min {params.k_min} --k-max {params.k_max}"
         " --embedding {params.embedding} --n-neighbors {params.n_neighbors} --min-dist {params.min_dist}"
+        " --latent-transform {params.latent_transform}"
         " --assignments {output.assignments} --elbow {output.elbow} --scores {output.scores}"
         " --apply {input.drive} --apply-out {output.drive} --seed {params.seed} > {log} 2>&1"
 
@@ -302,6 +304,7 @@ if CLU_REAL:
             embedding=CLU_CLUSTER["embedding"],
             n_neighbors=CLU_CLUSTER["n_neighbors"],
             min_dist=CLU_CLUSTER["min_dist"],
+            latent_transform=CLU_CLUSTER["latent_transform"],
             seed=config["seed"],
         log:
             log_path("clustering", "real"),
@@ -312,7 +315,8 @@ if CLU_REAL:
         shell:
             "speckleml clustering real {input.data} --model {input.model} --out-dir {params.out_dir}"
             " --k-min {params.k_min} --k-max {params.k_max} --embedding {params.embedding}"
-            " --n-neighbors {params.n_neighbors} --min-dist {params.min_dist} --seed {params.seed} > {log} 2>&1"
+            " --n-neighbors {params.n_neighbors} --min-dist {params.min_dist} --latent-transform {params.latent_transform}"
+            " --seed {params.seed} > {log} 2>&1"
 
 
 STUDY_TARGETS["clustering"] = lambda: (

@@ -478,3 +478,45 @@ def test_truth_labels_follow_the_simulator(tmp_path):
     assert (store["label"] == CLASS_INDEX["fast_diffusion"]).all()
     assert store["crops"].shape == (18 * 3, 64, 64) and sorted(set(store["start"].tolist())) == [0, 32, 64]
     assert np.allclose(store["crops"].max(axis=(1, 2)), 1) and np.allclose(store["crops"].min(axis=(1, 2)), 0)
+
+
+def _latents_store(path, latents, labels, checksum="m"):
+    n = len(latents)
+    zeros = np.zeros(n, np.int64)
+    write_store(path, LATENTS, {"latent": latents.astype(np.float32), "recon_l1": np.zeros(n, np.float32),
+                                "label": np.asarray(labels, np.int64), "series": np.arange(n), "sector": zeros,
+                                "start": zeros, "kww_tau": np.ones(n), "kww_bound": np.zeros(n, np.int8)},
+                attrs={"classes": ["a", "b", "c"], "dt": 1.0, "model_checksum": checksum})
+
+
+def test_log1p_latents_give_kmeans_the_clusters_that_are_gaussian_in_log_space(tmp_path):
+    # ReLU latents with a long upper tail: three classes that are compact Gaussians of log(1 + z)
+    # (independent check: k-means on the log-space points themselves finds them all).
+    from sklearn.cluster import KMeans
+
+    from speckleml.clustering.cluster import cluster_store, transform_latents
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.1, 0.1, 0.1, 0.1], [1.2, 0.2, 0.9, 0.1], [2.4, 1.6, 0.2, 1.4]])
+    labels = np.repeat(np.arange(3), 120)
+    log_space = centres[labels] + 0.3 * rng.standard_normal((360, 4))
+    latents = np.expm1(np.clip(log_space, 0.0, None))          # ReLU: non-negative
+    np.testing.assert_allclose(transform_latents(latents, "log1p"), np.log1p(latents))
+    assert np.array_equal(transform_latents(latents, "none"), latents)
+    assert agreement_scores(labels, KMeans(3, n_init=10, random_state=0).fit_predict(np.log1p(latents)))["ari"] > 0.9
+    _latents_store(tmp_path / "lat.zarr", latents, labels)
+    _latents_store(tmp_path / "other.zarr", latents[::-1], labels[::-1])
+    scores = {}
+    for transform in ("none", "log1p"):
+        out = {name: tmp_path / f"{name}_{transform}.csv" for name in ("a", "e", "s", "o")}
+        scores[transform] = cluster_store(tmp_path / "lat.zarr", k_min=2, k_max=8, k=3, embedding="pca", n_neighbors=5,
+                                          min_dist=0.25, seed=0, assignments_path=out["a"], elbow_path=out["e"],
+                                          scores_path=out["s"], apply_path=tmp_path / "other.zarr",
+                                          apply_out_path=out["o"], latent_transform=transform)
+        import pandas as pd
+        mine, applied = pd.read_csv(out["a"]), pd.read_csv(out["o"])
+        # --apply assigns in the same space: the reversed store gets the reversed clusters
+        assert np.array_equal(applied["cluster"].to_numpy(), mine["cluster"].to_numpy()[::-1])
+    assert scores["log1p"]["ari"] > 0.9 > 0.6 > scores["none"]["ari"], scores   # the far class's tail splits it
+    with pytest.raises(ValueError, match="non-negative"):
+        transform_latents(-latents - 1.0, "log1p")

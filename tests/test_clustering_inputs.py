@@ -83,6 +83,8 @@ def test_similar_refuses_more_neighbours_or_queries_than_exist(tmp_path):
     (("simulate", "a.zarr", "b.zarr", "--size", "3"), "argument --size: must be >= 8"),
     (("train", "c.zarr", "m.pt", "--val-fraction", "1"), "argument --val-fraction: must be < 1"),
     (("train", "c.zarr", "m.pt", "--pools", "4", "0", "2"), "argument --pools: must be an integer >= 1"),
+    (("cluster", "l.zarr", "--latent-transform", "log", "--assignments", "a", "--elbow", "e", "--scores", "s"),
+     "argument --latent-transform: invalid choice: 'log'"),
 ])
 def test_options_outside_the_schema_bounds_are_refused_naming_the_option(tmp_path, argv, needle):
     proc = run_cli("clustering", *argv, cwd=tmp_path)

@@ -68,6 +68,7 @@ def _add_cluster_options(p) -> None:
     _opt(p, "--embedding", "cluster.embedding", "2-D embedding", choices=("umap", "pca"))
     _opt(p, "--n-neighbors", "cluster.n_neighbors", "UMAP n_neighbors", type=positive_int)
     _opt(p, "--min-dist", "cluster.min_dist", "UMAP min_dist", type=non_negative_float)
+    _opt(p, "--latent-transform", "cluster.latent_transform", "latents before k-means", choices=("none", "log1p"))
 
 
 def register(commands) -> None:
@@ -226,7 +227,7 @@ def cluster(args) -> None:
     cluster_store(args.latents, k_min=args.k_min, k_max=args.k_max, k=args.k, embedding=args.embedding,
                   n_neighbors=args.n_neighbors, min_dist=args.min_dist, seed=args.seed,
                   assignments_path=args.assignments, elbow_path=args.elbow, scores_path=args.scores,
-                  apply_path=args.apply, apply_out_path=args.apply_out)
+                  apply_path=args.apply, apply_out_path=args.apply_out, latent_transform=args.latent_transform)
 
 
 def similar(args) -> None:
@@ -252,4 +253,4 @@ def real(args) -> None:
 
     run_real(data_dir=args.data_dir, model_path=args.model, out_dir=args.out_dir, k_min=args.k_min,
              k_max=args.k_max, embedding=args.embedding, n_neighbors=args.n_neighbors, min_dist=args.min_dist,
-             seed=args.seed)
+             seed=args.seed, latent_transform=args.latent_transform)

@@ -5,6 +5,14 @@ distortion curve (Supp. Fig. 3); here the elbow is found automatically as the po
 normalised curve farthest below the chord from its first to its last point (the "kneedle"
 rule). Clusters are renumbered by the median relaxation time of their members, slowest
 first, so that - as in the paper - relaxation rates increase with the class number.
+
+The paper clusters the latents as they are (``latent_transform="none"``). The latents are
+ReLU outputs: non-negative, most near 0 and a long upper tail (median of the non-zero values
+~0.5, maxima 4-7 on the simulated library), so squared Euclidean distances are dominated by the
+few largest activations. ``"log1p"`` clusters ``log(1 + z)`` instead, which compresses that tail
+(issue 19: on 15 autoencoders trained on the simulated library it raised the ARI at the elbow
+in every one, mean 0.61 -> 0.68; on the 8 of the default configuration 0.63 -> 0.71, each >= 0.65,
+with the elbow at the true k = 6 in all 8; README, clustering).
 """
 
 from __future__ import annotations
@@ -32,6 +40,41 @@ LATENTS = register_schema(StoreSchema(
     },
     required_attrs=("classes", "dt"),
 ))
+
+
+#: Transforms of the latents before k-means (:func:`transform_latents`).
+LATENT_TRANSFORMS = ("none", "log1p")
+
+
+def transform_latents(latents: np.ndarray, transform: str) -> np.ndarray:
+    """The latents in the space that k-means, the elbow and the embedding work in.
+
+    Parameters
+    ----------
+    latents : ndarray (N, d)
+        Non-negative latent vectors (the autoencoder's bottleneck ReLU).
+    transform : {"none", "log1p"}
+        ``"none"``: as they are (paper 001); ``"log1p"``: ``log(1 + z)`` element-wise, which
+        compresses the long upper tail of the ReLU activations (module docstring).
+
+    Returns
+    -------
+    ndarray (N, d) float64
+
+    Raises
+    ------
+    ValueError
+        For an unknown transform, or ``"log1p"`` of latents with negative values (not ReLU outputs).
+    """
+    latents = np.asarray(latents, np.float64)
+    if transform == "none":
+        return latents
+    if transform == "log1p":
+        if latents.size and latents.min() < 0:
+            raise ValueError(f"latent transform log1p needs non-negative (ReLU) latents; the smallest is "
+                             f"{latents.min():.3g} (use --latent-transform none)")
+        return np.log1p(latents)
+    raise ValueError(f"unknown latent transform {transform!r} (known: {', '.join(LATENT_TRANSFORMS)})")
 
 
 def elbow_curve(latents: np.ndarray, ks, seed: int, n_init: int = 10) -> np.ndarray:
@@ -408,10 +451,11 @@ def latent_table(store, labels: np.ndarray, embedding: np.ndarray | None = None)
 
 def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_neighbors: int, min_dist: float,
                   seed: int, assignments_path, elbow_path, scores_path, k: int | None = None,
-                  apply_path=None, apply_out_path=None) -> dict:
+                  apply_path=None, apply_out_path=None, latent_transform: str = "none") -> dict:
     """The ``cluster`` stage: elbow scan, k-means, embedding and agreement with the truth.
 
-    k-means is run for ``k = k_min..k_max`` on the latents; ``k`` is the elbow of the
+    k-means is run for ``k = k_min..k_max`` on the latents (after ``latent_transform``, which
+    the embedding and ``--apply`` use too); ``k`` is the elbow of the
     distortion (:func:`elbow_point`, paper 001 Supp. Fig. 3) unless given. Clusters are
     numbered slowest first by the median KWW time of their crops, fits at a bound left out
 (:func:`order_by_relaxation`).
@@ -436,6 +480,8 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
         Use this k instead of the elbow.
     apply_path, apply_out_path : path, optional
         Another latents store to assign to the same centroids, and the CSV of its table.
+    latent_transform : {"none", "log1p"}
+        Space of the clustering (:func:`transform_latents`; paper 001: ``"none"``).
 
     Returns
     -------
@@ -446,8 +492,8 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
     ------
     InputError
         When the k range does not fit the number of crops, only one of ``apply_path`` and
-        ``apply_out_path`` is given, or the two stores were not encoded by the same model (their
-        recorded ``model_checksum``).
+        ``apply_out_path`` is given, the two stores were not encoded by the same model (their
+        recorded ``model_checksum``), or the transform does not fit the latents.
     """
     import pandas as pd
 
@@ -456,7 +502,10 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
     from ..stores import read_store
 
     store = read_store(latents_path, LATENTS)
-    latents = store["latent"].astype(np.float64)
+    try:
+        latents = transform_latents(store["latent"], latent_transform)
+    except ValueError as exc:
+        raise InputError(f"{latents_path}: {exc}") from None
     n = latents.shape[0]
     if not 1 <= k_min < k_max or k_max >= n:
         raise InputError(f"--k-min/--k-max: need 1 <= k_min < k_max < number of crops of {latents_path} ({n}), "
@@ -475,6 +524,10 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
         if mine != theirs:
             raise InputError(f"{apply_path}: encoded by another model ({other.attrs.get('model', '?')}) than "
                              f"{latents_path} ({store.attrs.get('model', '?')})")
+        try:
+            other_latents = transform_latents(other["latent"], latent_transform)
+        except ValueError as exc:
+            raise InputError(f"{apply_path}: {exc}") from None
     ks = np.arange(k_min, k_max + 1)
     distortion = elbow_curve(latents, ks, seed)
     k = k or elbow_point(ks, distortion)
@@ -491,8 +544,8 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
         for name, value in agreement_scores(truth, fit_clusters(latents, n_classes, seed)[0]).items():
             rows.append({"metric": f"{name}_at_true_k", "value": value})
     write_csv(pd.DataFrame(rows), scores_path)
-    log.info("k = %d (elbow of k=%d..%d); %s", k, k_min, k_max,
+    log.info("k = %d (elbow of k=%d..%d, latents %s); %s", k, k_min, k_max, latent_transform,
              ", ".join(f"{r['metric']}={r['value']:.3f}" for r in rows[1:]))
     if other is not None:
-        write_csv(latent_table(other, assign(other["latent"], centres)), apply_out_path)
+        write_csv(latent_table(other, assign(other_latents, centres)), apply_out_path)
     return {row["metric"]: row["value"] for row in rows}

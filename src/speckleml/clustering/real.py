@@ -308,7 +308,7 @@ def umap_real(table, elbow_table, path) -> None:
 
 
 def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding: str, n_neighbors: int,
-             min_dist: float, seed: int) -> dict:
+             min_dist: float, seed: int, latent_transform: str = "none") -> dict:
     """The ``real`` stage: the authors' weights and latents of real rheo-XPCS data (paper 001 Fig. 3).
 
     Parameters
@@ -328,6 +328,9 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
         UMAP settings (paper: 5 and 0.25).
     seed : int
         Seeds k-means and UMAP.
+    latent_transform : {"none", "log1p"}
+        Space of the clustering and the embedding
+        (:func:`~speckleml.clustering.cluster.transform_latents`); the decoder always gets the latents.
 
     Returns
     -------
@@ -338,13 +341,13 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
     ------
     InputError
         When a file is missing or malformed, the published weights do not fit, our model's
-        crop does not divide the real crop, or the k range is invalid.
+        crop does not divide the real crop, the k range is invalid or the transform does not fit the latents.
     """
     import pandas as pd
 
     from ..atomic import write_csv, write_text
     from ..errors import InputError
-    from .cluster import elbow_curve, elbow_point, embed, fit_clusters
+    from .cluster import elbow_curve, elbow_point, embed, fit_clusters, transform_latents
     from .model import load_model, load_published
 
     paths = real_paths(data_dir)
@@ -375,13 +378,17 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
     if not 1 <= k_min < k_max < len(latents):
         raise InputError(f"--k-min/--k-max: need 1 <= k_min < k_max < {len(latents)} (the real latents), "
                          f"got {k_min}..{k_max}")
+    try:
+        space = transform_latents(latents, latent_transform)
+    except ValueError as exc:
+        raise InputError(f"{paths['latents']}: {exc}") from None
     ks = np.arange(k_min, k_max + 1)
-    distortion = elbow_curve(latents, ks, seed)
+    distortion = elbow_curve(space, ks, seed)
     k = elbow_point(ks, distortion)
     # the real C2 crops are not published: relaxation times of the crops the decoder draws
     tau, bound = decoded_relaxation(published, latents)
-    labels, _ = fit_clusters(latents, k, seed, tau=tau, bound=bound)
-    coords = embed(latents, embedding, seed, n_neighbors, min_dist)
+    labels, _ = fit_clusters(space, k, seed, tau=tau, bound=bound)
+    coords = embed(space, embedding, seed, n_neighbors, min_dist)
     table = pd.DataFrame({"item": np.arange(len(latents)), "sector": sectors, "start": starts, "cluster": labels,
                           "decoded_kww_tau": tau, "decoded_kww_bound": bound,
                           "embed_x": coords[:, 0], "embed_y": coords[:, 1]})
@@ -394,7 +401,8 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
     umap_real(table, elbow_table, out / "real_umap.png")
     summary = {**errors, "published_latent_size": int(latent_pub.size),
                "published_latent_min": float(latent_pub.min()), "published_latent_nonzero": int((latent_pub > 0).sum()),
-               "our_crop": int(ours.config.crop), "k_elbow": int(k), "n_latents": int(len(latents)),
+               "our_crop": int(ours.config.crop), "k_elbow": int(k), "latent_transform": latent_transform,
+               "n_latents": int(len(latents)),
                "cluster_sizes": np.bincount(labels, minlength=k).tolist(), "shear_cessation_time_s": t0,
                "cluster_order": "slowest first by the median KWW time (frames) of the decoded crops, "
                                 "fits at a bound left out",
