@@ -195,7 +195,7 @@ def fig2(table, crops, classes: list[str], path, seed: int, n_samples: int = 4) 
     fig = plt.figure(figsize=(9.5, max(4.5, 1.1 * k)), constrained_layout=True)
     left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1])
     axes = left.subplots(2, 1)
-    _scatter(axes[0], table, "cluster", [f"cluster {i}" for i in range(k)], "A: clusters (k-means on latents)")
+    _scatter(axes[0], table, "cluster", [f"cluster {i}" for i in range(k)], "A: k-means clusters")
     if (table["label"] >= 0).all():
         _scatter(axes[1], table, "label", classes, "A': simulator's true classes", colour=_class_colour)
     rng = np.random.default_rng(seed)
