@@ -2,15 +2,16 @@
 
 Runs the default library chain (simulate -> crops -> train -> encode -> cluster: the same
 library functions and schema defaults as the workflow's rules, without the driven run, the
-sweep and UMAP, which do not change the scores) once per seed and prints one JSON object per
-seed: the elbow k, ARI/NMI at the elbow and at the true k = 6 (in the default latent space,
+sweep and UMAP, which do not change the scores) once per seed and prints one JSON line per run
+(data seed, training seed): the elbow k, ARI/NMI at the elbow and at the true k = 6 (in the default latent space,
 and ``ari_none`` with the latents as they are), the held-out L1 and the CPU seconds. ``--train-seeds`` reuses one seed's crops store and varies only the training and
 k-means seed, which separates the scatter of the simulated data from that of the training.
 
     python benchmarks/clustering_seeds.py --seeds 42 1 3 7 5 11 --work /tmp/clu_seeds
     python benchmarks/clustering_seeds.py --seeds 7 --train-seeds 100 101 --work /tmp/clu_seeds
 
-About 2.2 CPU minutes per seed on one thread (issue 19; README, clustering "Measured").
+About 2 CPU minutes per run on one thread; the table of its runs is in the README (clustering,
+"Measured", "Over seeds").
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ CLU_SIM = CLU["simulate"]
 CLU_TRAIN = CLU["train"]
 CLU_SWEEP = CLU["sweep"]
 CLU_CLUSTER = CLU["cluster"]
+if CLU["crop"] % (CLU_TRAIN["pools"][0] * CLU_TRAIN["pools"][1] * CLU_TRAIN["pools"][2]):
+    # a cross-key rule the schema cannot state: found here, before any job, not at the first training
+    raise WorkflowError(f"invalid config: clustering.train.pools: {CLU_TRAIN['pools']} must divide clustering.crop "
+                        f"{CLU['crop']} (the product of the pools is the crop side / the bottleneck map side)")
 CLU_FIGURES = ["supp_fig2", "supp_fig3", "fig2", "fig3", "fig4", "relaxation"]
 CLU_REAL_FIGURES = ["real_recon", "real_fig3", "real_umap"]
 

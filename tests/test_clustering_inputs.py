@@ -214,3 +214,22 @@ def test_figures_accept_the_valid_toy_inputs(tmp_path, library_128):
     proc = _figures(tmp_path, _figure_inputs(tmp_path), library_128.with_name("drive.zarr"))
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in (tmp_path / "figs").iterdir()} >= {"fig2.png", "fig3.png", "fig4.png", "supp_fig3.png"}
+
+
+def test_checkpoints_whose_config_does_not_fit_their_weights_are_one_line_errors(tmp_path):
+    from speckleml.errors import InputError
+    from speckleml.clustering.model import load_model
+
+    save_model(tmp_path / "good.pt", C2Autoencoder(AutoencoderConfig(crop=64, latent=8, pools=(4, 2, 2))).eval())
+    checkpoint = torch.load(tmp_path / "good.pt", weights_only=True)
+    broken = {
+        "edited_pool": {**checkpoint["config"], "pool": 4},                 # both pool and pools
+        "old_pool_wrong_weights": {k: v for k, v in {**checkpoint["config"], "pool": 4}.items() if k != "pools"},
+        "pools_none": {**checkpoint["config"], "pools": None},
+        "pools_short": {**checkpoint["config"], "pools": [4, 2]},
+    }
+    for name, config in broken.items():
+        torch.save({**checkpoint, "config": config}, tmp_path / f"{name}.pt")
+        with pytest.raises(InputError, match=f"{name}.pt: not a checkpoint of the C2 autoencoder"):
+            load_model(tmp_path / f"{name}.pt")
+    assert load_model(tmp_path / "good.pt")[0].config.pools == (4, 2, 2)

@@ -451,7 +451,7 @@ def latent_table(store, labels: np.ndarray, embedding: np.ndarray | None = None)
 
 def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_neighbors: int, min_dist: float,
                   seed: int, assignments_path, elbow_path, scores_path, k: int | None = None,
-                  apply_path=None, apply_out_path=None, latent_transform: str = "none") -> dict:
+                  apply_path=None, apply_out_path=None, latent_transform: str) -> dict:
     """The ``cluster`` stage: elbow scan, k-means, embedding and agreement with the truth.
 
     k-means is run for ``k = k_min..k_max`` on the latents (after ``latent_transform``, which

@@ -104,6 +104,8 @@ class AutoencoderConfig:
     def from_dict(cls, values: dict) -> "AutoencoderConfig":
         values = dict(values)
         values["channels"] = tuple(values.get("channels", (16, 32, 64)))
+        if "pool" in values and "pools" in values:
+            raise ValueError("config has both pool and pools")
         if "pool" in values:  # checkpoints written before per-stage pools: one factor for all
             values["pools"] = (values.pop("pool"),) * 3
         values["pools"] = tuple(int(p) for p in values.get("pools", (4, 4, 4)))
@@ -218,11 +220,18 @@ def load_model(path, map_location="cpu") -> tuple[C2Autoencoder, dict]:
     Raises
     ------
     InputError
-        When the file is not such a checkpoint.
+        When the file is not such a checkpoint, its config is invalid or its weights do not fit
+        the model its config describes.
     """
+    from ..errors import InputError
+
     checkpoint = load_torch(path, "clustering checkpoint", keys=("config", "state_dict"), map_location=map_location)
-    model = C2Autoencoder(AutoencoderConfig.from_dict(checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"], strict=True)
+    try:
+        model = C2Autoencoder(AutoencoderConfig.from_dict(checkpoint["config"]))
+        model.load_state_dict(checkpoint["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise InputError(f"{path}: not a checkpoint of the C2 autoencoder its config describes: "
+                         f"{' '.join(str(exc).split())[:300]}") from None
     model.eval()
     return model, checkpoint
 

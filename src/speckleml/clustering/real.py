@@ -308,7 +308,7 @@ def umap_real(table, elbow_table, path) -> None:
 
 
 def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding: str, n_neighbors: int,
-             min_dist: float, seed: int, latent_transform: str = "none") -> dict:
+             min_dist: float, seed: int, latent_transform: str) -> dict:
     """The ``real`` stage: the authors' weights and latents of real rheo-XPCS data (paper 001 Fig. 3).
 
     Parameters

@@ -222,7 +222,7 @@ def encode_crops(model: C2Autoencoder, crops: np.ndarray, device, batch_size: in
 
 def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_size: int, lr: float,
                      cycle_epochs: int, val_fraction: float, seed: int, device: str,
-                     pools: tuple[int, int, int] = (4, 4, 4), history_path=None, metrics_path=None) -> dict:
+                     pools: tuple[int, int, int], history_path=None, metrics_path=None) -> dict:
     """The ``train`` stage: train a :class:`C2Autoencoder` on a crops store and save it.
 
     Parameters
@@ -271,6 +271,10 @@ def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_
     store = read_store(crops_path, CROPS)
     try:
         model_config = AutoencoderConfig(crop=int(store.attrs["crop"]), latent=latent, pools=tuple(pools))
+        if model_config.bottom == 1:
+            log.warning("pools %s leave the bottleneck a 1 x 1 map of the %d px crops: no position along or "
+                        "across the diagonal (the reference leaves 4 x 4; README, clustering)",
+                        "x".join(map(str, model_config.pools)), model_config.crop)
         train_config = TrainConfig(epochs, batch_size, lr, cycle_epochs, val_fraction)
         model, history = train_autoencoder(store["crops"], store["series"], model_config, train_config, seed,
                                            resolve_device(device))
@@ -285,8 +289,8 @@ def train_from_store(crops_path, model_path, *, latent: int, epochs: int, batch_
         write_csv(pd.DataFrame(history), history_path)
     if metrics_path:
         write_text(json.dumps(metrics, indent=2) + "\n", metrics_path)
-    log.info("wrote %s: latent %d, best val L1 %.4f (MSE %.5f) at epoch %d", model_path, latent,
-             best["val_l1"], best["val_mse"], best["epoch"])
+    log.info("wrote %s: latent %d, pools %s, best val L1 %.4f (MSE %.5f) at epoch %d", model_path, latent,
+             "x".join(map(str, model_config.pools)), best["val_l1"], best["val_mse"], best["epoch"])
     return metrics
 
 
