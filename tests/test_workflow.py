@@ -69,7 +69,8 @@ def test_default_config_dry_run():
     ({"bogus": 1}, "<top level>", ["'bogus' was unexpected"]),
     ({"device": "tpu"}, "device", ["is not one of"]),
     # a rule across keys, checked at load instead of failing at the first training job
-    ({"clustering": {"train": {"pools": [8, 8, 8]}}}, "clustering.train.pools", ["must divide clustering.crop 64"]),
+    ({"xpcs": {"frames": None}, "clustering": {"train": {"pools": [8, 8, 8]}}}, "clustering.train.pools",
+     ["must divide clustering.crop 64"]),
 ])
 def test_bad_config_names_the_key(tmp_path, config, key, words):
     proc = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(write_config(tmp_path / "c.yaml", config)))
