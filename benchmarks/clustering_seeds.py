@@ -79,7 +79,7 @@ def score(work: Path, crops_path: Path, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 3, 7, 5, 11], help="data (and training) seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 3, 7, 5, 11], help="data (and training) seeds (default %(default)s)")
     parser.add_argument("--train-seeds", type=int, nargs="*", default=[],
                         help="training seeds to run on each data seed's crops besides the data seed itself")
     parser.add_argument("--work", type=Path, required=True, help="scratch directory (stores are overwritten)")
