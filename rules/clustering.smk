@@ -2,6 +2,8 @@
 # -> C2 of 18 azimuthal sectors (shared correlation engine) -> min-max crops along the diagonal
 # -> convolutional autoencoder -> k-means with an automatic elbow, UMAP, nearest neighbours
 # -> the paper's Fig. 2-4 and Supp. Fig. 2-3; with the authors' real data, their Fig. 3.
+import math
+
 CLU = config["clustering"]
 CLU_DIR = "results/clustering"
 CLU_FIG = f"{CLU_DIR}/figures"
@@ -11,7 +13,8 @@ CLU_SIM = CLU["simulate"]
 CLU_TRAIN = CLU["train"]
 CLU_SWEEP = CLU["sweep"]
 CLU_CLUSTER = CLU["cluster"]
-if CLU["crop"] % (CLU_TRAIN["pools"][0] * CLU_TRAIN["pools"][1] * CLU_TRAIN["pools"][2]):
+CLU_POOLS = " ".join(map(str, CLU_TRAIN["pools"]))   # as the --pools option takes them
+if CLU["crop"] % math.prod(CLU_TRAIN["pools"]):
     # a cross-key rule the schema cannot state: found here, before any job, not at the first training
     raise WorkflowError(f"invalid config: clustering.train.pools: {CLU_TRAIN['pools']} must divide clustering.crop "
                         f"{CLU['crop']} (the product of the pools is the crop side / the bottleneck map side)")
@@ -111,7 +114,7 @@ rule clustering_train:
         metrics=f"{CLU_DIR}/train_metrics.json",
     params:
         latent=CLU_TRAIN["latent"],
-        pools=" ".join(map(str, CLU_TRAIN["pools"])),
+        pools=CLU_POOLS,
         epochs=CLU_TRAIN["epochs"],
         batch_size=CLU_TRAIN["batch_size"],
         lr=CLU_TRAIN["lr"],
@@ -147,7 +150,7 @@ rule clustering_train_sweep:
         latent=r"\d+",
     params:
         epochs=CLU_SWEEP["epochs"],
-        pools=" ".join(map(str, CLU_TRAIN["pools"])),
+        pools=CLU_POOLS,
         batch_size=CLU_TRAIN["batch_size"],
         lr=CLU_TRAIN["lr"],
         cycle_epochs=CLU_TRAIN["cycle_epochs"],

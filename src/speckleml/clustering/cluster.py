@@ -77,6 +77,22 @@ def transform_latents(latents: np.ndarray, transform: str) -> np.ndarray:
     raise ValueError(f"unknown latent transform {transform!r} (known: {', '.join(LATENT_TRANSFORMS)})")
 
 
+def latent_space(latents: np.ndarray, transform: str, source) -> np.ndarray:
+    """:func:`transform_latents` of the latents read from ``source``, whose path names the error.
+
+    Raises
+    ------
+    InputError
+        When the transform does not fit the latents (one line naming ``source``).
+    """
+    from ..errors import InputError
+
+    try:
+        return transform_latents(latents, transform)
+    except ValueError as exc:
+        raise InputError(f"{source}: {exc}") from None
+
+
 def elbow_curve(latents: np.ndarray, ks, seed: int, n_init: int = 10) -> np.ndarray:
     """k-means distortion for each k (paper 001 Supp. Fig. 3).
 
@@ -502,10 +518,7 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
     from ..stores import read_store
 
     store = read_store(latents_path, LATENTS)
-    try:
-        latents = transform_latents(store["latent"], latent_transform)
-    except ValueError as exc:
-        raise InputError(f"{latents_path}: {exc}") from None
+    latents = latent_space(store["latent"], latent_transform, latents_path)
     n = latents.shape[0]
     if not 1 <= k_min < k_max or k_max >= n:
         raise InputError(f"--k-min/--k-max: need 1 <= k_min < k_max < number of crops of {latents_path} ({n}), "
@@ -524,10 +537,7 @@ def cluster_store(latents_path, *, k_min: int, k_max: int, embedding: str, n_nei
         if mine != theirs:
             raise InputError(f"{apply_path}: encoded by another model ({other.attrs.get('model', '?')}) than "
                              f"{latents_path} ({store.attrs.get('model', '?')})")
-        try:
-            other_latents = transform_latents(other["latent"], latent_transform)
-        except ValueError as exc:
-            raise InputError(f"{apply_path}: {exc}") from None
+        other_latents = latent_space(other["latent"], latent_transform, apply_path)
     ks = np.arange(k_min, k_max + 1)
     distortion = elbow_curve(latents, ks, seed)
     k = k or elbow_point(ks, distortion)

@@ -347,7 +347,7 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
 
     from ..atomic import write_csv, write_text
     from ..errors import InputError
-    from .cluster import elbow_curve, elbow_point, embed, fit_clusters, transform_latents
+    from .cluster import elbow_curve, elbow_point, embed, fit_clusters, latent_space
     from .model import load_model, load_published
 
     paths = real_paths(data_dir)
@@ -378,10 +378,7 @@ def run_real(*, data_dir, model_path, out_dir, k_min: int, k_max: int, embedding
     if not 1 <= k_min < k_max < len(latents):
         raise InputError(f"--k-min/--k-max: need 1 <= k_min < k_max < {len(latents)} (the real latents), "
                          f"got {k_min}..{k_max}")
-    try:
-        space = transform_latents(latents, latent_transform)
-    except ValueError as exc:
-        raise InputError(f"{paths['latents']}: {exc}") from None
+    space = latent_space(latents, latent_transform, paths["latents"])
     ks = np.arange(k_min, k_max + 1)
     distortion = elbow_curve(space, ks, seed)
     k = elbow_point(ks, distortion)
